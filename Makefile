@@ -39,6 +39,20 @@ help: ## list the targets
 .PHONY: tools
 tools: $(TOOL_STAMPS) ## install the pinned tools into .bin/
 
+# Debian packages the tests run for real: openssl (crypto interop vectors)
+# and the PostgreSQL server (registry tests start their own instance).
+.PHONY: system-deps
+system-deps: ## install the Debian packages the tests need (apt-get, when missing)
+	@missing=""; \
+	  command -v openssl >/dev/null || missing="$$missing openssl"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  if [ -n "$$missing" ]; then \
+	    echo ">> installing Debian packages:$$missing"; \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	    $$sudo apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi
+
 PROTOVALIDATE_PROTO := third_party/protovalidate/buf/validate/validate.proto
 $(PROTOVALIDATE_PROTO):
 	@mkdir -p $(dir $@)
@@ -68,7 +82,7 @@ build: ## build recoveryd and sandboxd into .bin/
 	go build -o $(BIN)/sandboxd ./cmd/sandboxd
 
 .PHONY: test
-test: tools check-generate lint ## everything CI runs: generate check, lint, all tests
+test: tools system-deps check-generate lint ## everything CI runs: generate check, lint, all tests
 	go test $(TEST_FLAGS) $(GO_PACKAGES)
 
 .PHONY: run
