@@ -1,0 +1,381 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Kind classifies an upstream failure.
+type Kind int
+
+// Kinds of upstream failure.
+const (
+	KindUnknown          Kind = iota
+	KindInvalid               // 400
+	KindUnauthenticated       // 401: our token is bad (configuration fault)
+	KindForbidden             // 403: token lacks the partner scope (configuration fault)
+	KindNotFound              // 404
+	KindAlreadyAssigned       // 409
+	KindTooLarge              // 413
+	KindUnsupportedMedia      // 415
+	KindRateLimited           // 429 (RetryAfter set)
+	KindUnavailable           // 5xx, connection failure, timeout
+	KindProtocol              // a 2xx whose body breaks the contract
+)
+
+// kindNames are the low-cardinality names used in logs and metrics.
+var kindNames = [...]string{
+	KindUnknown:          "unknown",
+	KindInvalid:          "invalid",
+	KindUnauthenticated:  "unauthenticated",
+	KindForbidden:        "forbidden",
+	KindNotFound:         "not_found",
+	KindAlreadyAssigned:  "already_assigned",
+	KindTooLarge:         "too_large",
+	KindUnsupportedMedia: "unsupported_media",
+	KindRateLimited:      "rate_limited",
+	KindUnavailable:      "unavailable",
+	KindProtocol:         "protocol",
+}
+
+// String names the kind for logs ("not_found", "rate_limited", …).
+func (k Kind) String() string {
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Error is every failure the Client returns; match with errors.As or
+// errors.Is(err, ErrNotFound) etc. Message is truncated upstream text for
+// logs only: never put it in a status returned to callers.
+type Error struct {
+	Kind       Kind
+	Endpoint   string // e.g. "POST /v1/partner/keys"
+	Status     int    // 0 when no response
+	Type       string // ErrorResponse.error
+	Message    string // ErrorResponse.message, truncated
+	Fields     map[string]string
+	RetryAfter time.Duration
+	// Sent is false only when the request certainly never reached the upstream.
+	Sent bool
+	Err  error
+}
+
+// Error renders e for logs: endpoint, status, error type, the sanitized
+// upstream message and field problems. It never holds the token or a
+// request body (neither is ever stored in an Error).
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("upstream ")
+	if e.Endpoint != "" {
+		b.WriteString(e.Endpoint)
+	} else {
+		b.WriteString("call")
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Kind.String())
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+	} else if !e.Sent {
+		b.WriteString(" (not sent)")
+	}
+	if e.Type != "" {
+		b.WriteString(" [")
+		b.WriteString(e.Type)
+		b.WriteString("]")
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if len(e.Fields) > 0 {
+		names := make([]string, 0, len(e.Fields))
+		for name := range e.Fields {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		b.WriteString(" (fields:")
+		for _, name := range names {
+			fmt.Fprintf(&b, " %s=%q", name, e.Fields[name])
+		}
+		b.WriteString(")")
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap exposes the underlying cause (a network error, a context error, a
+// decoding error) so errors.Is(err, context.DeadlineExceeded) works.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrNotFound) and friends match by Kind, so callers
+// need not know the HTTP status behind a failure.
+func (e *Error) Is(target error) bool {
+	s := sentinelFor(e.Kind)
+	return s != nil && target == s
+}
+
+// Sentinels for errors.Is, one per Kind.
+var (
+	ErrInvalid          = errors.New("upstream rejected the request as invalid")
+	ErrUnauthenticated  = errors.New("upstream rejected our credentials")
+	ErrForbidden        = errors.New("upstream token lacks the partner-endpoint scope")
+	ErrNotFound         = errors.New("upstream does not know the key")
+	ErrAlreadyAssigned  = errors.New("upstream already assigned a key for this user and organisation")
+	ErrTooLarge         = errors.New("upstream rejected the file as too large")
+	ErrUnsupportedMedia = errors.New("upstream rejected the media type")
+	ErrRateLimited      = errors.New("upstream rate limit reached")
+	ErrUnavailable      = errors.New("upstream unavailable")
+	ErrProtocol         = errors.New("upstream response breaks the contract")
+)
+
+// ErrUploadAborted is wrapped (together with the reader's own error) by
+// SecureFile when SecureFileRequest.File failed mid-stream: the request was
+// aborted mid-body, so the upstream stored nothing.
+var ErrUploadAborted = errors.New("upload aborted: the file reader failed")
+
+func sentinelFor(k Kind) error {
+	switch k {
+	case KindInvalid:
+		return ErrInvalid
+	case KindUnauthenticated:
+		return ErrUnauthenticated
+	case KindForbidden:
+		return ErrForbidden
+	case KindNotFound:
+		return ErrNotFound
+	case KindAlreadyAssigned:
+		return ErrAlreadyAssigned
+	case KindTooLarge:
+		return ErrTooLarge
+	case KindUnsupportedMedia:
+		return ErrUnsupportedMedia
+	case KindRateLimited:
+		return ErrRateLimited
+	case KindUnavailable:
+		return ErrUnavailable
+	case KindProtocol:
+		return ErrProtocol
+	}
+	return nil
+}
+
+// kindForStatus is the one place an HTTP status becomes a Kind.
+func kindForStatus(status int) Kind {
+	switch {
+	case status == http.StatusBadRequest:
+		return KindInvalid
+	case status == http.StatusUnauthorized:
+		return KindUnauthenticated
+	case status == http.StatusForbidden:
+		return KindForbidden
+	case status == http.StatusNotFound:
+		return KindNotFound
+	case status == http.StatusConflict:
+		return KindAlreadyAssigned
+	case status == http.StatusRequestEntityTooLarge:
+		return KindTooLarge
+	case status == http.StatusUnsupportedMediaType:
+		return KindUnsupportedMedia
+	case status == http.StatusTooManyRequests:
+		return KindRateLimited
+	case status >= 500 && status <= 599:
+		return KindUnavailable
+	}
+	return KindUnknown
+}
+
+// Limits on what an error response may contribute to an Error: the upstream
+// (or anything in between) controls this text, and it ends up in logs.
+const (
+	maxErrorBody    = 64 << 10 // read at most this much of an error body
+	maxErrorText    = 512      // bytes kept of a message or a non-JSON body
+	maxErrorType    = 64       // bytes kept of ErrorResponse.error
+	maxErrorFields  = 32       // entries kept of ErrorResponse.fields
+	maxFieldNameLen = 64       // bytes kept of a field name
+)
+
+// errorBody is the contract's ErrorResponse plus the emulator's fields.
+type errorBody struct {
+	Error   string            `json:"error"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields"`
+}
+
+// statusError classifies a non-2xx response. body holds at most
+// maxErrorBody bytes of the response.
+func statusError(endpoint string, resp *http.Response, body []byte, now time.Time) *Error {
+	e := &Error{
+		Kind:     kindForStatus(resp.StatusCode),
+		Endpoint: endpoint,
+		Status:   resp.StatusCode,
+		Sent:     true,
+	}
+	var eb errorBody
+	if len(body) > 0 && json.Unmarshal(body, &eb) == nil && (eb.Error != "" || eb.Message != "" || len(eb.Fields) > 0) {
+		e.Type = sanitize(eb.Error, maxErrorType)
+		e.Message = sanitize(eb.Message, maxErrorText)
+		e.Fields = sanitizeFields(eb.Fields)
+	} else if len(body) > 0 {
+		e.Message = sanitize(string(body), maxErrorText)
+	}
+	if e.Message == "" && e.Type == "" {
+		e.Message = http.StatusText(resp.StatusCode)
+	}
+	if e.Kind == KindRateLimited {
+		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	return e
+}
+
+// sanitize makes upstream-controlled text safe for a log line: invalid
+// UTF-8 and control characters are dropped, whitespace runs collapse to one
+// space, and the result is cut to at most max bytes (on a rune boundary,
+// marked with "…").
+func sanitize(s string, max int) string {
+	var b strings.Builder
+	space := false
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			continue
+		case unicode.IsSpace(r):
+			space = b.Len() > 0
+			continue
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+		if b.Len() > max {
+			break
+		}
+	}
+	out := b.String()
+	if len(out) <= max {
+		return out
+	}
+	const ellipsis = "…"
+	cut := max - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(out[cut]) {
+		cut--
+	}
+	return out[:cut] + ellipsis
+}
+
+func sanitizeFields(in map[string]string) map[string]string {
+	if len(in) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(in))
+	for name := range in {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make(map[string]string, min(len(names), maxErrorFields))
+	for _, name := range names {
+		if len(out) == maxErrorFields {
+			break
+		}
+		clean := sanitize(name, maxFieldNameLen)
+		if clean == "" {
+			continue
+		}
+		out[clean] = sanitize(in[name], maxErrorText)
+	}
+	return out
+}
+
+// parseRetryAfter reads Retry-After as delay-seconds or an HTTP date; 0
+// when absent, malformed or in the past.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		const maxSecs = int64(24 * time.Hour / time.Second)
+		return time.Duration(min(secs, maxSecs)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d.Round(time.Second)
+		}
+	}
+	return 0
+}
+
+// transportError classifies a failure with no HTTP response. gotConn says
+// whether the transport obtained a connection for the request.
+func transportError(endpoint string, err error, gotConn bool) *Error {
+	return &Error{
+		Kind:     KindUnavailable,
+		Endpoint: endpoint,
+		Sent:     gotConn || !neverSent(err),
+		Err:      err,
+	}
+}
+
+// neverSent reports whether err certainly happened before any request byte
+// could reach the server: name resolution, connecting, or the TLS handshake.
+// Anything else (a reset, EOF, a timeout after connecting) may have reached
+// the server.
+func neverSent(err error) bool {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	var alertErr tls.AlertError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &dnsErr),
+		errors.As(err, &certErr),
+		errors.As(err, &recErr),
+		errors.As(err, &alertErr),
+		errors.As(err, &unknownAuth),
+		errors.As(err, &hostErr),
+		errors.As(err, &invalidCert),
+		errors.Is(err, syscall.ECONNREFUSED):
+		return true
+	case errors.As(err, &opErr):
+		return opErr.Op == "dial" || opErr.Op == "proxyconnect"
+	}
+	return false
+}
+
+// isTimeout reports a deadline or timeout anywhere in err's chain.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
