@@ -1,0 +1,323 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+)
+
+// harness is a real emulator behind a real loopback HTTP server.
+type harness struct {
+	t      *testing.T
+	srv    *sandbox.Server
+	http   *httptest.Server
+	client *http.Client
+	logs   *logSink
+}
+
+// start runs sandbox.New(cfg) behind httptest, filling in a testkeys key
+// source (unless the test set one) and a log sink.
+func start(t *testing.T, cfg sandbox.Config) *harness {
+	t.Helper()
+	if cfg.KeySource == nil {
+		cfg.KeySource = testkeys.NewRSASource()
+	}
+	sink := newLogSink()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(sink)
+	}
+	srv, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatalf("sandbox.New: %v", err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		hs.Close()
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return &harness{t: t, srv: srv, http: hs, client: hs.Client(), logs: sink}
+}
+
+// response is a completed HTTP exchange.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// json decodes the body into a generic map.
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body is not a JSON object: %v\n%s", err, r.body)
+	}
+	return m
+}
+
+// errorBody decodes the contract's ErrorResponse.
+type errorBody struct {
+	Error   string            `json:"error"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields"`
+}
+
+func (r response) errorBody(t *testing.T) errorBody {
+	t.Helper()
+	var e errorBody
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		t.Fatalf("body is not an ErrorResponse: %v\n%s", err, r.body)
+	}
+	if e.Error == "" || e.Message == "" {
+		t.Fatalf("ErrorResponse lacks error or message: %s", r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("error Content-Type = %q, want application/json", ct)
+	}
+	return e
+}
+
+// do sends one request; token "" sends no Authorization header.
+func (h *harness) do(method, path, token, contentType string, body io.Reader) response {
+	h.t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, h.http.URL+path, body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// postJSON posts v (a string is sent verbatim) with the partner token.
+func (h *harness) postJSON(path, token string, v any) response {
+	h.t.Helper()
+	var body []byte
+	if s, ok := v.(string); ok {
+		body = []byte(s)
+	} else {
+		var err error
+		if body, err = json.Marshal(v); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return h.do(http.MethodPost, path, token, "application/json", bytes.NewReader(body))
+}
+
+// assignRequest builds a valid assign-key body; mutate it per case.
+func assignRequest(user, customer string, signWith ...string) map[string]any {
+	req := map[string]any{
+		"user_identifier": user,
+		"key_type":        "rsa4096",
+		"key_environment": "COLD",
+		"organisation":    map[string]any{"customer_id": customer, "customer_name": "Acme Corp"},
+		"package":         map[string]any{"package_id": "pkg-456", "package_name": "Main Workspace"},
+	}
+	if signWith != nil {
+		req["sign_with"] = signWith
+	}
+	return req
+}
+
+// assigned is a decoded 200 assign-key body.
+type assigned struct {
+	KeyID         string   `json:"key_id"`
+	PublicKey     string   `json:"public_key"`
+	Signature     string   `json:"signature"`
+	SignedPayload string   `json:"signed_payload"`
+	SignedFields  []string `json:"signed_fields"`
+	CustomerID    string   `json:"customer_id"`
+	PackageID     string   `json:"package_id"`
+	Metadata      struct {
+		CustomerName string `json:"customer_name"`
+		PackageName  string `json:"package_name"`
+	} `json:"metadata"`
+}
+
+func (a assigned) signed() keycrypto.SignedAssignment {
+	return keycrypto.SignedAssignment{PublicKeyHex: a.PublicKey, Signature: a.Signature,
+		SignedPayload: a.SignedPayload, SignedFields: a.SignedFields}
+}
+
+// assign assigns a key and requires a 200.
+func (h *harness) assign(req map[string]any) assigned {
+	h.t.Helper()
+	resp := h.postJSON(sandbox.PathAssignKey, sandbox.DevPartnerToken, req)
+	if resp.status != http.StatusOK {
+		h.t.Fatalf("assign: status %d: %s", resp.status, resp.body)
+	}
+	var a assigned
+	dec := json.NewDecoder(bytes.NewReader(resp.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		h.t.Fatalf("assign: %v\n%s", err, resp.body)
+	}
+	return a
+}
+
+// sealed is a ciphertext and its plaintext checksum, made with keycrypto
+// as a client would.
+func seal(t *testing.T, publicHex string, plaintext []byte) (data, checksum string) {
+	t.Helper()
+	pub, err := keycrypto.ParsePublicKeyHex(publicHex)
+	if err != nil {
+		t.Fatalf("ParsePublicKeyHex: %v", err)
+	}
+	ct, err := keycrypto.Encrypt(rand.Reader, pub, plaintext)
+	if err != nil {
+		t.Fatalf("Encrypt: %v", err)
+	}
+	return b64(ct), keycrypto.Checksum(plaintext)
+}
+
+// inspectKeys lists GET /sandbox/v1/keys.
+type inspectedKey struct {
+	KeyID          string `json:"key_id"`
+	UserIdentifier string `json:"user_identifier"`
+	UserID         string `json:"user_id"`
+	CustomerID     string `json:"customer_id"`
+	PackageID      string `json:"package_id"`
+	KeyEnvironment string `json:"key_environment"`
+	PublicKey      string `json:"public_key"`
+	CreatedAt      string `json:"created_at"`
+}
+
+type inspectedBackup struct {
+	BackupID   string            `json:"backup_id"`
+	BackupType string            `json:"backup_type"`
+	KeyID      string            `json:"key_id"`
+	CustomerID string            `json:"customer_id"`
+	PackageID  string            `json:"package_id"`
+	SizeBytes  int64             `json:"size_bytes"`
+	SHA256     string            `json:"sha256"`
+	Checksum   string            `json:"checksum"`
+	Metadata   map[string]string `json:"metadata"`
+	StoredAt   string            `json:"stored_at"`
+}
+
+func (h *harness) keys() []inspectedKey {
+	h.t.Helper()
+	resp := h.do(http.MethodGet, sandbox.PathInspectKeys, "", "", nil)
+	var body struct {
+		Keys []inspectedKey `json:"keys"`
+	}
+	decodeStrict(h.t, resp, &body)
+	return body.Keys
+}
+
+func (h *harness) backups() []inspectedBackup {
+	h.t.Helper()
+	resp := h.do(http.MethodGet, sandbox.PathInspectBackups, "", "", nil)
+	var body struct {
+		Backups []inspectedBackup `json:"backups"`
+	}
+	decodeStrict(h.t, resp, &body)
+	return body.Backups
+}
+
+// decodeStrict requires a 200 JSON body that decodes into v with no unknown fields.
+func decodeStrict(t *testing.T, resp response, v any) {
+	t.Helper()
+	if resp.status != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.status, resp.body)
+	}
+	dec := json.NewDecoder(bytes.NewReader(resp.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%v\n%s", err, resp.body)
+	}
+}
+
+// logSink is a slog.Handler that keeps every record, so tests can wait
+// for a request to have been fully handled (its log line comes last) and
+// check that secrets never reach the log.
+type logSink struct {
+	mu      sync.Mutex
+	records []string
+	notify  chan struct{}
+}
+
+func newLogSink() *logSink { return &logSink{notify: make(chan struct{}, 1024)} }
+
+func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
+func (s *logSink) WithAttrs([]slog.Attr) slog.Handler        { return s }
+func (s *logSink) WithGroup(string) slog.Handler             { return s }
+func (s *logSink) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(" " + a.Key + "=" + a.Value.String())
+		return true
+	})
+	s.mu.Lock()
+	s.records = append(s.records, b.String())
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// all returns the log so far as one string.
+func (s *logSink) all() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.records, "\n")
+}
+
+// waitFor blocks until a log line contains every part; the deadline only
+// turns a hang into a failure, it is not what the test asserts.
+func (s *logSink) waitFor(t *testing.T, parts ...string) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		s.mu.Lock()
+		for _, line := range s.records {
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(line, p)
+			}
+			if ok {
+				s.mu.Unlock()
+				return line
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-deadline:
+			t.Fatalf("no log line with %q; log:\n%s", parts, s.all())
+		}
+	}
+}
