@@ -1,0 +1,275 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// signWith are the context fields the enclave must bind into its signature,
+// in request order: without them a valid signature could be replayed for
+// another organisation, package or key.
+var signWith = []string{"external_customer_id", "external_package_id", "key_id", "key_fingerprint"}
+
+// Backoff while another request holds the pair's reservation.
+const (
+	assignmentPollStart = 50 * time.Millisecond
+	assignmentPollMax   = 500 * time.Millisecond
+)
+
+// AssignKey returns the customer's verified key, assigning it upstream at
+// most once per (user_identifier, organisation.customer_id).
+func (s *Server) AssignKey(ctx context.Context, req *recoveryv1.AssignKeyRequest) (*recoveryv1.AssignKeyResponse, error) {
+	terms := termsFromRequest(req, CallerFromContext(ctx))
+	if err := checkTerms(terms); err != nil {
+		return nil, s.statusFromError(ctx, "AssignKey", err)
+	}
+	annotate(ctx, attribute.String("key_environment", terms.KeyEnvironment))
+	key, repeat, err := s.assignKey(ctx, terms)
+	if err != nil {
+		return nil, s.statusFromError(ctx, "AssignKey", err)
+	}
+	annotate(ctx, attribute.String("key_id", key.KeyID), attribute.Bool("already_assigned", repeat))
+	out, err := keyToProto(key)
+	if err != nil {
+		return nil, s.statusFromError(ctx, "AssignKey", err)
+	}
+	return &recoveryv1.AssignKeyResponse{Key: out, AlreadyAssigned: repeat}, nil
+}
+
+// checkTerms rejects terms the upstream would refuse anyway. recoveryd's
+// validation interceptor normally catches these first; this keeps a Server
+// wired without it from reserving a pair for a request that cannot succeed.
+func checkTerms(t registry.KeyTerms) error {
+	required := []struct{ field, value string }{
+		{"user_identifier", t.UserIdentifier},
+		{"key_environment", t.KeyEnvironment},
+		{"organisation.customer_id", t.CustomerID},
+		{"organisation.customer_name", t.CustomerName},
+		{"package.package_id", t.PackageID},
+		{"package.package_name", t.PackageName},
+	}
+	var f *failure
+	for _, r := range required {
+		if r.value != "" {
+			continue
+		}
+		desc := "is required"
+		if r.field == "key_environment" {
+			desc = "must be KEY_ENVIRONMENT_HOT or KEY_ENVIRONMENT_COLD"
+		}
+		v := invalidField(r.field, errors.New(r.field+" "+desc))
+		if f == nil {
+			f = v
+		} else {
+			f.violations = append(f.violations, v.violations...)
+		}
+	}
+	if f == nil {
+		return nil
+	}
+	return f
+}
+
+// assignKey runs the exactly-once flow; repeat reports a key returned from
+// the record without an upstream call.
+func (s *Server) assignKey(ctx context.Context, terms registry.KeyTerms) (key *registry.Key, repeat bool, err error) {
+	res, err := s.reserveAssignment(ctx, terms)
+	if err != nil {
+		return nil, false, err
+	}
+	switch res.State {
+	case registry.AssignmentReserved:
+		key, err := s.newAssignment(ctx, terms, res.Token)
+		return key, false, err
+	case registry.AssignmentRecorded:
+		key, err := s.repeatAssignment(ctx, terms, res)
+		return key, err == nil, err
+	case registry.AssignmentUnknown:
+		s.metrics.assignment(ctx, outcomeUnknown)
+		return nil, false, fail(ReasonAssignmentOutcomeUnknown,
+			fmt.Errorf("assignment recorded with unknown outcome: %s", res.Reason))
+	case registry.AssignmentUntrusted:
+		s.metrics.assignment(ctx, outcomeUntrusted)
+		return nil, false, fail(ReasonEnclaveSignatureInvalid,
+			fmt.Errorf("assignment recorded as untrusted: %s", res.Reason))
+	case registry.AssignmentElsewhere:
+		s.metrics.assignment(ctx, outcomeAssignedElsewhere)
+		return nil, false, fail(ReasonAssignedElsewhere,
+			fmt.Errorf("assignment recorded as assigned elsewhere: %s", res.Reason))
+	default:
+		return nil, false, fmt.Errorf("registry returned assignment state %d", res.State)
+	}
+}
+
+// reserveAssignment reserves the pair, waiting (with backoff, at most
+// assignmentWaitLimit) while a concurrent request holds it, so that the
+// concurrent callers of one pair all get the one key.
+func (s *Server) reserveAssignment(ctx context.Context, terms registry.KeyTerms) (registry.AssignmentReservation, error) {
+	wait, cancel := context.WithTimeout(ctx, assignmentWaitLimit)
+	defer cancel()
+	delay := assignmentPollStart
+	for {
+		res, err := s.registry.ReserveAssignment(ctx, terms, s.lease())
+		if err != nil {
+			return res, registryFailure(err)
+		}
+		if res.State != registry.AssignmentInProgress {
+			return res, nil
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-wait.Done():
+			timer.Stop()
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return res, ctx.Err()
+			}
+			f := fail(ReasonAssignmentInProgress, errors.New("another request still holds the reservation"))
+			f.retryAfter = inProgressRetryDelay
+			return res, f
+		case <-timer.C:
+		}
+		delay = min(2*delay, assignmentPollMax)
+	}
+}
+
+// repeatAssignment returns the recorded key when the terms match; a request
+// for other terms is not a repeat and must not silently get this key.
+func (s *Server) repeatAssignment(ctx context.Context, terms registry.KeyTerms, res registry.AssignmentReservation) (*registry.Key, error) {
+	key := res.Key
+	if key == nil {
+		return nil, errors.New("registry reported a recorded assignment without its key")
+	}
+	if key.KeyEnvironment != terms.KeyEnvironment || key.PackageID != terms.PackageID {
+		s.metrics.assignment(ctx, outcomeDifferentTerms)
+		f := fail(ReasonAssignedWithDifferentTerms, fmt.Errorf(
+			"key %s recorded for %s/%s, request asks for %s/%s",
+			key.KeyID, key.KeyEnvironment, key.PackageID, terms.KeyEnvironment, terms.PackageID))
+		f.metadata = map[string]string{
+			"recorded_key_environment": environmentFromName(key.KeyEnvironment).String(),
+			"recorded_package_id":      key.PackageID,
+			"recorded_package_name":    key.PackageName,
+		}
+		return nil, f
+	}
+	s.metrics.assignment(ctx, outcomeRepeat)
+	return key, nil
+}
+
+// newAssignment calls upstream on a reservation this request owns, verifies
+// the answer and records it.
+func (s *Server) newAssignment(ctx context.Context, terms registry.KeyTerms, token string) (*registry.Key, error) {
+	// NOTE: once the upstream call may have been sent, only recording its
+	// outcome keeps the pair exactly-once, so everything after the
+	// reservation runs on a context the caller's departure does not cancel,
+	// bounded by the lease.
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lease())
+	defer cancel()
+
+	// Load the verification keys before asking for a key: if they cannot be
+	// had, nothing is assigned and the caller may simply retry.
+	keys, err := s.keys.Keys(ctx)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		s.releaseAssignment(work, token)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fail(ReasonVerificationKeysUnavailable, err)
+	}
+
+	call, cancelCall := context.WithTimeout(work, s.callTimeout)
+	resp, err := s.upstream.AssignKey(call, upstreamAssignRequest(terms))
+	cancelCall()
+	if err != nil {
+		return nil, s.assignmentFailed(work, terms, token, err)
+	}
+
+	key, err := s.verifyAssignment(work, terms, resp, keys)
+	if err != nil {
+		s.failAssignment(work, token, registry.AssignmentUntrusted,
+			fmt.Sprintf("key %s failed verification: %v", resp.KeyID, err))
+		s.metrics.assignment(ctx, outcomeUntrusted)
+		return nil, fail(ReasonEnclaveSignatureInvalid, err)
+	}
+
+	if err := s.registry.CompleteAssignment(work, token, *key); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "verified key assigned upstream but not recorded",
+			slog.String("key_id", key.KeyID), slog.String("customer_id", terms.CustomerID),
+			slog.String("error", err.Error()))
+		s.failAssignment(work, token, registry.AssignmentUnknown,
+			fmt.Sprintf("key %s assigned and verified upstream but recording failed: %v", key.KeyID, err))
+		s.metrics.assignment(ctx, outcomeUnknown)
+		return nil, fail(ReasonAssignmentOutcomeUnknown, err)
+	}
+	s.metrics.assignment(ctx, outcomeNew)
+	// Read back what was recorded so this answer and every repeat agree to
+	// the registry's time precision.
+	if recorded, err := s.registry.GetKey(work, key.KeyID); err == nil {
+		return recorded, nil
+	}
+	return key, nil
+}
+
+// assignmentFailed settles the reservation after a failed upstream call and
+// says what the caller gets. Never retried here: a retry after the request
+// may have been sent could assign a second key.
+func (s *Server) assignmentFailed(work context.Context, terms registry.KeyTerms, token string, err error) error {
+	ue, isUpstream := errors.AsType[*upstream.Error](err)
+	switch {
+	case isUpstream && ue.Kind == upstream.KindAlreadyAssigned:
+		s.log.LogAttrs(work, slog.LevelError, "upstream holds a key this registry never recorded",
+			slog.String("customer_id", terms.CustomerID), slog.String("user_identifier", terms.UserIdentifier))
+		s.failAssignment(work, token, registry.AssignmentElsewhere,
+			"upstream answered 409 with no local record: the key was assigned outside this registry")
+		s.metrics.assignment(work, outcomeAssignedElsewhere)
+		return fail(ReasonAssignedElsewhere, err)
+	case isUpstream && (!ue.Sent || assignedNothing(ue.Kind)):
+		s.releaseAssignment(work, token)
+		return err
+	default:
+		s.log.LogAttrs(work, slog.LevelError, "assignment outcome unknown",
+			slog.String("customer_id", terms.CustomerID), slog.String("user_identifier", terms.UserIdentifier),
+			slog.String("error", err.Error()))
+		s.failAssignment(work, token, registry.AssignmentUnknown,
+			fmt.Sprintf("upstream call failed after it may have been sent: %v", err))
+		s.metrics.assignment(work, outcomeUnknown)
+		return fail(ReasonAssignmentOutcomeUnknown, err)
+	}
+}
+
+// assignedNothing reports the definite answers after which the upstream
+// certainly holds no key for the request.
+func assignedNothing(k upstream.Kind) bool {
+	switch k {
+	case upstream.KindInvalid, upstream.KindUnauthenticated, upstream.KindForbidden, upstream.KindRateLimited:
+		return true
+	}
+	return false
+}
+
+func (s *Server) releaseAssignment(ctx context.Context, token string) {
+	if err := s.registry.ReleaseAssignment(ctx, token); err != nil {
+		// The row stays pending and turns Unknown when its lease ends:
+		// safe, but an operator will have to look at it.
+		s.log.LogAttrs(ctx, slog.LevelError, "releasing an assignment reservation failed",
+			slog.String("error", err.Error()))
+	}
+}
+
+func (s *Server) failAssignment(ctx context.Context, token string, state registry.AssignmentState, reason string) {
+	if err := s.registry.FailAssignment(ctx, token, state, reason); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "parking an assignment reservation failed",
+			slog.Int("state", int(state)), slog.String("error", err.Error()))
+	}
+}

@@ -1,0 +1,384 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of every error this service
+// returns.
+const ErrorDomain = "recovery.v1"
+
+// ErrorInfo reasons. They are part of the contract: callers branch on them,
+// so a reason is never renamed or reused for another cause.
+const (
+	ReasonInvalidRequest              = "INVALID_REQUEST"
+	ReasonPlaintextTooLarge           = "PLAINTEXT_TOO_LARGE"
+	ReasonInvalidPublicKey            = "INVALID_PUBLIC_KEY"
+	ReasonInvalidPageToken            = "INVALID_PAGE_TOKEN"
+	ReasonKeyNotFound                 = "KEY_NOT_FOUND"
+	ReasonAssignedElsewhere           = "ASSIGNED_ELSEWHERE"
+	ReasonAssignedWithDifferentTerms  = "ASSIGNED_WITH_DIFFERENT_TERMS"
+	ReasonAssignmentInProgress        = "ASSIGNMENT_IN_PROGRESS"
+	ReasonAssignmentOutcomeUnknown    = "ASSIGNMENT_OUTCOME_UNKNOWN"
+	ReasonEnclaveSignatureInvalid     = "ENCLAVE_SIGNATURE_INVALID"
+	ReasonVerificationKeysUnavailable = "VERIFICATION_KEYS_UNAVAILABLE"
+	ReasonIdempotencyKeyReused        = "IDEMPOTENCY_KEY_REUSED"
+	ReasonRequestInProgress           = "REQUEST_IN_PROGRESS"
+	ReasonBackupOutcomeUnknown        = "BACKUP_OUTCOME_UNKNOWN"
+	ReasonFileTooLarge                = "FILE_TOO_LARGE"
+	ReasonDigestMismatch              = "DIGEST_MISMATCH"
+	ReasonSizeMismatch                = "SIZE_MISMATCH"
+	ReasonStreamOutOfOrder            = "STREAM_OUT_OF_ORDER"
+	ReasonEmptyFile                   = "EMPTY_FILE"
+	ReasonUpstreamRejectedRequest     = "UPSTREAM_REJECTED_REQUEST"
+	ReasonUpstreamCredentialsRejected = "UPSTREAM_CREDENTIALS_REJECTED"
+	ReasonKeyNotFoundUpstream         = "KEY_NOT_FOUND_UPSTREAM"
+	ReasonUpstreamContractMismatch    = "UPSTREAM_CONTRACT_MISMATCH"
+	ReasonUpstreamRateLimited         = "UPSTREAM_RATE_LIMITED"
+	ReasonUpstreamUnavailable         = "UPSTREAM_UNAVAILABLE"
+	ReasonRegistryUnavailable         = "REGISTRY_UNAVAILABLE"
+	ReasonDeadlineExceeded            = "DEADLINE_EXCEEDED"
+	ReasonCancelled                   = "CANCELLED"
+	ReasonInternal                    = "INTERNAL"
+)
+
+// reasonSpec is how one reason is reported: its gRPC code, the fixed message
+// a person can act on, and how loudly the full error is logged.
+type reasonSpec struct {
+	code    codes.Code
+	message string
+	level   slog.Level
+}
+
+// reasonSpecs is the one table of codes and messages. Messages are fixed
+// strings: nothing from an upstream body, a database or the request's secret
+// fields ever reaches a status message.
+var reasonSpecs = map[string]reasonSpec{
+	ReasonInvalidRequest: {codes.InvalidArgument,
+		"the request is invalid: see the BadRequest field violations", slog.LevelInfo},
+	ReasonPlaintextTooLarge: {codes.InvalidArgument,
+		"plaintext is larger than 446 bytes, the most one RSA-4096 OAEP-SHA256 block holds: store larger material with SecureFile", slog.LevelInfo},
+	ReasonInvalidPublicKey: {codes.InvalidArgument,
+		"public_key_hex is not the hex of an RSA-4096 DER SubjectPublicKeyInfo: see the field violation", slog.LevelInfo},
+	ReasonInvalidPageToken: {codes.InvalidArgument,
+		"page_token was not issued by this service: start again with an empty page_token", slog.LevelInfo},
+	ReasonKeyNotFound: {codes.NotFound,
+		"no key with this key_id or public key was assigned through AssignKey", slog.LevelInfo},
+	ReasonAssignedElsewhere: {codes.FailedPrecondition,
+		"the Partner Key Service already holds a key for this user_identifier and organisation that this service never recorded: an operator must reconcile it", slog.LevelError},
+	ReasonAssignedWithDifferentTerms: {codes.AlreadyExists,
+		"a key is already assigned for this user_identifier and organisation with a different key_environment or package: see the recorded values in ErrorInfo metadata", slog.LevelInfo},
+	ReasonAssignmentInProgress: {codes.Aborted,
+		"another request is assigning a key for this user_identifier and organisation: retry after the RetryInfo delay", slog.LevelWarn},
+	ReasonAssignmentOutcomeUnknown: {codes.FailedPrecondition,
+		"an earlier assignment for this user_identifier and organisation has an unknown outcome: an operator must reconcile it before a key can be returned", slog.LevelError},
+	ReasonEnclaveSignatureInvalid: {codes.FailedPrecondition,
+		"the key assigned by the Partner Key Service failed enclave signature verification and was not recorded: an operator has been alerted", slog.LevelError},
+	ReasonVerificationKeysUnavailable: {codes.Unavailable,
+		"the enclave verification keys could not be loaded, so no key was assigned: retry later", slog.LevelError},
+	ReasonIdempotencyKeyReused: {codes.AlreadyExists,
+		"idempotency_key was already used for a different request: use a new idempotency_key for new material", slog.LevelInfo},
+	ReasonRequestInProgress: {codes.Aborted,
+		"a request with this idempotency_key is still in progress: retry after the RetryInfo delay", slog.LevelWarn},
+	ReasonBackupOutcomeUnknown: {codes.FailedPrecondition,
+		"an earlier request with this idempotency_key has an unknown outcome: check ListBackups, or use a new idempotency_key", slog.LevelError},
+	ReasonFileTooLarge: {codes.ResourceExhausted,
+		"the file is larger than the size limit: nothing was stored", slog.LevelInfo},
+	ReasonDigestMismatch: {codes.InvalidArgument,
+		"the bytes received do not hash to the declared sha256: nothing was stored", slog.LevelInfo},
+	ReasonSizeMismatch: {codes.InvalidArgument,
+		"the bytes received do not add up to the declared size_bytes: nothing was stored", slog.LevelInfo},
+	ReasonStreamOutOfOrder: {codes.InvalidArgument,
+		"a SecureFile stream is one header message followed only by chunk messages: nothing was stored", slog.LevelInfo},
+	ReasonEmptyFile: {codes.InvalidArgument,
+		"the stream ended without any file bytes: nothing was stored", slog.LevelInfo},
+	ReasonUpstreamRejectedRequest: {codes.InvalidArgument,
+		"the Partner Key Service rejected the request as invalid (for sealed data: the ciphertext must be RSA-OAEP with SHA-256 as OAEP and MGF1 hash to this key, and the checksum the SHA-256 of the plaintext): see upstream_fields in ErrorInfo metadata", slog.LevelWarn},
+	ReasonUpstreamCredentialsRejected: {codes.Internal,
+		"the service's credentials for the Partner Key Service were rejected: this is a service configuration fault, contact the operator", slog.LevelError},
+	ReasonKeyNotFoundUpstream: {codes.NotFound,
+		"the Partner Key Service does not know this key", slog.LevelWarn},
+	ReasonUpstreamContractMismatch: {codes.Internal,
+		"the Partner Key Service answered outside its contract: contact the operator", slog.LevelError},
+	ReasonUpstreamRateLimited: {codes.Unavailable,
+		"the Partner Key Service rate limit was reached: retry after the RetryInfo delay", slog.LevelWarn},
+	ReasonUpstreamUnavailable: {codes.Unavailable,
+		"the Partner Key Service is unavailable: retry later", slog.LevelWarn},
+	ReasonRegistryUnavailable: {codes.Unavailable,
+		"the service's registry is unavailable: retry later", slog.LevelError},
+	ReasonDeadlineExceeded: {codes.DeadlineExceeded,
+		"the request's deadline passed before it completed", slog.LevelWarn},
+	ReasonCancelled: {codes.Canceled,
+		"the request was cancelled by the caller", slog.LevelInfo},
+	ReasonInternal: {codes.Internal,
+		"internal error: the operator has the details in the service log", slog.LevelError},
+}
+
+// failure is an outcome this package decided on. It carries the reason and
+// the details a caller can act on; cause is the full error, for the log only.
+type failure struct {
+	reason     string
+	metadata   map[string]string
+	violations []*errdetails.BadRequest_FieldViolation
+	retryAfter time.Duration
+	cause      error
+}
+
+func (f *failure) Error() string {
+	if f.cause == nil {
+		return strings.ToLower(f.reason)
+	}
+	return strings.ToLower(f.reason) + ": " + f.cause.Error()
+}
+
+func (f *failure) Unwrap() error { return f.cause }
+
+// fail makes a failure with reason, keeping cause for the log.
+func fail(reason string, cause error) *failure {
+	return &failure{reason: reason, cause: cause}
+}
+
+// invalidField reports one bad request field. The reason follows the cause
+// (PLAINTEXT_TOO_LARGE, INVALID_PUBLIC_KEY, else INVALID_REQUEST); the field
+// violation's description is cause's text, which is ours or keycrypto's and
+// names what is wrong without echoing secret material.
+func invalidField(field string, cause error) *failure {
+	reason := ReasonInvalidRequest
+	switch {
+	case errors.Is(cause, keycrypto.ErrPlaintextTooLarge):
+		reason = ReasonPlaintextTooLarge
+	case errors.Is(cause, keycrypto.ErrInvalidPublicKey):
+		reason = ReasonInvalidPublicKey
+	}
+	return &failure{
+		reason: reason,
+		violations: []*errdetails.BadRequest_FieldViolation{{
+			Field:       field,
+			Description: cause.Error(),
+			Reason:      reason,
+		}},
+		cause: cause,
+	}
+}
+
+// registryFailure marks an unexpected registry error (a database that does
+// not answer) so it is reported as REGISTRY_UNAVAILABLE; the registry's
+// sentinel errors and context errors pass through to the switch unchanged.
+func registryFailure(err error) error {
+	switch {
+	case err == nil,
+		errors.Is(err, registry.ErrNotFound),
+		errors.Is(err, registry.ErrInvalidPageToken),
+		errors.Is(err, registry.ErrReservationLost),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	var f *failure
+	if errors.As(err, &f) {
+		return err
+	}
+	return fail(ReasonRegistryUnavailable, err)
+}
+
+// classify is the single switch from every typed error the service meets
+// (its own, upstream's, the registry's, keycrypto's, the context's) to a
+// failure with a reason.
+func classify(err error) *failure {
+	if f, ok := errors.AsType[*failure](err); ok {
+		return f
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return fail(ReasonCancelled, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fail(ReasonDeadlineExceeded, err)
+	}
+	if ue, ok := errors.AsType[*upstream.Error](err); ok {
+		return classifyUpstream(ue, err)
+	}
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return fail(ReasonKeyNotFound, err)
+	case errors.Is(err, registry.ErrInvalidPageToken):
+		f := invalidField("page_token", errors.New("not a page token this service issued"))
+		f.reason, f.violations[0].Reason, f.cause = ReasonInvalidPageToken, ReasonInvalidPageToken, err
+		return f
+	case errors.Is(err, keycrypto.ErrInvalidPublicKey):
+		return invalidField("public_key_hex", err)
+	case errors.Is(err, keycrypto.ErrPlaintextTooLarge), errors.Is(err, keycrypto.ErrEmptyPlaintext):
+		return invalidField("plaintext", err)
+	case errors.Is(err, keycrypto.ErrInvalidChecksum):
+		return invalidField("sealed.checksum_sha256", err)
+	case errors.Is(err, keycrypto.ErrSignatureInvalid), errors.Is(err, keycrypto.ErrBindingMismatch):
+		return fail(ReasonEnclaveSignatureInvalid, err)
+	case errors.Is(err, keycrypto.ErrNoVerificationKey), errors.Is(err, keycrypto.ErrInvalidJWKS):
+		return fail(ReasonVerificationKeysUnavailable, err)
+	}
+	// A gRPC status reaching here comes from the transport (stream.Recv
+	// when the caller goes away).
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.Canceled:
+			return fail(ReasonCancelled, err)
+		case codes.DeadlineExceeded:
+			return fail(ReasonDeadlineExceeded, err)
+		}
+	}
+	return fail(ReasonInternal, err)
+}
+
+// classifyUpstream maps the adapter's error kinds. Never the upstream's
+// message text: only its field names reach the caller.
+func classifyUpstream(ue *upstream.Error, err error) *failure {
+	switch ue.Kind {
+	case upstream.KindInvalid:
+		f := fail(ReasonUpstreamRejectedRequest, err)
+		if len(ue.Fields) > 0 {
+			names := make([]string, 0, len(ue.Fields))
+			for name := range ue.Fields {
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			f.metadata = map[string]string{"upstream_fields": strings.Join(names, ",")}
+		}
+		return f
+	case upstream.KindUnauthenticated, upstream.KindForbidden:
+		return fail(ReasonUpstreamCredentialsRejected, err)
+	case upstream.KindNotFound:
+		return fail(ReasonKeyNotFoundUpstream, err)
+	case upstream.KindAlreadyAssigned:
+		return fail(ReasonAssignedElsewhere, err)
+	case upstream.KindTooLarge:
+		return fail(ReasonFileTooLarge, err)
+	case upstream.KindRateLimited:
+		f := fail(ReasonUpstreamRateLimited, err)
+		f.retryAfter = ue.RetryAfter
+		if f.retryAfter <= 0 {
+			f.retryAfter = time.Second
+		}
+		return f
+	case upstream.KindUnavailable:
+		return fail(ReasonUpstreamUnavailable, err)
+	default: // KindUnsupportedMedia, KindProtocol, KindUnknown
+		return fail(ReasonUpstreamContractMismatch, err)
+	}
+}
+
+// statusFromError turns err into the status the caller receives, logging the
+// full error and counting it. Every handler returns its errors through here.
+func (s *Server) statusFromError(ctx context.Context, rpc string, err error) error {
+	f := classify(err)
+	spec, ok := reasonSpecs[f.reason]
+	if !ok {
+		spec = reasonSpecs[ReasonInternal]
+	}
+	s.log.LogAttrs(ctx, spec.level, "request failed",
+		slog.String("rpc", rpc),
+		slog.String("code", spec.code.String()),
+		slog.String("reason", f.reason),
+		slog.String("error", err.Error()))
+	s.metrics.errors.Add(ctx, 1, metric.WithAttributes(
+		attribute.String("rpc", rpc),
+		attribute.String("code", spec.code.String()),
+		attribute.String("reason", f.reason)))
+	return buildStatus(spec, f)
+}
+
+// buildStatus assembles the status with its google.rpc details.
+func buildStatus(spec reasonSpec, f *failure) error {
+	st := status.New(spec.code, spec.message)
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{
+		Reason:   f.reason,
+		Domain:   ErrorDomain,
+		Metadata: f.metadata,
+	}}
+	if len(f.violations) > 0 {
+		details = append(details, &errdetails.BadRequest{FieldViolations: f.violations})
+	}
+	if f.retryAfter > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(f.retryAfter)})
+	}
+	withDetails, err := st.WithDetails(details...)
+	if err != nil {
+		// Only reachable if a detail cannot be marshalled; the bare
+		// status still carries the right code and message.
+		return st.Err()
+	}
+	return withDetails.Err()
+}
+
+// StatusFromValidation converts the error of protovalidate's Validate into
+// the status a caller gets: InvalidArgument with one BadRequest field
+// violation per rule violation (field path such as
+// "organisation.customer_id", the rule as reason, a readable description)
+// and ErrorInfo reason INVALID_REQUEST, or PLAINTEXT_TOO_LARGE when plaintext
+// exceeds its max_len. recoveryd's validation interceptor calls it. Any other
+// error (a rule that failed to compile or evaluate) is Internal: the caller
+// cannot fix it.
+func StatusFromValidation(err error) error {
+	if err == nil {
+		return nil
+	}
+	verr, ok := errors.AsType[*protovalidate.ValidationError](err)
+	if !ok {
+		return buildStatus(reasonSpecs[ReasonInternal], fail(ReasonInternal, err))
+	}
+	f := &failure{reason: ReasonInvalidRequest, cause: err}
+	for _, v := range verr.Violations {
+		field := protovalidate.FieldPathString(v.Proto.GetField())
+		rule := v.Proto.GetRuleId()
+		if field == "plaintext" && rule == "bytes.max_len" {
+			f.reason = ReasonPlaintextTooLarge
+		}
+		desc := v.Proto.GetMessage()
+		if desc == "" {
+			desc = "violates rule " + rule
+		}
+		f.violations = append(f.violations, &errdetails.BadRequest_FieldViolation{
+			Field:       field,
+			Description: fmt.Sprintf("%s (rule %s)", desc, rule),
+			Reason:      ruleReason(rule),
+		})
+	}
+	return buildStatus(reasonSpecs[f.reason], f)
+}
+
+// ruleReason turns a protovalidate rule id such as "string.pattern" into the
+// UPPER_SNAKE_CASE form FieldViolation.reason asks for ("STRING_PATTERN").
+func ruleReason(rule string) string {
+	var b strings.Builder
+	for _, r := range rule {
+		switch {
+		case r >= 'a' && r <= 'z':
+			b.WriteRune(r - 'a' + 'A')
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "INVALID"
+	}
+	return b.String()
+}

@@ -1,0 +1,136 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// fileUploadLease is the reservation lease of a SecureFile with an
+// idempotency key: longer than the adapter's default file timeout (10m), so
+// a slow upload is not mistaken for a lost one.
+const fileUploadLease = 15 * time.Minute
+
+// backupFailer is the optional registry capability of parking a backup
+// reservation whose upstream outcome is unknown. Without it the pending row
+// turns unknown when its lease ends, which is equally safe, only later.
+type backupFailer interface {
+	FailBackup(ctx context.Context, token, reason string) error
+}
+
+// requestHash identifies a backup request's content for the idempotency
+// check: the backup type, key, checksum and metadata. Two requests with the
+// same idempotency key and hash are the same request.
+func requestHash(backupType, keyID, checksum string, m registry.BackupMetadata) string {
+	h := sha256.New()
+	for _, part := range []string{backupType, keyID, checksum, m.Description, m.ContentType, m.OriginalFilename} {
+		// Length-prefixed so that no two different field lists hash alike.
+		fmt.Fprintf(h, "%d:%s;", len(part), part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// reserveBackup claims (caller, idempotencyKey). It returns the recorded
+// backup on a repeat, or the reservation token to store with.
+func (s *Server) reserveBackup(ctx context.Context, scope, idempotencyKey, hash string, lease time.Duration) (*registry.Backup, string, error) {
+	res, err := s.registry.ReserveBackup(ctx, scope, idempotencyKey, hash, lease)
+	if err != nil {
+		return nil, "", registryFailure(err)
+	}
+	switch res.State {
+	case registry.BackupReserved:
+		return nil, res.Token, nil
+	case registry.BackupRecorded:
+		if res.Backup == nil {
+			return nil, "", errors.New("registry reported a recorded backup without the backup")
+		}
+		annotate(ctx, attribute.String("backup_id", res.Backup.BackupID), attribute.Bool("repeat", true))
+		s.metrics.backup(ctx, res.Backup.BackupType, "repeat")
+		return res.Backup, "", nil
+	case registry.BackupInProgress:
+		f := fail(ReasonRequestInProgress, errors.New("another request holds this idempotency key"))
+		f.retryAfter = inProgressRetryDelay
+		return nil, "", f
+	case registry.BackupConflict:
+		return nil, "", fail(ReasonIdempotencyKeyReused, errors.New("idempotency key used for a different request"))
+	case registry.BackupUnknown:
+		return nil, "", fail(ReasonBackupOutcomeUnknown, errors.New("an earlier request with this idempotency key has an unknown outcome"))
+	default:
+		return nil, "", fmt.Errorf("registry returned backup state %d", res.State)
+	}
+}
+
+// recordBackup records a backup the upstream confirmed. A registry failure
+// here does not fail the request: the material is stored upstream and the
+// caller holds its backup_id, while an error would invite a retry that
+// stores it twice. The operator gets an error log and a metric instead.
+func (s *Server) recordBackup(ctx context.Context, token string, b *registry.Backup) {
+	var err error
+	if token != "" {
+		err = s.registry.CompleteBackup(ctx, token, *b)
+		if errors.Is(err, registry.ErrReservationLost) {
+			// The lease ran out mid-request; keep at least the record of
+			// the backup, without the idempotency key it no longer owns.
+			unkeyed := *b
+			unkeyed.IdempotencyKey = ""
+			err = s.registry.RecordBackup(ctx, unkeyed)
+		}
+	} else {
+		err = s.registry.RecordBackup(ctx, *b)
+	}
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "backup stored upstream but not recorded",
+			slog.String("backup_id", b.BackupID), slog.String("key_id", b.KeyID),
+			slog.String("customer_id", b.CustomerID), slog.String("error", err.Error()))
+		s.metrics.backup(ctx, b.BackupType, "unrecorded")
+		return
+	}
+	s.metrics.backup(ctx, b.BackupType, "stored")
+}
+
+// backupFailed settles an idempotency reservation after the upstream store
+// failed: released when the upstream certainly stored nothing (so the
+// caller may retry with the same key), parked otherwise.
+func (s *Server) backupFailed(ctx context.Context, token string, storedNothing bool, err error) {
+	if token == "" {
+		return
+	}
+	if ue, ok := errors.AsType[*upstream.Error](err); ok && (!ue.Sent || storedNothingKind(ue.Kind)) {
+		storedNothing = true
+	}
+	if storedNothing {
+		if rerr := s.registry.ReleaseBackup(ctx, token); rerr != nil {
+			s.log.LogAttrs(ctx, slog.LevelError, "releasing a backup reservation failed",
+				slog.String("error", rerr.Error()))
+		}
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelError, "backup outcome unknown",
+		slog.String("error", err.Error()))
+	if f, ok := s.registry.(backupFailer); ok {
+		if ferr := f.FailBackup(ctx, token, fmt.Sprintf("upstream store failed after it may have been sent: %v", err)); ferr != nil {
+			s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
+				slog.String("error", ferr.Error()))
+		}
+	}
+}
+
+// storedNothingKind reports the definite upstream answers after which the
+// upstream certainly stored nothing.
+func storedNothingKind(k upstream.Kind) bool {
+	switch k {
+	case upstream.KindInvalid, upstream.KindUnauthenticated, upstream.KindForbidden, upstream.KindNotFound,
+		upstream.KindTooLarge, upstream.KindUnsupportedMedia, upstream.KindRateLimited:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,57 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/registry"
+)
+
+// resolveKey finds the recorded key a SecureData or SecureFile request names
+// by key_id or public_key_hex (fieldPrefix locates those fields in the
+// request, e.g. "header."). Only keys recorded by AssignKey qualify, and
+// AssignKey records a key only after verifying the enclave's signature, so
+// nothing is ever encrypted or filed to an unverified key.
+func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefix string) (*registry.Key, *keycrypto.PublicKey, error) {
+	var (
+		key *registry.Key
+		err error
+	)
+	switch {
+	case keyID != "":
+		key, err = s.registry.GetKey(ctx, keyID)
+		if errors.Is(err, registry.ErrNotFound) {
+			f := fail(ReasonKeyNotFound, err)
+			f.metadata = map[string]string{"key_id": keyID}
+			return nil, nil, f
+		}
+	case publicKeyHex != "":
+		// Parse first, so a malformed key is reported precisely instead
+		// of as "not found".
+		pub, perr := keycrypto.ParsePublicKeyHex(publicKeyHex)
+		if perr != nil {
+			return nil, nil, invalidField(fieldPrefix+"public_key_hex", perr)
+		}
+		key, err = s.registry.GetKeyByPublicKey(ctx, pub.Hex())
+		if errors.Is(err, registry.ErrNotFound) {
+			f := fail(ReasonKeyNotFound, err)
+			f.metadata = map[string]string{"fingerprint_sha256": pub.Fingerprint()}
+			return nil, nil, f
+		}
+	default:
+		return nil, nil, invalidField(fieldPrefix+"key", errors.New("exactly one of key_id or public_key_hex is required"))
+	}
+	if err != nil {
+		return nil, nil, registryFailure(err)
+	}
+	pub, err := keycrypto.ParsePublicKeyHex(key.PublicKeyHex)
+	if err != nil {
+		return nil, nil, fmt.Errorf("recorded key %s has an unusable public key: %w", key.KeyID, err)
+	}
+	annotate(ctx, attribute.String("key_id", key.KeyID), attribute.String("key_environment", key.KeyEnvironment))
+	return key, pub, nil
+}

@@ -1,0 +1,65 @@
+package service
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service/registry"
+)
+
+// defaultPageSize is the page size when a listing asks for 0.
+const defaultPageSize = 50
+
+// GetKey returns one recorded key assignment, for support tooling.
+func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*recoveryv1.GetKeyResponse, error) {
+	if req.GetKeyId() == "" {
+		return nil, s.statusFromError(ctx, "GetKey", invalidField("key_id", errors.New("key_id is required")))
+	}
+	annotate(ctx, attribute.String("key_id", req.GetKeyId()))
+	key, err := s.registry.GetKey(ctx, req.GetKeyId())
+	if err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			f := fail(ReasonKeyNotFound, err)
+			f.metadata = map[string]string{"key_id": req.GetKeyId()}
+			err = f
+		}
+		return nil, s.statusFromError(ctx, "GetKey", registryFailure(err))
+	}
+	out, err := keyToProto(key)
+	if err != nil {
+		return nil, s.statusFromError(ctx, "GetKey", err)
+	}
+	return &recoveryv1.GetKeyResponse{Key: out}, nil
+}
+
+// ListKeys pages through recorded key assignments, newest first. The page
+// token is the registry's, passed through opaquely.
+func (s *Server) ListKeys(ctx context.Context, req *recoveryv1.ListKeysRequest) (*recoveryv1.ListKeysResponse, error) {
+	keys, next, err := s.registry.ListKeys(ctx,
+		registry.KeyFilter{CustomerID: req.GetCustomerId(), UserIdentifier: req.GetUserIdentifier()},
+		page(req.GetPageSize(), req.GetPageToken()))
+	if err != nil {
+		return nil, s.statusFromError(ctx, "ListKeys", registryFailure(err))
+	}
+	out := &recoveryv1.ListKeysResponse{Keys: make([]*recoveryv1.RecoveryKey, 0, len(keys)), NextPageToken: next}
+	for i := range keys {
+		k, err := keyToProto(&keys[i])
+		if err != nil {
+			return nil, s.statusFromError(ctx, "ListKeys", err)
+		}
+		out.Keys = append(out.Keys, k)
+	}
+	return out, nil
+}
+
+// page turns a request's paging fields into the registry's, applying the
+// contract's default size.
+func page(size int32, token string) registry.Page {
+	if size <= 0 {
+		size = defaultPageSize
+	}
+	return registry.Page{Size: int(size), Token: token}
+}

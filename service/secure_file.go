@@ -1,0 +1,287 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// SecureFile streams an already-encrypted file upstream as it arrives: a
+// header first, then chunks, forwarded without buffering the file. Any
+// failure before the last chunk aborts the upstream request mid-body, so the
+// upstream stores nothing.
+func (s *Server) SecureFile(stream grpc.ClientStreamingServer[recoveryv1.SecureFileRequest, recoveryv1.SecureFileResponse]) error {
+	ctx := stream.Context()
+	b, err := s.secureFile(ctx, stream)
+	if err != nil {
+		return s.statusFromError(ctx, "SecureFile", err)
+	}
+	return stream.SendAndClose(&recoveryv1.SecureFileResponse{Backup: backupToProto(b)})
+}
+
+// fileStream is what secureFile needs of the gRPC stream.
+type fileStream interface {
+	Recv() (*recoveryv1.SecureFileRequest, error)
+}
+
+// fileHeader is a checked SecureFileHeader.
+type fileHeader struct {
+	key          *registry.Key
+	meta         registry.BackupMetadata
+	declaredSize int64  // 0: not declared
+	declaredSHA  string // lowercase; "": not declared
+	idempotency  string
+}
+
+func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.Backup, error) {
+	first, err := stream.Recv()
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, outOfOrder("header", "the stream ended before the header")
+	case err != nil:
+		return nil, err
+	case first.GetHeader() == nil:
+		return nil, outOfOrder("chunk", "the first message must be the header")
+	}
+	h, err := s.checkHeader(ctx, first.GetHeader())
+	if err != nil {
+		return nil, err
+	}
+
+	caller := CallerFromContext(ctx)
+	backup := registry.Backup{
+		BackupType:     backupTypeFile,
+		KeyID:          h.key.KeyID,
+		CustomerID:     h.key.CustomerID,
+		PackageID:      h.key.PackageID,
+		Metadata:       h.meta,
+		Caller:         caller,
+		IdempotencyKey: h.idempotency,
+	}
+	var token string
+	if h.idempotency != "" {
+		content := h.declaredSHA + "/" + strconv.FormatInt(h.declaredSize, 10)
+		recorded, tok, err := s.reserveBackup(ctx, caller, h.idempotency,
+			requestHash(backupTypeFile, h.key.KeyID, content, h.meta), fileUploadLease)
+		if err != nil || recorded != nil {
+			return recorded, err
+		}
+		token = tok
+	}
+
+	// The record is written on a context the caller's departure does not
+	// cancel: once the upstream has the whole file, the backup must be
+	// recorded even if nobody waits for the answer.
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryWriteTimeout)
+	defer cancel()
+
+	up := s.startUpload(ctx, h.key.PublicKeyHex, h.meta)
+	size, sum, err := s.pumpFile(stream, up, h)
+	if err != nil {
+		// Aborted before the body was complete: nothing was stored.
+		s.backupFailed(work, token, true, err)
+		return nil, err
+	}
+	resp, err := up.finish()
+	if err != nil {
+		s.backupFailed(work, token, false, err)
+		return nil, err
+	}
+
+	backup.BackupID = resp.BackupID
+	backup.Checksum = sum
+	backup.SizeBytes = size
+	backup.StoredAt = resp.StoredAt.UTC()
+	if resp.StoredAt.IsZero() {
+		backup.StoredAt = s.now().UTC()
+	}
+	annotate(ctx, attribute.String("backup_id", backup.BackupID), attribute.Int64("size_bytes", size))
+	s.recordBackup(work, token, &backup)
+	return &backup, nil
+}
+
+// checkHeader validates the header and resolves its key. recoveryd's
+// validation interceptor checks the field rules first; the checks here keep
+// the handler safe on its own.
+func (s *Server) checkHeader(ctx context.Context, hdr *recoveryv1.SecureFileHeader) (fileHeader, error) {
+	h := fileHeader{
+		meta:        metadataFromProto(hdr.GetMetadata()),
+		idempotency: hdr.GetIdempotencyKey(),
+	}
+	if hdr.SizeBytes != nil {
+		h.declaredSize = hdr.GetSizeBytes()
+		if h.declaredSize < 1 {
+			return h, invalidField("header.size_bytes", errors.New("size_bytes must be at least 1 when set"))
+		}
+		if h.declaredSize > s.maxFileBytes {
+			return h, s.fileTooLarge(fmt.Errorf("declared size %d bytes", h.declaredSize))
+		}
+	}
+	if hdr.GetSha256() != "" {
+		sum, err := keycrypto.ValidateChecksum(hdr.GetSha256())
+		if err != nil {
+			return h, invalidField("header.sha256", errors.New("sha256 must be 64 hex characters"))
+		}
+		h.declaredSHA = sum
+	}
+	if h.idempotency != "" && h.declaredSHA == "" {
+		// Without the digest a repeat cannot be told from a different
+		// file before the file has been streamed.
+		return h, invalidField("header.sha256", errors.New("sha256 is required when idempotency_key is set"))
+	}
+	key, _, err := s.resolveKey(ctx, hdr.GetKeyId(), hdr.GetPublicKeyHex(), "header.")
+	if err != nil {
+		return h, err
+	}
+	h.key = key
+	return h, nil
+}
+
+// pumpFile forwards chunks into the upload as they arrive, counting and
+// hashing them, and checks the result against the limit and the header's
+// declarations. On any failure it aborts the upload and returns why.
+func (s *Server) pumpFile(stream fileStream, up *upload, h fileHeader) (size int64, sum string, err error) {
+	digest := sha256.New()
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, "", up.abort(err)
+		}
+		if msg.GetHeader() != nil {
+			return 0, "", up.abort(outOfOrder("header", "a second header arrived after the file began"))
+		}
+		chunk := msg.GetChunk()
+		size += int64(len(chunk))
+		switch {
+		case size > s.maxFileBytes:
+			return 0, "", up.abort(s.fileTooLarge(fmt.Errorf("more than %d bytes received", s.maxFileBytes)))
+		case h.declaredSize > 0 && size > h.declaredSize:
+			return 0, "", up.abort(sizeMismatch(h.declaredSize, size))
+		}
+		if err := up.write(digest, chunk); err != nil {
+			return 0, "", err
+		}
+	}
+	sum = hex.EncodeToString(digest.Sum(nil))
+	switch {
+	case size == 0:
+		return 0, "", up.abort(fail(ReasonEmptyFile, errors.New("no chunk carried any bytes")))
+	case h.declaredSize > 0 && size != h.declaredSize:
+		return 0, "", up.abort(sizeMismatch(h.declaredSize, size))
+	case h.declaredSHA != "" && sum != h.declaredSHA:
+		return 0, "", up.abort(fail(ReasonDigestMismatch, errors.New("received bytes hash differently from the declared sha256")))
+	}
+	return size, sum, nil
+}
+
+func outOfOrder(field, why string) *failure {
+	f := fail(ReasonStreamOutOfOrder, errors.New(why))
+	f.violations = []*errdetails.BadRequest_FieldViolation{{Field: field, Description: why, Reason: ReasonStreamOutOfOrder}}
+	return f
+}
+
+func sizeMismatch(declared, received int64) *failure {
+	f := fail(ReasonSizeMismatch, fmt.Errorf("declared %d bytes, received %d or more", declared, received))
+	f.metadata = map[string]string{"declared_size_bytes": strconv.FormatInt(declared, 10)}
+	return f
+}
+
+func (s *Server) fileTooLarge(cause error) *failure {
+	f := fail(ReasonFileTooLarge, cause)
+	f.metadata = map[string]string{"max_bytes": strconv.FormatInt(s.maxFileBytes, 10)}
+	return f
+}
+
+// errUploadEnded unblocks a chunk write once the upload no longer reads.
+var errUploadEnded = errors.New("upstream upload ended")
+
+// upload is one upstream SecureFile request fed through a pipe: the file
+// body is whatever is written, and only finish ends it normally.
+type upload struct {
+	pw     *io.PipeWriter
+	done   chan struct{}
+	stop   func() bool // detaches the caller's cancellation
+	cancel context.CancelFunc
+	resp   *upstream.SecureFileResponse
+	err    error
+}
+
+// startUpload begins the upstream request. The caller's cancellation aborts
+// it until finish detaches it: a caller gone mid-file leaves nothing stored,
+// while a file already complete is answered and recorded regardless.
+func (s *Server) startUpload(ctx context.Context, publicKeyHex string, meta registry.BackupMetadata) *upload {
+	uctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	pr, pw := io.Pipe()
+	u := &upload{pw: pw, done: make(chan struct{}), cancel: cancel}
+	u.stop = context.AfterFunc(ctx, cancel)
+	go func() {
+		defer close(u.done)
+		u.resp, u.err = s.upstream.SecureFile(uctx, upstream.SecureFileRequest{
+			PublicKey: publicKeyHex,
+			Metadata:  upstreamMetadata(meta),
+			File:      pr,
+		})
+		pr.CloseWithError(errUploadEnded)
+	}()
+	return u
+}
+
+// write hashes and forwards one chunk. When the upload has ended early its
+// own error says why (e.g. the upstream refused the key).
+func (u *upload) write(digest hash.Hash, chunk []byte) error {
+	digest.Write(chunk)
+	if _, err := u.pw.Write(chunk); err != nil {
+		u.stop()
+		<-u.done
+		u.cancel()
+		if u.err == nil {
+			return fail(ReasonUpstreamContractMismatch, errors.New("upstream answered before reading the whole file"))
+		}
+		return u.err
+	}
+	return nil
+}
+
+// abort fails the upload mid-body and returns cause once it has ended.
+func (u *upload) abort(cause error) error {
+	// NOTE: CloseWithError before anything could close the body normally:
+	// the adapter then aborts the request instead of writing the closing
+	// multipart boundary, and the upstream discards the partial file.
+	u.pw.CloseWithError(cause)
+	u.stop()
+	u.cancel()
+	<-u.done
+	return cause
+}
+
+// finish ends the body normally and waits for the upstream's answer.
+func (u *upload) finish() (*upstream.SecureFileResponse, error) {
+	if !u.stop() {
+		// The caller left after the last chunk, before the body was
+		// closed: the cancellation already aborts the upload.
+		u.pw.CloseWithError(context.Canceled)
+		<-u.done
+		return nil, context.Canceled
+	}
+	u.pw.Close()
+	<-u.done
+	u.cancel()
+	return u.resp, u.err
+}

@@ -1,0 +1,109 @@
+package service
+
+import (
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"time"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	// DefaultMaxFileBytes is the upstream's file limit (10 MiB): larger files
+	// would only be refused after being streamed.
+	DefaultMaxFileBytes int64 = 10 << 20
+	// DefaultCallTimeout matches the upstream adapter's default per-call
+	// timeout.
+	DefaultCallTimeout = 30 * time.Second
+	// assignmentWaitLimit bounds how long a request waits for a concurrent
+	// request's assignment of the same pair before answering Aborted.
+	assignmentWaitLimit = 10 * time.Second
+	// inProgressRetryDelay is the RetryInfo delay suggested while another
+	// request holds a reservation.
+	inProgressRetryDelay = time.Second
+	// registryWriteTimeout bounds the registry writes that finish a flow
+	// after the caller has gone away.
+	registryWriteTimeout = 10 * time.Second
+)
+
+// Config holds a Server's dependencies and limits.
+type Config struct {
+	// Upstream is the Partner Key Service adapter. Required.
+	Upstream Upstream
+	// Keys supplies the enclave verification keys. Required.
+	Keys KeySource
+	// Registry is the durable record. Required.
+	Registry Registry
+	// MaxFileBytes caps a SecureFile upload; 0 means DefaultMaxFileBytes.
+	MaxFileBytes int64
+	// Logger receives the full errors behind the fixed status messages; nil
+	// means slog.Default().
+	Logger *slog.Logger
+	// Random feeds OAEP encryption; nil means crypto/rand.Reader.
+	Random io.Reader
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// CallTimeout bounds one upstream AssignKey or SecureData call; 0 means
+	// DefaultCallTimeout. An assignment's reservation lease is twice this.
+	CallTimeout time.Duration
+}
+
+// Server implements recoveryv1.RecoveryServiceServer. It holds no state of
+// its own beyond its dependencies, so replicas may run side by side on one
+// shared registry.
+type Server struct {
+	recoveryv1.UnimplementedRecoveryServiceServer
+
+	upstream     Upstream
+	keys         KeySource
+	registry     Registry
+	maxFileBytes int64
+	log          *slog.Logger
+	random       io.Reader
+	now          func() time.Time
+	callTimeout  time.Duration
+	metrics      *instruments
+}
+
+var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
+
+// New builds a Server from cfg, filling defaults. It panics when a required
+// dependency is missing: that is a wiring bug, not a runtime condition.
+func New(cfg Config) *Server {
+	if cfg.Upstream == nil || cfg.Keys == nil || cfg.Registry == nil {
+		panic("service.New: Upstream, Keys and Registry are required")
+	}
+	s := &Server{
+		upstream:     cfg.Upstream,
+		keys:         cfg.Keys,
+		registry:     cfg.Registry,
+		maxFileBytes: cfg.MaxFileBytes,
+		log:          cfg.Logger,
+		random:       cfg.Random,
+		now:          cfg.Now,
+		callTimeout:  cfg.CallTimeout,
+		metrics:      newInstruments(),
+	}
+	if s.maxFileBytes <= 0 {
+		s.maxFileBytes = DefaultMaxFileBytes
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.random == nil {
+		s.random = rand.Reader
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.callTimeout <= 0 {
+		s.callTimeout = DefaultCallTimeout
+	}
+	return s
+}
+
+// lease is how long an assignment or backup reservation may stay pending
+// before another request treats its outcome as unknown.
+func (s *Server) lease() time.Duration { return 2 * s.callTimeout }
