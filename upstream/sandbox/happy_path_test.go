@@ -134,4 +134,3 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("log does not name the stored backup:\n%s", log)
 	}
 }
-
