@@ -203,7 +203,10 @@ func TestNoRetryAfterTimeout(t *testing.T) {
 			defer srv.Close()
 			defer close(release)
 			c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.CallTimeout = 200 * time.Millisecond })
-			c.wait = func(context.Context, time.Duration) error { t.Error("a timed-out call must not wait to retry"); return nil }
+			c.wait = func(context.Context, time.Duration) error {
+				t.Error("a timed-out call must not wait to retry")
+				return nil
+			}
 
 			err := tt.call(c)
 			var uerr *Error

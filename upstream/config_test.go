@@ -126,4 +126,3 @@ func TestLoadToken(t *testing.T) {
 		t.Fatalf("missing file: %v, want a not-exist error", err)
 	}
 }
-
