@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+
+	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+)
+
+// registryFileName is the SQLite registry's file under --data-dir.
+const registryFileName = "registry.db"
+
+// dataDirMode keeps the registry and the sandbox's private keys to the
+// service's own user.
+const dataDirMode = 0o700
+
+// runOptions are what tests (and only tests) change about a run.
+type runOptions struct {
+	// listener, when set, is served instead of listening on cfg.Listen.
+	listener net.Listener
+	// sandboxKeySource, when set, supplies the embedded sandbox's RSA keys
+	// instead of its background generator.
+	sandboxKeySource func() (*rsa.PrivateKey, error)
+}
+
+// app is a wired recoveryd: the gRPC server, its health, what must answer
+// before it is ready, and what to release when it stops.
+type app struct {
+	log       *slog.Logger
+	cfg       Config
+	grpc      *grpc.Server
+	health    *health.Server
+	readiness []readinessCheck
+	// closers run in reverse order on close.
+	closers []func() error
+}
+
+// run builds recoveryd from cfg, serves until ctx ends, shuts down
+// gracefully and releases everything it opened.
+func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log.Info("starting recoveryd", "config", cfg)
+	a, err := build(ctx, cfg, log, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, a.close()) }()
+
+	lis := opts.listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listening on --listen %s: %w", cfg.Listen, err)
+		}
+	}
+	return serve(ctx, log, a.grpc, a.health, a.readiness, lis, cfg.ShutdownTimeout)
+}
+
+// build opens the registry, connects the upstream (starting the embedded
+// sandbox when no --upstream-url is set), and assembles the gRPC server.
+// On error, whatever it had opened is closed again.
+func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (_ *app, err error) {
+	a := &app{log: log, cfg: cfg}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, a.close())
+		}
+	}()
+
+	store, err := openRegistry(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, store.Close)
+
+	client, keys, err := a.connectUpstream(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+
+	svc := service.New(service.Config{
+		Upstream:     client,
+		Keys:         keys,
+		Registry:     store,
+		MaxFileBytes: cfg.MaxFileBytes,
+		Logger:       log.With("component", "service"),
+	})
+	a.health = newHealthServer()
+	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation); err != nil {
+		return nil, err
+	}
+	a.readiness = []readinessCheck{
+		{name: "registry", check: store.Ping},
+		// NOTE: fetching the verification keys once proves both that the
+		// JWKS is reachable and that its content parses; AssignKey cannot
+		// work without them.
+		{name: "verification keys", check: func(ctx context.Context) error {
+			_, err := keys.Keys(ctx)
+			return err
+		}},
+	}
+	return a, nil
+}
+
+// openRegistry opens PostgreSQL for a postgres:// --database-url, else the
+// SQLite registry under --data-dir.
+func openRegistry(ctx context.Context, cfg Config) (*registry.Store, error) {
+	if cfg.DatabaseURL != "" {
+		store, err := registry.OpenPostgres(ctx, cfg.DatabaseURL)
+		if err != nil {
+			// NOTE: the URL may hold a password; name it redacted.
+			return nil, fmt.Errorf("opening the PostgreSQL registry %s: %w", redactDatabaseURL(cfg.DatabaseURL), err)
+		}
+		return store, nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, dataDirMode); err != nil {
+		return nil, fmt.Errorf("creating --data-dir: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, registryFileName)
+	store, err := registry.OpenSQLite(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("opening the SQLite registry %s: %w", path, err)
+	}
+	return store, nil
+}
+
+// connectUpstream builds the upstream client and the verification key
+// source: the configured upstream, or the embedded sandbox.
+func (a *app) connectUpstream(cfg Config, opts runOptions) (*upstream.Client, upstream.KeySource, error) {
+	if cfg.embeddedSandbox() {
+		return a.connectEmbeddedSandbox(cfg, opts)
+	}
+	token, err := upstream.LoadToken(cfg.UpstreamTokenFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	development := cfg.Environment == envDevelopment
+	client, err := upstream.NewClient(upstream.Config{BaseURL: cfg.UpstreamURL, Token: token, AllowHTTP: development})
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuring the upstream client: %w", err)
+	}
+	var keys upstream.KeySource
+	if cfg.VerificationKeysFile != "" {
+		keys, err = upstream.LoadKeySourceFile(cfg.VerificationKeysFile)
+	} else {
+		keys, err = upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: cfg.JWKSURL, AllowHTTP: development})
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuring the verification keys: %w", err)
+	}
+	return client, keys, nil
+}
+
+// connectEmbeddedSandbox starts the emulator in-process and trusts its
+// JWKS, fetched over its loopback listener like a remote one.
+func (a *app) connectEmbeddedSandbox(cfg Config, opts runOptions) (*upstream.Client, upstream.KeySource, error) {
+	sb, err := startEmbeddedSandbox(a.log, cfg.DataDir, opts.sandboxKeySource)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.closers = append(a.closers, sb.close)
+	a.log.Warn("EMBEDDED SANDBOX IN USE: keys and backups go to the in-process emulator, not to the Partner Key Service; set --upstream-url for a real upstream",
+		"sandbox_url", sb.baseURL, "sandbox_state", filepath.Join(cfg.DataDir, sandboxDirName))
+	client, err := upstream.NewClient(upstream.Config{BaseURL: sb.baseURL, Token: sandbox.DevPartnerToken, AllowHTTP: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuring the upstream client for the embedded sandbox: %w", err)
+	}
+	keys, err := upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: sb.jwksURL(), AllowHTTP: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("trusting the embedded sandbox's JWKS: %w", err)
+	}
+	return client, keys, nil
+}
+
+// close releases what build opened, newest first.
+func (a *app) close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// Environments recoveryd runs in.
+const (
+	// envDevelopment allows plain-http upstreams and the embedded sandbox.
+	envDevelopment = "development"
+	// envProduction refuses both.
+	envProduction = "production"
+)
+
+// Configuration defaults: `go run ./cmd/recoveryd` with none of the flags set
+// is a working development server.
+const (
+	defaultListen      = "127.0.0.1:50051"
+	defaultDataDir     = "./recoveryd-data"
+	defaultEnvironment = envDevelopment
+	// defaultMaxFileBytes is the upstream's secure/file limit (10 MiB): a
+	// larger file would only be refused after it had been streamed.
+	defaultMaxFileBytes int64 = 10 << 20
+	// defaultShutdownTimeout is how long in-flight calls (a 10 MiB upload on
+	// a slow link included) get to finish after SIGTERM before they are cut.
+	defaultShutdownTimeout = 30 * time.Second
+	// envPrefix prefixes every flag's environment fallback.
+	envPrefix = "RECOVERY_"
+	// redacted stands in for secrets wherever a Config is printed.
+	redacted = "[redacted]"
+)
+
+// Config is everything recoveryd can be told. It holds no secret: the
+// upstream token stays in its file until the upstream client is built, and a
+// database password is redacted whenever the Config is printed.
+type Config struct {
+	// Listen is the gRPC listen address (host:port).
+	Listen string
+	// DataDir holds the SQLite registry and the embedded sandbox's state.
+	DataDir string
+	// Environment is envDevelopment or envProduction.
+	Environment string
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+	// UpstreamURL is the Partner Key Service base URL; "" runs the embedded
+	// sandbox.
+	UpstreamURL string
+	// UpstreamTokenFile holds the partner bearer token (required with
+	// UpstreamURL).
+	UpstreamTokenFile string
+	// JWKSURL is where the enclave's verification keys are published.
+	JWKSURL string
+	// VerificationKeysFile is a JWKS or PEM file of verification keys, for
+	// deployments that cannot fetch the JWKS (instead of JWKSURL).
+	VerificationKeysFile string
+	// DatabaseURL selects PostgreSQL (postgres://…); "" means SQLite at
+	// <DataDir>/registry.db.
+	DatabaseURL string
+	// MaxFileBytes caps one SecureFile upload.
+	MaxFileBytes int64
+	// ShutdownTimeout bounds the graceful part of shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// defaultConfig is the Config of a run with no flags and no environment.
+func defaultConfig() Config {
+	return Config{
+		Listen:          defaultListen,
+		DataDir:         defaultDataDir,
+		Environment:     defaultEnvironment,
+		LogLevel:        slog.LevelInfo,
+		MaxFileBytes:    defaultMaxFileBytes,
+		ShutdownTimeout: defaultShutdownTimeout,
+	}
+}
+
+// parseConfig reads command-line args (without the program name) and the
+// RECOVERY_* environment through getenv. A flag on the command line wins over
+// its environment variable, which wins over the default; an empty variable
+// counts as unset. It returns flag.ErrHelp after printing usage for -help.
+// It does not validate: call Validate.
+func parseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("recoveryd", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address, host:port")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the SQLite registry and the embedded sandbox's state")
+	fs.StringVar(&cfg.Environment, "environment", cfg.Environment, "development or production (production refuses http:// upstreams and the embedded sandbox)")
+	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "minimum log level: debug, info, warn or error")
+	fs.StringVar(&cfg.UpstreamURL, "upstream-url", cfg.UpstreamURL, "Partner Key Service base URL, e.g. "+upstream.SandboxBaseURL+"; empty runs the embedded sandbox")
+	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", cfg.UpstreamTokenFile, "file holding the partner API token (required with --upstream-url)")
+	fs.StringVar(&cfg.JWKSURL, "jwks-url", cfg.JWKSURL, "JWKS of the enclave's signing keys, e.g. "+upstream.SandboxJWKSURL)
+	fs.StringVar(&cfg.VerificationKeysFile, "verification-keys-file", cfg.VerificationKeysFile, "JWKS or PEM file of the enclave's signing keys (instead of --jwks-url)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "postgres://… registry; empty keeps a SQLite registry at <data-dir>/registry.db")
+	fs.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", cfg.MaxFileBytes, "largest file SecureFile accepts, in bytes")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight calls may finish after SIGTERM/SIGINT")
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envName(f.Name) + ")" })
+	fs.Usage = func() {
+		fmt.Fprintf(usage, "Usage: recoveryd [flags]\n\nServes the RecoveryService over gRPC. With no flags it runs on an embedded\nsandbox upstream with a SQLite registry under %s.\n\n", defaultDataDir)
+		fs.PrintDefaults()
+	}
+
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q: recoveryd takes only flags (see -help)", fs.Arg(0))
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		value := getenv(name)
+		if onCommandLine[f.Name] || value == "" {
+			return
+		}
+		if err := f.Value.Set(value); err != nil {
+			errs = append(errs, fmt.Errorf("environment variable %s: %w", name, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// envName is the environment fallback of a flag: --upstream-url is
+// RECOVERY_UPSTREAM_URL.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// embeddedSandbox reports whether c runs the upstream emulator in-process.
+func (c Config) embeddedSandbox() bool { return c.UpstreamURL == "" }
+
+// Validate reports every problem with c at once, one line each, saying what
+// to change.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		bad("--listen %q is not host:port (e.g. %s, or 0.0.0.0:50051 to serve every interface)", c.Listen, defaultListen)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("--data-dir is empty: give a directory for the registry and sandbox state (default %s)", defaultDataDir)
+	}
+	production := c.Environment == envProduction
+	if c.Environment != envDevelopment && !production {
+		bad("--environment %q is not %s or %s", c.Environment, envDevelopment, envProduction)
+	}
+	if c.MaxFileBytes < 1 {
+		bad("--max-file-bytes must be at least 1 (got %d); the upstream's limit is %d", c.MaxFileBytes, defaultMaxFileBytes)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
+	}
+	if c.DatabaseURL != "" {
+		if _, err := databaseScheme(c.DatabaseURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	if c.embeddedSandbox() {
+		if production {
+			bad("--environment production needs a real upstream: set --upstream-url (the embedded sandbox is for development only)")
+		}
+		if c.UpstreamTokenFile != "" {
+			bad("--upstream-token-file is set but --upstream-url is not: set --upstream-url too, or drop the token file to use the embedded sandbox")
+		}
+		if c.JWKSURL != "" || c.VerificationKeysFile != "" {
+			bad("--jwks-url and --verification-keys-file need --upstream-url: the embedded sandbox's signing keys are trusted automatically")
+		}
+		return errors.Join(errs...)
+	}
+
+	if err := checkHTTPURL("--upstream-url", c.UpstreamURL, production); err != nil {
+		errs = append(errs, err)
+	}
+	if c.UpstreamTokenFile == "" {
+		bad("--upstream-token-file is required with --upstream-url: a file holding the partner API token (or set %s)", envName("upstream-token-file"))
+	}
+	switch {
+	case c.JWKSURL != "" && c.VerificationKeysFile != "":
+		bad("set only one of --jwks-url and --verification-keys-file")
+	case c.JWKSURL != "":
+		if err := checkHTTPURL("--jwks-url", c.JWKSURL, production); err != nil {
+			errs = append(errs, err)
+		}
+	case c.VerificationKeysFile == "":
+		hint := ""
+		switch strings.TrimRight(c.UpstreamURL, "/") {
+		case upstream.SandboxBaseURL:
+			hint = " (for this host: --jwks-url " + upstream.SandboxJWKSURL + ")"
+		case upstream.ProductionBaseURL:
+			hint = " (for this host: --jwks-url " + upstream.ProductionJWKSURL + ")"
+		}
+		bad("--upstream-url needs the enclave's verification keys: set --jwks-url or --verification-keys-file%s", hint)
+	}
+	return errors.Join(errs...)
+}
+
+// checkHTTPURL checks that raw is an absolute http(s) URL, and https unless
+// http is allowed.
+func checkHTTPURL(flagName, raw string, production bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%s %q is not an absolute https:// URL", flagName, raw)
+	}
+	if u.Scheme == "http" && production {
+		return fmt.Errorf("%s uses plain http://: production requires https:// (http:// is for --environment %s only)", flagName, envDevelopment)
+	}
+	return nil
+}
+
+// Database schemes --database-url accepts.
+const (
+	schemePostgres   = "postgres"
+	schemePostgreSQL = "postgresql"
+)
+
+// databaseScheme returns the scheme of a --database-url. Its errors never
+// quote the URL, which may hold a password.
+func databaseScheme(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return "", errors.New("--database-url is not a URL: use postgres://user@host/db, or leave it empty for SQLite under --data-dir")
+	}
+	switch u.Scheme {
+	case schemePostgres, schemePostgreSQL:
+		return u.Scheme, nil
+	}
+	return "", fmt.Errorf("--database-url scheme %q is not supported: use postgres://user@host/db, or leave it empty for SQLite under --data-dir", u.Scheme)
+}
+
+// redactDatabaseURL hides the password (in the userinfo or a password query
+// parameter) of a database URL; anything that does not parse as a URL is
+// hidden whole.
+func redactDatabaseURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return redacted
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), redacted)
+	}
+	if q := u.Query(); len(q) > 0 {
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "pass") {
+				q.Set(k, redacted)
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	// NOTE: url.URL.String escapes the brackets of [redacted]; undo that so
+	// the marker reads the same everywhere.
+	out := u.String()
+	out = strings.ReplaceAll(out, url.QueryEscape(redacted), redacted)
+	out = strings.ReplaceAll(out, url.PathEscape(redacted), redacted)
+	return out
+}
+
+// attrs lists c for logs and String, secrets redacted.
+func (c Config) attrs() []slog.Attr {
+	upstreamURL := c.UpstreamURL
+	if c.embeddedSandbox() {
+		upstreamURL = "(embedded sandbox)"
+	}
+	return []slog.Attr{
+		slog.String("listen", c.Listen),
+		slog.String("data_dir", c.DataDir),
+		slog.String("environment", c.Environment),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.String("upstream_url", upstreamURL),
+		slog.String("upstream_token_file", c.UpstreamTokenFile),
+		slog.String("jwks_url", c.JWKSURL),
+		slog.String("verification_keys_file", c.VerificationKeysFile),
+		slog.String("database_url", redactDatabaseURL(c.DatabaseURL)),
+		slog.Int64("max_file_bytes", c.MaxFileBytes),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+	}
+}
+
+// LogValue logs c as a group, secrets redacted.
+func (c Config) LogValue() slog.Value { return slog.GroupValue(c.attrs()...) }
+
+// String prints c as key=value pairs, secrets redacted.
+func (c Config) String() string {
+	var b strings.Builder
+	for i, a := range c.attrs() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%q", a.Key, a.Value.String())
+	}
+	return b.String()
+}
