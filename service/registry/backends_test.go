@@ -1,0 +1,254 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stopTestPostgres()
+	os.Exit(code)
+}
+
+// testDB is one test's own database on one backend. open opens another Store
+// on it (another "replica" when called twice); tables lists its tables.
+type testDB struct {
+	backend string
+	open    func(opts ...Option) (*Store, error)
+	tables  func(t *testing.T) []string
+}
+
+// mustOpen opens a Store on db and closes it when the test ends.
+func (db testDB) mustOpen(t *testing.T, opts ...Option) *Store {
+	t.Helper()
+	s, err := db.open(opts...)
+	if err != nil {
+		t.Fatalf("open %s registry: %v", db.backend, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s
+}
+
+// backends is the table every registry test runs on.
+var backends = []struct {
+	name  string
+	newDB func(t *testing.T) testDB
+}{
+	{"sqlite", newSQLiteDB},
+	{"postgresql", newPostgresDB},
+}
+
+// forEachBackend runs fn as a parallel subtest per backend, each with a
+// fresh database of its own.
+func forEachBackend(t *testing.T, fn func(t *testing.T, db testDB)) {
+	t.Helper()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, b.newDB(t))
+		})
+	}
+}
+
+// newSQLiteDB is a file in a directory that does not exist yet, so every
+// test also exercises creating it.
+func newSQLiteDB(t *testing.T) testDB {
+	path := filepath.Join(t.TempDir(), "registry", "registry.db")
+	return testDB{
+		backend: "sqlite",
+		open: func(opts ...Option) (*Store, error) {
+			return OpenSQLite(context.Background(), path, opts...)
+		},
+		tables: func(t *testing.T) []string {
+			return queryTables(t, "sqlite", func() (*Store, error) {
+				return OpenSQLite(context.Background(), path, withMigrations(noMigrations))
+			}, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+		},
+	}
+}
+
+// newPostgresDB is a schema of its own in the shared test database, chosen
+// through search_path, dropped when the test ends.
+func newPostgresDB(t *testing.T) testDB {
+	base := postgresURL(t)
+	schema := "test_" + randomHex(t, 8)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to the test PostgreSQL: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("connect to drop schema: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	dbURL, err := withSearchPath(base, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testDB{
+		backend: "postgresql",
+		open: func(opts ...Option) (*Store, error) {
+			return OpenPostgres(context.Background(), dbURL, opts...)
+		},
+		tables: func(t *testing.T) []string {
+			return queryTables(t, "postgresql", func() (*Store, error) {
+				return OpenPostgres(context.Background(), dbURL, withMigrations(noMigrations))
+			}, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
+		},
+	}
+}
+
+// noMigrations opens a Store without touching the schema (beyond creating
+// schema_migrations), to look at what an earlier open left.
+var noMigrations = fstest.MapFS{}
+
+func queryTables(t *testing.T, backend string, open func() (*Store, error), query string) []string {
+	t.Helper()
+	s, err := open()
+	if err != nil {
+		t.Fatalf("open %s to list tables: %v", backend, err)
+	}
+	defer s.Close()
+	rows, err := s.read.Query(query)
+	if err != nil {
+		t.Fatalf("list tables: %v", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// testClock is a clock tests move by hand, so lease expiry and ordering
+// never depend on how fast the machine is.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// terms returns distinct, valid assignment terms for user i of customer c.
+func terms(c, i int) KeyTerms {
+	return KeyTerms{
+		UserIdentifier: fmt.Sprintf("user-%03d", i),
+		CustomerID:     fmt.Sprintf("customer-%d", c),
+		CustomerName:   fmt.Sprintf("Customer %d", c),
+		PackageID:      fmt.Sprintf("package-%d", c),
+		PackageName:    "Standard",
+		KeyEnvironment: "HOT",
+		Caller:         "wallet-api",
+	}
+}
+
+// testKey returns a distinct key for i: the registry stores public keys as
+// opaque hex, so a digest stands in for DER. Its public key is uppercase,
+// as a caller might send it.
+func testKey(i int) Key {
+	pub := sha512.Sum512([]byte(fmt.Sprintf("public key %d", i)))
+	fp := sha256.Sum256(pub[:])
+	return Key{
+		KeyID:        fmt.Sprintf("key-%04d", i),
+		PublicKeyHex: fmt.Sprintf("%X", pub[:]),
+		Fingerprint:  hex.EncodeToString(fp[:]),
+	}
+}
+
+// assignKey reserves and completes an assignment, returning the key as the
+// registry should record it.
+func assignKey(t *testing.T, s *Store, tm KeyTerms, k Key) Key {
+	t.Helper()
+	ctx := context.Background()
+	res, err := s.ReserveAssignment(ctx, tm, time.Minute)
+	if err != nil || res.State != AssignmentReserved {
+		t.Fatalf("ReserveAssignment(%s/%s) = %v, %v; want reserved", tm.CustomerID, tm.UserIdentifier, res.State, err)
+	}
+	if err := s.CompleteAssignment(ctx, res.Token, k); err != nil {
+		t.Fatalf("CompleteAssignment(%s): %v", k.KeyID, err)
+	}
+	got, err := s.GetKey(ctx, k.KeyID)
+	if err != nil {
+		t.Fatalf("GetKey(%s): %v", k.KeyID, err)
+	}
+	return *got
+}
+
+// testBackup returns a distinct, valid backup of key for i.
+func testBackup(i int, keyID string) Backup {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("backup %d", i)))
+	return Backup{
+		BackupID:   fmt.Sprintf("backup-%04d", i),
+		BackupType: []string{"data", "file"}[i%2],
+		KeyID:      keyID,
+		Checksum:   fmt.Sprintf("%X", sum[:]),
+		SizeBytes:  int64(100 + i),
+		Metadata: BackupMetadata{
+			Description:      fmt.Sprintf("backup number %d", i),
+			ContentType:      "application/octet-stream",
+			OriginalFilename: fmt.Sprintf("file-%d.bin", i),
+		},
+		Caller: "wallet-api",
+	}
+}

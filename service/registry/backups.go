@@ -1,0 +1,394 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// BackupMetadata is stored with a backup.
+type BackupMetadata struct {
+	Description      string
+	ContentType      string
+	OriginalFilename string
+}
+
+// Backup is a recorded, upstream-confirmed backup. Never plaintext or
+// ciphertext.
+type Backup struct {
+	BackupID       string
+	BackupType     string // "data" | "file"
+	KeyID          string
+	CustomerID     string
+	PackageID      string
+	Checksum       string // lowercase hex SHA-256
+	SizeBytes      int64
+	Metadata       BackupMetadata
+	StoredAt       time.Time
+	Caller         string
+	IdempotencyKey string // "" when none
+}
+
+// BackupState is the state found or made by ReserveBackup.
+type BackupState int
+
+// Backup reservation states.
+const (
+	// BackupReserved: this call owns (scope, idempotency key); store
+	// upstream, then CompleteBackup or ReleaseBackup.
+	BackupReserved BackupState = iota + 1
+	// BackupRecorded: a backup is recorded for the key (Reservation.Backup).
+	BackupRecorded
+	// BackupInProgress: another request holds a live reservation.
+	BackupInProgress
+	// BackupConflict: the key was used for a request with a different
+	// request hash.
+	BackupConflict
+	// BackupUnknown: an earlier reservation's outcome is unknown.
+	BackupUnknown
+)
+
+// String names the state for logs and spans.
+func (s BackupState) String() string {
+	switch s {
+	case BackupReserved:
+		return "reserved"
+	case BackupRecorded:
+		return "recorded"
+	case BackupInProgress:
+		return "in_progress"
+	case BackupConflict:
+		return "conflict"
+	case BackupUnknown:
+		return "unknown"
+	default:
+		return fmt.Sprintf("BackupState(%d)", int(s))
+	}
+}
+
+// BackupReservation is the result of ReserveBackup.
+type BackupReservation struct {
+	State  BackupState
+	Token  string
+	Backup *Backup
+}
+
+// Values of backups.state.
+const (
+	backupPending = "pending"
+	backupStored  = "stored"
+	backupUnknown = "unknown"
+)
+
+const backupColumns = `backup_id, backup_type, key_id, customer_id, package_id, checksum_sha256,
+	size_bytes, description, content_type, original_filename, stored_at, caller, idempotency_key`
+
+func scanBackup(sc interface{ Scan(...any) error }) (Backup, error) {
+	var (
+		b        Backup
+		storedAt dbTime
+		idem     sql.NullString
+	)
+	err := sc.Scan(&b.BackupID, &b.BackupType, &b.KeyID, &b.CustomerID, &b.PackageID, &b.Checksum,
+		&b.SizeBytes, &b.Metadata.Description, &b.Metadata.ContentType, &b.Metadata.OriginalFilename,
+		&storedAt, &b.Caller, &idem)
+	b.StoredAt, b.IdempotencyKey = storedAt.Time, idem.String
+	return b, err
+}
+
+// ReserveBackup finds or creates the idempotency row for (scope, key).
+// requestHash identifies the request's content; a repeat with another hash
+// is BackupConflict. A pending row older than lease becomes BackupUnknown.
+//
+// scope is the authenticated caller ("" when auth is off), so two callers'
+// keys never collide.
+func (s *Store) ReserveBackup(ctx context.Context, scope, idempotencyKey, requestHash string, lease time.Duration) (res BackupReservation, err error) {
+	ctx, end := s.tel.start(ctx, "ReserveBackup")
+	defer func() { end(err, res.State.String()) }()
+
+	if err := checkText("idempotency scope", scope, false); err != nil {
+		return BackupReservation{}, err
+	}
+	if err := checkText("idempotency_key", idempotencyKey, true); err != nil {
+		return BackupReservation{}, err
+	}
+	if err := checkText("request hash", requestHash, true); err != nil {
+		return BackupReservation{}, err
+	}
+	if lease <= 0 {
+		return BackupReservation{}, fmt.Errorf("%w: lease must be positive", ErrInvalidArgument)
+	}
+	for range maxReserveAttempts {
+		var done bool
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			res, done, err = s.reserveBackup(ctx, tx, scope, idempotencyKey, requestHash, lease)
+			return err
+		})
+		if err != nil {
+			return BackupReservation{}, err
+		}
+		if done {
+			return res, nil
+		}
+	}
+	return BackupReservation{}, fmt.Errorf("registry: reserve backup: the row changed under %d attempts", maxReserveAttempts)
+}
+
+func (s *Store) reserveBackup(ctx context.Context, tx *sql.Tx, scope, idempotencyKey, requestHash string, lease time.Duration) (res BackupReservation, done bool, err error) {
+	now := s.now()
+	token := newToken()
+	var id int64
+	err = tx.QueryRowContext(ctx, `
+		INSERT INTO backups (state, idempotency_scope, idempotency_key, request_hash, reservation_token, reserved_at)
+		VALUES ('pending', $1, $2, $3, $4, $5)
+		ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
+		RETURNING id`,
+		scope, idempotencyKey, requestHash, token, s.dialect.timeArg(now),
+	).Scan(&id)
+	switch {
+	case err == nil:
+		return BackupReservation{State: BackupReserved, Token: token}, true, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return res, false, fmt.Errorf("registry: reserve backup: %w", err)
+	}
+
+	var (
+		state, hash string
+		rowToken    sql.NullString
+		reservedAt  dbTime
+	)
+	// NOTE: a separate statement, so that on PostgreSQL (READ COMMITTED) it
+	// sees the row whose commit the INSERT waited for.
+	err = tx.QueryRowContext(ctx, `
+		SELECT id, state, request_hash, reservation_token, reserved_at FROM backups
+		WHERE idempotency_scope = $1 AND idempotency_key = $2`,
+		scope, idempotencyKey).Scan(&id, &state, &hash, &rowToken, &reservedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return res, false, nil // released since the INSERT: try again
+	}
+	if err != nil {
+		return res, false, fmt.Errorf("registry: reserve backup: %w", err)
+	}
+
+	switch {
+	case hash != requestHash:
+		return BackupReservation{State: BackupConflict}, true, nil
+	case state == backupUnknown:
+		return BackupReservation{State: BackupUnknown}, true, nil
+	case state == backupStored:
+		b, err := scanBackup(tx.QueryRowContext(ctx, `SELECT `+backupColumns+` FROM backups WHERE id = $1`, id))
+		if err != nil {
+			return res, false, fmt.Errorf("registry: reserve backup: %w", err)
+		}
+		return BackupReservation{State: BackupRecorded, Backup: &b}, true, nil
+	case state != backupPending:
+		return res, false, fmt.Errorf("registry: backup row in unexpected state %q", state)
+	case now.Sub(reservedAt.Time) < lease:
+		return BackupReservation{State: BackupInProgress}, true, nil
+	}
+
+	reason := fmt.Sprintf("reservation lease (%s) expired before the upstream outcome was recorded: upstream may hold the backup", lease)
+	r, err := tx.ExecContext(ctx, `
+		UPDATE backups SET state = 'unknown', reason = $1, reservation_token = NULL
+		WHERE id = $2 AND state = 'pending' AND reservation_token = $3`,
+		reason, id, rowToken.String)
+	if err != nil {
+		return res, false, fmt.Errorf("registry: expire backup reservation: %w", err)
+	}
+	if n, err := r.RowsAffected(); err != nil || n != 1 {
+		return res, false, err // completed or released meanwhile: look again
+	}
+	s.log.WarnContext(ctx, "registry: backup reservation expired; upstream outcome unknown",
+		"reserved_at", reservedAt.Time, "lease", lease)
+	return BackupReservation{State: BackupUnknown}, true, nil
+}
+
+// checkBackup validates b and returns it normalised: lowercase checksum,
+// UTC microsecond StoredAt (now when zero).
+func (s *Store) checkBackup(b Backup) (Backup, error) {
+	for _, f := range []struct {
+		name, value string
+		required    bool
+	}{
+		{"backup_id", b.BackupID, true},
+		{"key_id", b.KeyID, true},
+		{"customer_id", b.CustomerID, false},
+		{"package_id", b.PackageID, false},
+		{"caller", b.Caller, false},
+		{"metadata.description", b.Metadata.Description, false},
+		{"metadata.content_type", b.Metadata.ContentType, false},
+		{"metadata.original_filename", b.Metadata.OriginalFilename, false},
+	} {
+		if err := checkText(f.name, f.value, f.required); err != nil {
+			return b, err
+		}
+	}
+	if b.BackupType != "data" && b.BackupType != "file" {
+		return b, fmt.Errorf(`%w: backup_type must be "data" or "file"`, ErrInvalidArgument)
+	}
+	if b.SizeBytes < 0 {
+		return b, fmt.Errorf("%w: size_bytes is negative", ErrInvalidArgument)
+	}
+	checksum, err := lowerHex("checksum_sha256", b.Checksum, 64)
+	if err != nil {
+		return b, err
+	}
+	b.Checksum = checksum
+	if b.StoredAt.IsZero() {
+		b.StoredAt = s.now()
+	} else {
+		b.StoredAt = b.StoredAt.UTC().Truncate(time.Microsecond)
+	}
+	return b, nil
+}
+
+// resolveBackupKey checks that b names a recorded key and fills the key's
+// customer and package in when b leaves them empty, so listings by customer
+// find every backup.
+func (s *Store) resolveBackupKey(ctx context.Context, tx *sql.Tx, b *Backup) error {
+	var customerID, packageID string
+	err := tx.QueryRowContext(ctx,
+		`SELECT customer_id, package_id FROM keys WHERE key_id = $1 AND state = 'assigned'`,
+		b.KeyID).Scan(&customerID, &packageID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: the backup's key is not recorded", ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("registry: look up backup key: %w", err)
+	}
+	if b.CustomerID == "" {
+		b.CustomerID = customerID
+	} else if b.CustomerID != customerID {
+		return fmt.Errorf("%w: customer_id differs from the key's customer", ErrInvalidArgument)
+	}
+	if b.PackageID == "" {
+		b.PackageID = packageID
+	}
+	return nil
+}
+
+// CompleteBackup records the backup on the reservation.
+//
+// b.KeyID must name a recorded key (ErrNotFound); b.CustomerID and
+// b.PackageID default to the key's. b.IdempotencyKey is not read: the
+// reservation's key is kept. A backup id already recorded is ErrDuplicate
+// and leaves the reservation held.
+func (s *Store) CompleteBackup(ctx context.Context, token string, b Backup) (err error) {
+	ctx, end := s.tel.start(ctx, "CompleteBackup")
+	defer func() { end(err, "") }()
+
+	if err := checkToken(token); err != nil {
+		return err
+	}
+	b, err = s.checkBackup(b)
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.resolveBackupKey(ctx, tx, &b); err != nil {
+			return err
+		}
+		r, err := tx.ExecContext(ctx, `
+			UPDATE backups SET state = 'stored', reservation_token = NULL, reason = '',
+				backup_id = $1, backup_type = $2, key_id = $3, customer_id = $4, package_id = $5,
+				checksum_sha256 = $6, size_bytes = $7, description = $8, content_type = $9,
+				original_filename = $10, caller = $11, stored_at = $12
+			WHERE reservation_token = $13 AND state = 'pending'`,
+			b.BackupID, b.BackupType, b.KeyID, b.CustomerID, b.PackageID,
+			b.Checksum, b.SizeBytes, b.Metadata.Description, b.Metadata.ContentType,
+			b.Metadata.OriginalFilename, b.Caller, s.dialect.timeArg(b.StoredAt), token)
+		if err := s.backupWriteError(err); err != nil {
+			return err
+		}
+		return expectOneRow(r, err, "complete backup")
+	})
+}
+
+// ReleaseBackup deletes the reservation: upstream certainly stored nothing.
+func (s *Store) ReleaseBackup(ctx context.Context, token string) (err error) {
+	ctx, end := s.tel.start(ctx, "ReleaseBackup")
+	defer func() { end(err, "") }()
+
+	if err := checkToken(token); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx,
+			`DELETE FROM backups WHERE reservation_token = $1 AND state = 'pending'`, token)
+		return expectOneRow(r, err, "release backup")
+	})
+}
+
+// FailBackup parks the reservation in state unknown with a reason for
+// operators: upstream's answer was lost, so it may or may not hold the
+// backup. Later ReserveBackup calls with the same key report BackupUnknown
+// rather than storing twice.
+func (s *Store) FailBackup(ctx context.Context, token, reason string) (err error) {
+	ctx, end := s.tel.start(ctx, "FailBackup")
+	defer func() { end(err, "") }()
+
+	if err := checkToken(token); err != nil {
+		return err
+	}
+	if err := checkText("reason", reason, false); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `
+			UPDATE backups SET state = 'unknown', reason = $1, reservation_token = NULL
+			WHERE reservation_token = $2 AND state = 'pending'`,
+			reason, token)
+		return expectOneRow(r, err, "fail backup")
+	})
+}
+
+// RecordBackup records a backup made without an idempotency key.
+//
+// b.KeyID must name a recorded key (ErrNotFound); a backup id already
+// recorded is ErrDuplicate.
+func (s *Store) RecordBackup(ctx context.Context, b Backup) (err error) {
+	ctx, end := s.tel.start(ctx, "RecordBackup")
+	defer func() { end(err, "") }()
+
+	if b.IdempotencyKey != "" {
+		return fmt.Errorf("%w: a backup with an idempotency key is recorded by ReserveBackup and CompleteBackup", ErrInvalidArgument)
+	}
+	b, err = s.checkBackup(b)
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.resolveBackupKey(ctx, tx, &b); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO backups (state, backup_id, backup_type, key_id, customer_id, package_id,
+				checksum_sha256, size_bytes, description, content_type, original_filename, caller, stored_at)
+			VALUES ('stored', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			b.BackupID, b.BackupType, b.KeyID, b.CustomerID, b.PackageID,
+			b.Checksum, b.SizeBytes, b.Metadata.Description, b.Metadata.ContentType,
+			b.Metadata.OriginalFilename, b.Caller, s.dialect.timeArg(b.StoredAt))
+		if err := s.backupWriteError(err); err != nil {
+			return err
+		}
+		return nil
+	})
+}
+
+// backupWriteError classifies the error of a statement that writes a
+// stored backup.
+func (s *Store) backupWriteError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case s.dialect.uniqueViolation(err):
+		return fmt.Errorf("%w: backup id is recorded already", ErrDuplicate)
+	case s.dialect.foreignKeyViolation(err):
+		return fmt.Errorf("%w: the backup's key is not recorded", ErrNotFound)
+	default:
+		return fmt.Errorf("registry: record backup: %w", err)
+	}
+}

@@ -1,0 +1,129 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqliteBusyTimeout is how long a writer waits for another process's write
+// lock before failing; writers in one process never wait on the file lock
+// because they share one connection.
+const sqliteBusyTimeout = 5 * time.Second
+
+// defaultSQLiteReaders is the size of the read-only pool: enough for
+// listings to run beside the writer, few enough for a small machine.
+const defaultSQLiteReaders = 4
+
+// OpenSQLite opens (creating and migrating) a SQLite registry at path, WAL mode.
+//
+// The parent directory is created 0700 when missing. Writes go through one
+// connection whose transactions begin IMMEDIATE (the single writer SQLite
+// allows), reads through a small query-only pool; several processes may
+// share the file, waiting up to five seconds for each other's write lock.
+func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	o := buildOptions(opts)
+	if path == "" {
+		return nil, fmt.Errorf("%w: SQLite path is empty", ErrInvalidArgument)
+	}
+	// NOTE: the driver cuts the DSN at the first '?', so such a path would
+	// silently open another file.
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("%w: SQLite path must not contain '?' or '#'", ErrInvalidArgument)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("registry: SQLite path: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("registry: create SQLite directory: %w", err)
+	}
+
+	busy := fmt.Sprintf("_pragma=busy_timeout(%d)", sqliteBusyTimeout.Milliseconds())
+	// synchronous(FULL): a recorded assignment must survive power loss, or
+	// the key it names is orphaned upstream.
+	writeDSN := abs + "?" + strings.Join([]string{
+		busy,
+		"_pragma=journal_mode(WAL)",
+		"_pragma=foreign_keys(1)",
+		"_pragma=synchronous(FULL)",
+		"_txlock=immediate",
+	}, "&")
+	readDSN := abs + "?" + strings.Join([]string{
+		busy,
+		"_pragma=foreign_keys(1)",
+		"_pragma=query_only(1)",
+	}, "&")
+
+	write, err := sql.Open("sqlite", writeDSN)
+	if err != nil {
+		return nil, fmt.Errorf("registry: open SQLite: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	// NOTE: the writer connects first so the file exists in WAL mode before
+	// any reader opens it.
+	if err := write.PingContext(ctx); err != nil {
+		_ = write.Close()
+		return nil, fmt.Errorf("registry: open SQLite: %w", err)
+	}
+	if err := os.Chmod(abs, 0o600); err != nil {
+		_ = write.Close()
+		return nil, fmt.Errorf("registry: restrict SQLite file mode: %w", err)
+	}
+
+	read, err := sql.Open("sqlite", readDSN)
+	if err != nil {
+		_ = write.Close()
+		return nil, fmt.Errorf("registry: open SQLite: %w", err)
+	}
+	readers := defaultSQLiteReaders
+	if o.maxConns > 0 {
+		readers = o.maxConns
+	}
+	read.SetMaxOpenConns(readers)
+	read.SetMaxIdleConns(readers)
+	return open(ctx, sqliteDialect{}, write, read, o)
+}
+
+type sqliteDialect struct{}
+
+func (sqliteDialect) name() string { return "sqlite" }
+
+func (sqliteDialect) timeArg(t time.Time) any { return t.UTC().Format(sqliteTimeLayout) }
+
+func (sqliteDialect) uniqueViolation(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) &&
+		(se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+func (sqliteDialect) foreignKeyViolation(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+}
+
+func (sqliteDialect) migrationsTable() string {
+	return `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	name       TEXT NOT NULL,
+	applied_at TEXT NOT NULL
+) STRICT`
+}
+
+// lockMigrations needs no lock of its own on SQLite: each migration runs in
+// a BEGIN IMMEDIATE transaction that checks schema_migrations first, and the
+// write lock serialises processes.
+func (sqliteDialect) lockMigrations(context.Context, *sql.Conn) (func(), error) {
+	return func() {}, nil
+}

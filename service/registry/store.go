@@ -1,0 +1,172 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Store is the registry on SQLite or PostgreSQL. Safe for concurrent use,
+// including by several processes sharing one PostgreSQL database.
+type Store struct {
+	// write runs every transaction that changes rows. On SQLite it holds a
+	// single connection whose transactions begin IMMEDIATE, so writers in
+	// this process queue in Go instead of contending for the file lock; on
+	// PostgreSQL it is the pool.
+	write *sql.DB
+	// read runs single-statement lookups and listings. On SQLite it is a
+	// small pool of query-only connections that WAL lets read alongside the
+	// writer; on PostgreSQL it is the same pool as write.
+	read *sql.DB
+
+	dialect dialect
+	now     func() time.Time
+	log     *slog.Logger
+	tel     *telemetry
+}
+
+// Option adjusts how a Store is opened.
+type Option func(*options)
+
+type options struct {
+	clock          func() time.Time
+	logger         *slog.Logger
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
+	maxConns       int
+	migrations     fs.FS // tests substitute a broken set
+}
+
+// WithClock sets the clock used for reserved_at, assigned_at, stored_at
+// defaults and lease expiry, so tests can move time instead of sleeping.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.clock = now }
+}
+
+// WithLogger sets the logger (nil: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithTracerProvider sets where spans go (default: the global provider).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithMeterProvider sets where metrics go (default: the global provider).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
+}
+
+// WithMaxConns bounds the PostgreSQL pool (default 16) so that N replicas
+// stay within the server's max_connections, and the SQLite reader pool
+// (default 4). The SQLite writer is always one connection.
+func WithMaxConns(n int) Option {
+	return func(o *options) { o.maxConns = n }
+}
+
+func withMigrations(fsys fs.FS) Option {
+	return func(o *options) { o.migrations = fsys }
+}
+
+func buildOptions(opts []Option) options {
+	o := options{migrations: embeddedMigrations}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if o.clock == nil {
+		o.clock = time.Now
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	return o
+}
+
+// open finishes Open{SQLite,Postgres}: it migrates and assembles the Store.
+// It closes the pools when it fails so callers need not.
+func open(ctx context.Context, d dialect, write, read *sql.DB, o options) (*Store, error) {
+	s := &Store{
+		write:   write,
+		read:    read,
+		dialect: d,
+		now:     func() time.Time { return o.clock().UTC().Truncate(time.Microsecond) },
+		log:     o.logger.With("component", "registry", "backend", d.name()),
+		tel:     newTelemetry(d.name(), o.tracerProvider, o.meterProvider),
+	}
+	if err := s.migrate(ctx, o.migrations); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the database.
+func (s *Store) Close() error {
+	err := s.write.Close()
+	if s.read != s.write {
+		err = errors.Join(err, s.read.Close())
+	}
+	return err
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) (err error) {
+	ctx, end := s.tel.start(ctx, "Ping")
+	defer func() { end(err, "") }()
+	if err := s.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("registry: ping: %w", err)
+	}
+	if s.read != s.write {
+		if err := s.read.PingContext(ctx); err != nil {
+			return fmt.Errorf("registry: ping: %w", err)
+		}
+	}
+	return nil
+}
+
+// inTx runs fn in a write transaction and commits it when fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("registry: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("registry: commit: %w", err)
+	}
+	return nil
+}
+
+// newToken returns a reservation token: 128 random bits, so that no caller
+// can guess another's reservation.
+func newToken() string {
+	var b [16]byte
+	// crypto/rand.Read never fails on supported platforms (it panics
+	// instead), so there is no error to return.
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// argList numbers query parameters as $1, $2 …, which both PostgreSQL and
+// SQLite accept, so that both backends share their SQL text.
+type argList []any
+
+func (a *argList) add(v any) string {
+	*a = append(*a, v)
+	return fmt.Sprintf("$%d", len(*a))
+}
