@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -27,4 +28,14 @@ func newResource(ctx context.Context, serviceName, serviceVersion string) (*reso
 		return nil, fmt.Errorf("telemetry: building the resource (check OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES): %w", err)
 	}
 	return res, nil
+}
+
+// BuildVersion is the main module's version as the Go toolchain recorded it
+// in the binary ("(devel)" for a local build), for Options.ServiceVersion, so
+// a trace says which build served it.
+func BuildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return ""
 }
