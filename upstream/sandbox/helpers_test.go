@@ -26,6 +26,8 @@ type harness struct {
 	http   *httptest.Server
 	client *http.Client
 	logs   *logSink
+	// dataDir is Config.DataDir ("" in memory).
+	dataDir string
 }
 
 // start runs sandbox.New(cfg) behind httptest, filling in a testkeys key
@@ -50,7 +52,7 @@ func start(t *testing.T, cfg sandbox.Config) *harness {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return &harness{t: t, srv: srv, http: hs, client: hs.Client(), logs: sink}
+	return &harness{t: t, srv: srv, http: hs, client: hs.Client(), logs: sink, dataDir: cfg.DataDir}
 }
 
 // response is a completed HTTP exchange.
@@ -107,9 +109,15 @@ func (h *harness) do(method, path, token, contentType string, body io.Reader) re
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return h.send(req)
+}
+
+// send performs req and reads the whole answer.
+func (h *harness) send(req *http.Request) response {
+	h.t.Helper()
 	resp, err := h.client.Do(req)
 	if err != nil {
-		h.t.Fatalf("%s %s: %v", method, path, err)
+		h.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
@@ -296,12 +304,20 @@ func (s *logSink) all() string {
 	return strings.Join(s.records, "\n")
 }
 
-// waitFor blocks until a log line contains every part; the deadline only
-// turns a hang into a failure, it is not what the test asserts.
+// waitFor blocks until a log line contains every part and returns it.
 func (s *logSink) waitFor(t *testing.T, parts ...string) string {
+	t.Helper()
+	lines := s.waitCount(t, 1, parts...)
+	return lines[0]
+}
+
+// waitCount blocks until n log lines contain every part. The deadline only
+// turns a hang into a failure; it is not what the test asserts.
+func (s *logSink) waitCount(t *testing.T, n int, parts ...string) []string {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
+		var matched []string
 		s.mu.Lock()
 		for _, line := range s.records {
 			ok := true
@@ -309,15 +325,17 @@ func (s *logSink) waitFor(t *testing.T, parts ...string) string {
 				ok = ok && strings.Contains(line, p)
 			}
 			if ok {
-				s.mu.Unlock()
-				return line
+				matched = append(matched, line)
 			}
 		}
 		s.mu.Unlock()
+		if len(matched) >= n {
+			return matched
+		}
 		select {
 		case <-s.notify:
 		case <-deadline:
-			t.Fatalf("no log line with %q; log:\n%s", parts, s.all())
+			t.Fatalf("fewer than %d log lines with %q; log:\n%s", n, parts, s.all())
 		}
 	}
 }

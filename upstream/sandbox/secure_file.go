@@ -187,7 +187,7 @@ func checkFilePartType(ct string) *apiError {
 		got = got[:100] + "…"
 	}
 	return &apiError{Status: http.StatusUnsupportedMediaType, Type: errTypeUnsupportedMedia,
-		Message: fmt.Sprintf("file part Content-Type must be application/octet-stream (got %q)", got)}
+		Message: fmt.Sprintf("File part Content-Type must be application/octet-stream (got %q)", got)}
 }
 
 // errMultipart classifies a failure reading the body: too large (413) or a
