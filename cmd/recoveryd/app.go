@@ -54,11 +54,22 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (er
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	log.Info("starting recoveryd", "config", cfg)
+	tel, err := setupTelemetry(ctx, log)
+	if err != nil {
+		return err
+	}
+	// NOTE: deferred first so it runs last: spans of the shutdown are flushed.
+	defer func() { err = errors.Join(err, shutdownTelemetry(tel)) }()
 	a, err := build(ctx, cfg, log, opts)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, a.close()) }()
+	stopAdmin, err := startAdmin(cfg, log, tel, a.health)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopAdmin()) }()
 
 	lis := opts.listener
 	if lis == nil {

@@ -26,6 +26,7 @@ const (
 // is a working development server.
 const (
 	defaultListen      = "127.0.0.1:50051"
+	defaultAdminListen = "127.0.0.1:9464" // 9464: the usual port of an OTel Prometheus exporter
 	defaultDataDir     = "./recoveryd-data"
 	defaultEnvironment = envDevelopment
 	// defaultMaxFileBytes is the upstream's secure/file limit (10 MiB): a
@@ -46,6 +47,9 @@ const (
 type Config struct {
 	// Listen is the gRPC listen address (host:port).
 	Listen string
+	// AdminListen is the host:port of the admin HTTP server (/metrics,
+	// /healthz, /readyz); "" disables it.
+	AdminListen string
 	// DataDir holds the SQLite registry and the embedded sandbox's state.
 	DataDir string
 	// Environment is envDevelopment or envProduction.
@@ -76,6 +80,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		Listen:          defaultListen,
+		AdminListen:     defaultAdminListen,
 		DataDir:         defaultDataDir,
 		Environment:     defaultEnvironment,
 		LogLevel:        slog.LevelInfo,
@@ -94,6 +99,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs := flag.NewFlagSet("recoveryd", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address, host:port")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "admin HTTP address for /metrics, /healthz and /readyz, host:port; empty (--admin-listen=) disables it")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the SQLite registry and the embedded sandbox's state")
 	fs.StringVar(&cfg.Environment, "environment", cfg.Environment, "development or production (production refuses http:// upstreams and the embedded sandbox)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "minimum log level: debug, info, warn or error")
@@ -152,6 +158,11 @@ func (c Config) Validate() error {
 
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		bad("--listen %q is not host:port (e.g. %s, or 0.0.0.0:50051 to serve every interface)", c.Listen, defaultListen)
+	}
+	if c.AdminListen != "" {
+		if _, port, err := net.SplitHostPort(c.AdminListen); err != nil || port == "" {
+			bad("--admin-listen %q is not host:port (e.g. %s), or empty to disable the admin server", c.AdminListen, defaultAdminListen)
+		}
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		bad("--data-dir is empty: give a directory for the registry and sandbox state (default %s)", defaultDataDir)
@@ -282,6 +293,7 @@ func (c Config) attrs() []slog.Attr {
 	}
 	return []slog.Attr{
 		slog.String("listen", c.Listen),
+		slog.String("admin_listen", c.AdminListen),
 		slog.String("data_dir", c.DataDir),
 		slog.String("environment", c.Environment),
 		slog.String("log_level", c.LogLevel.String()),

@@ -46,13 +46,14 @@ func TestParseConfigPrecedence(t *testing.T) {
 				"RECOVERY_DATABASE_URL":           "postgres://db.example/recovery",
 				"RECOVERY_MAX_FILE_BYTES":         "1024",
 				"RECOVERY_SHUTDOWN_TIMEOUT":       "5s",
+				"RECOVERY_ADMIN_LISTEN":           "127.0.0.1:9999",
 			},
 			want: Config{
 				Listen: "127.0.0.1:6000", DataDir: "/var/lib/recoveryd", Environment: "production",
 				LogLevel: slog.LevelDebug, UpstreamURL: "https://upstream.example",
 				UpstreamTokenFile: "/run/secrets/token", JWKSURL: "https://keys.example/jwks.json",
 				VerificationKeysFile: "/etc/keys.pem", DatabaseURL: "postgres://db.example/recovery",
-				MaxFileBytes: 1024, ShutdownTimeout: 5 * time.Second,
+				MaxFileBytes: 1024, ShutdownTimeout: 5 * time.Second, AdminListen: "127.0.0.1:9999",
 			},
 		},
 		{

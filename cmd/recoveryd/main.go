@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
 )
 
 // Exit codes.
@@ -49,7 +51,8 @@ func main() {
 	log.Info("recoveryd stopped")
 }
 
-// newLogger writes JSON lines at level and above to w.
+// newLogger writes JSON lines at level and above to w, with the trace_id and
+// span_id of the call a line was logged in.
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(telemetry.SlogHandler(w, level))
 }

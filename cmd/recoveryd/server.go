@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 )
 
@@ -61,6 +62,9 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 	}
 	chain := interceptorChain(log, validator, toStatus)
 	srv := grpc.NewServer(
+		// Traces (continuing the caller's traceparent) and per-method, per-code
+		// duration metrics; health and reflection are left out.
+		grpc.StatsHandler(telemetry.GRPCServerStatsHandler()),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
 		grpc.MaxSendMsgSize(maxSendMsgBytes),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
