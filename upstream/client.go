@@ -323,6 +323,12 @@ func (c *Client) send(e endpoint, req *http.Request) (*http.Response, *Error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.metrics.record(req.Context(), e, 0, time.Since(start))
+		// NOTE: when ctx ends, the transport may report the symptom (a
+		// closed body pipe, a reset) before the cause; keep the cause
+		// visible to errors.Is.
+		if cerr := req.Context().Err(); cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w: %w", cerr, err)
+		}
 		return nil, transportError(e.String(), err, gotConn.Load())
 	}
 	c.metrics.record(req.Context(), e, resp.StatusCode, time.Since(start))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -382,3 +383,7 @@ func TestSandboxUnreachable(t *testing.T) {
 		t.Fatalf("error = %v, want KindUnavailable with Sent=false", err)
 	}
 }
+
+func testKeySource() func() (*rsa.PrivateKey, error) { return testkeys.NewRSASource() }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

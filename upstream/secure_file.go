@@ -90,6 +90,13 @@ func (c *Client) SecureFile(ctx context.Context, req SecureFileRequest) (_ *Secu
 		pw.CloseWithError(writeFileForm(form, req.PublicKey, metadataJSON, src))
 	}()
 
+	// NOTE: the transport does not return from a cancelled request until
+	// its body Read returns, and that Read waits on the writer, which may be
+	// blocked in req.File.Read. Closing the pipe when ctx ends breaks that
+	// chain, so cancellation aborts the request at once.
+	stop := context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
+	defer stop()
+
 	httpReq, err := c.newRequest(ctx, e, pr, form.FormDataContentType())
 	if err != nil {
 		pr.CloseWithError(errUploadFinished)
