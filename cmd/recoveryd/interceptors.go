@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 
 	"buf.build/go/protovalidate"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -115,17 +116,30 @@ func validateUnary(validator protovalidate.Validator, toStatus func(error) error
 
 // validateStream validates every message the handler receives: a stream's
 // later messages (SecureFile chunks) are as untrusted as its first.
+//
+// The handler sees an invalid message as a failed receive; whatever it then
+// returns, the caller gets the validation status, so the field violations
+// reach the caller even from a handler that wraps receive errors.
 func validateStream(validator protovalidate.Validator, toStatus func(error) error) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return handler(srv, &validatingStream{ServerStream: ss, validator: validator, toStatus: toStatus})
+		vs := &validatingStream{ServerStream: ss, validator: validator, toStatus: toStatus}
+		err := handler(srv, vs)
+		if rejected := vs.rejection(); rejected != nil {
+			return rejected
+		}
+		return err
 	}
 }
 
-// validatingStream validates each message as it is received.
+// validatingStream validates each message as it is received and remembers
+// the first rejection.
 type validatingStream struct {
 	grpc.ServerStream
 	validator protovalidate.Validator
 	toStatus  func(error) error
+
+	mu       sync.Mutex
+	rejected error
 }
 
 // RecvMsg receives m and validates it.
@@ -133,7 +147,22 @@ func (s *validatingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return validateMessage(s.validator, s.toStatus, m)
+	err := validateMessage(s.validator, s.toStatus, m)
+	if err != nil {
+		s.mu.Lock()
+		if s.rejected == nil {
+			s.rejected = err
+		}
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// rejection is the status of the first invalid message, or nil.
+func (s *validatingStream) rejection() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rejected
 }
 
 // validateMessage is nil for a valid message, else the status for it.

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+)
+
+// testDeadline bounds every wait in these tests so that a broken server
+// fails the test instead of hanging it; no assertion depends on it.
+const testDeadline = 60 * time.Second
+
+// logBuffer collects log output for assertions, safe for concurrent writers,
+// and mirrors it to the test's output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	out io.Writer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	return b.out.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newTestLogger logs JSON at debug level to a buffer the test can search
+// (and to the test output, shown on failure or with -v).
+func newTestLogger(t *testing.T) (*slog.Logger, *logBuffer) {
+	t.Helper()
+	buf := &logBuffer{out: t.Output()}
+	return newLogger(buf, slog.LevelDebug), buf
+}
+
+// testUpstream is the real sandbox handler behind a real loopback HTTP
+// server, the way a remote Partner Key Service is reached.
+type testUpstream struct {
+	emulator *sandbox.Server
+	http     *httptest.Server
+	dir      string
+}
+
+// startUpstream serves the emulator with its state in dir (persisted, so a
+// restart on the same dir keeps its keys), handing out the committed test
+// keys. wrap, when not nil, wraps the handler (to gate or observe requests).
+func startUpstream(t *testing.T, dir string, log *slog.Logger, wrap func(http.Handler) http.Handler) *testUpstream {
+	t.Helper()
+	emulator, err := sandbox.New(sandbox.Config{
+		DataDir:   dir,
+		KeySource: testkeys.NewRSASource(),
+		Logger:    log.With("component", "test-upstream"),
+	})
+	if err != nil {
+		t.Fatalf("sandbox.New: %v", err)
+	}
+	var h http.Handler = emulator
+	if wrap != nil {
+		h = wrap(emulator)
+	}
+	u := &testUpstream{emulator: emulator, http: httptest.NewServer(h), dir: dir}
+	t.Cleanup(u.close)
+	return u
+}
+
+// close stops the upstream; safe to call twice.
+func (u *testUpstream) close() {
+	u.http.Close()
+	_ = u.emulator.Close()
+}
+
+// remoteConfig is a development Config that points recoveryd at u through
+// the ordinary --upstream-url/--upstream-token-file/--jwks-url path.
+func remoteConfig(t *testing.T, u *testUpstream, dataDir string) Config {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "upstream-token")
+	if err := os.WriteFile(tokenFile, []byte(sandbox.DevPartnerToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultConfig()
+	cfg.DataDir = dataDir
+	cfg.UpstreamURL = u.http.URL
+	cfg.UpstreamTokenFile = tokenFile
+	cfg.JWKSURL = u.http.URL + sandbox.PathJWKS
+	cfg.ShutdownTimeout = 10 * time.Second
+	// An ephemeral admin port: tests run side by side.
+	cfg.AdminListen = "127.0.0.1:0"
+	return cfg
+}
+
+// sandboxKeys lists the keys the upstream assigned (its inspection API).
+func (u *testUpstream) sandboxKeys(t *testing.T) []struct {
+	KeyID          string `json:"key_id"`
+	UserIdentifier string `json:"user_identifier"`
+	CustomerID     string `json:"customer_id"`
+} {
+	t.Helper()
+	var body struct {
+		Keys []struct {
+			KeyID          string `json:"key_id"`
+			UserIdentifier string `json:"user_identifier"`
+			CustomerID     string `json:"customer_id"`
+		} `json:"keys"`
+	}
+	u.getJSON(t, http.MethodGet, sandbox.PathInspectKeys, &body)
+	return body.Keys
+}
+
+// sandboxBackup is one backup as the upstream stored it.
+type sandboxBackup struct {
+	BackupID   string `json:"backup_id"`
+	BackupType string `json:"backup_type"`
+	KeyID      string `json:"key_id"`
+	SizeBytes  int64  `json:"size_bytes"`
+	SHA256     string `json:"sha256"`
+	Checksum   string `json:"checksum"`
+}
+
+// sandboxBackups lists what the upstream stored.
+func (u *testUpstream) sandboxBackups(t *testing.T) []sandboxBackup {
+	t.Helper()
+	var body struct {
+		Backups []sandboxBackup `json:"backups"`
+	}
+	u.getJSON(t, http.MethodGet, sandbox.PathInspectBackups, &body)
+	return body.Backups
+}
+
+// recoverPlaintext runs the emulator's recovery of a data backup.
+func (u *testUpstream) recoverPlaintext(t *testing.T, backupID string) []byte {
+	t.Helper()
+	var body struct {
+		Plaintext string `json:"plaintext"`
+	}
+	u.getJSON(t, http.MethodPost, sandbox.PathInspectBackups+"/"+backupID+"/recover", &body)
+	out, err := base64.StdEncoding.DecodeString(body.Plaintext)
+	if err != nil {
+		t.Fatalf("recovered plaintext is not base64: %v", err)
+	}
+	return out
+}
+
+// fileContent is a file backup's bytes as the upstream stored them.
+func (u *testUpstream) fileContent(t *testing.T, backupID string) []byte {
+	t.Helper()
+	resp, err := http.Get(u.http.URL + sandbox.PathInspectBackups + "/" + backupID + "/content")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET content of %s: %d %v", backupID, resp.StatusCode, err)
+	}
+	return data
+}
+
+func (u *testUpstream) getJSON(t *testing.T, method, path string, v any) {
+	t.Helper()
+	req, err := http.NewRequest(method, u.http.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, body)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s %s: decoding: %v", method, path, err)
+	}
+}
+
+// testServer is recoveryd started by run() on an in-memory listener.
+type testServer struct {
+	conn   *grpc.ClientConn
+	client recoveryv1.RecoveryServiceClient
+	health healthpb.HealthClient
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// startServer runs recoveryd (run: the real builder, the real lifecycle)
+// over bufconn and returns once it can be dialled; it does not wait for
+// readiness (see waitServing). The server is stopped at cleanup.
+func startServer(t *testing.T, cfg Config, log *slog.Logger, opts runOptions) *testServer {
+	t.Helper()
+	lis := bufconn.Listen(4 << 20)
+	opts.listener = lis
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &testServer{cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- run(ctx, cfg, log, opts) }()
+	conn, err := grpc.NewClient("passthrough:///recoveryd",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSendMsgBytes)))
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	s.conn = conn
+	s.client = recoveryv1.NewRecoveryServiceClient(conn)
+	s.health = healthpb.NewHealthClient(conn)
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	})
+	return s
+}
+
+// stop shuts the server down and returns run's error; safe to call twice.
+func (s *testServer) stop() error {
+	s.once.Do(func() {
+		s.cancel()
+		s.err = <-s.done
+		_ = s.conn.Close()
+	})
+	return s.err
+}
+
+// startReady starts the server and waits until health says SERVING.
+func startReady(t *testing.T, cfg Config, log *slog.Logger, opts runOptions) *testServer {
+	t.Helper()
+	s := startServer(t, cfg, log, opts)
+	s.waitServing(t)
+	return s
+}
+
+// waitServing watches health until the RecoveryService is SERVING, failing
+// the test with run's error if the server stopped instead.
+func (s *testServer) waitServing(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	defer cancel()
+	serving := make(chan error, 1)
+	go func() {
+		w, err := s.health.Watch(ctx, &healthpb.HealthCheckRequest{Service: serviceName}, grpc.WaitForReady(true))
+		if err != nil {
+			serving <- err
+			return
+		}
+		for {
+			resp, err := w.Recv()
+			if err != nil {
+				serving <- err
+				return
+			}
+			if resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+				serving <- nil
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-serving:
+		if err != nil {
+			t.Fatalf("waiting for SERVING: %v", err)
+		}
+	case err := <-s.done:
+		s.done <- err
+		t.Fatalf("recoveryd stopped before it was ready: %v", err)
+	}
+}
+
+// testCtx is a context bounded by testDeadline.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testDeadline)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// errorInfo returns the ErrorInfo and BadRequest field names of err.
+func errorDetails(err error) (reason string, fields []string) {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	return reason, fields
+}
+
+// wantStatus fails unless err has code, the ErrorInfo reason and (when
+// given) exactly the BadRequest fields.
+func wantStatus(t *testing.T, err error, code codes.Code, reason string, fields ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("call succeeded; want %s %s", code, reason)
+	}
+	if got := status.Code(err); got != code {
+		t.Fatalf("code = %s, want %s (%v)", got, code, err)
+	}
+	gotReason, gotFields := errorDetails(err)
+	if gotReason != reason {
+		t.Errorf("ErrorInfo reason = %q, want %q (%v)", gotReason, reason, err)
+	}
+	// NOTE: one field may break several rules (an empty user_identifier is
+	// both too short and off-pattern); compare the distinct names in order.
+	gotFields = slices.Compact(gotFields)
+	if fields != nil && strings.Join(gotFields, ",") != strings.Join(fields, ",") {
+		t.Errorf("BadRequest fields = %q, want %q", gotFields, fields)
+	}
+}
+
+// isCode reports whether err is a status with code.
+func isCode(err error, code codes.Code) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == code && !errors.Is(err, context.DeadlineExceeded)
+}
