@@ -78,7 +78,9 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"AssignKey without organisation", assign(func(r *recoveryv1.AssignKeyRequest) { r.Organisation = nil }),
 			codes.InvalidArgument, "INVALID_REQUEST", []string{"organisation"}},
-		{"AssignKey with UNSPECIFIED environment", assign(func(r *recoveryv1.AssignKeyRequest) { r.KeyEnvironment = recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_UNSPECIFIED }),
+		{"AssignKey with UNSPECIFIED environment", assign(func(r *recoveryv1.AssignKeyRequest) {
+			r.KeyEnvironment = recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_UNSPECIFIED
+		}),
 			codes.InvalidArgument, "INVALID_REQUEST", []string{"key_environment"}},
 		{"AssignKey with undefined environment", assign(func(r *recoveryv1.AssignKeyRequest) { r.KeyEnvironment = 7 }),
 			codes.InvalidArgument, "INVALID_REQUEST", []string{"key_environment"}},
