@@ -106,6 +106,10 @@ type jwksFetcher struct {
 	fetchedAt time.Time
 	expires   time.Time
 	inflight  *jwksFetch
+
+	// joined, when set, is called each time a caller joins a fetch already
+	// in flight (tests use it to prove coalescing).
+	joined func()
 }
 
 // jwksFetch is one fetch in progress; waiters block on done.
@@ -149,7 +153,11 @@ func (f *jwksFetcher) fetchShared(ctx context.Context) ([]keycrypto.Verification
 		call = &jwksFetch{done: make(chan struct{})}
 		f.inflight = call
 	}
+	joined := f.joined
 	f.mu.Unlock()
+	if !leader && joined != nil {
+		joined()
+	}
 
 	if leader {
 		// NOTE: the fetch runs on the leader's context but is not cancelled
