@@ -1,0 +1,396 @@
+package service
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/google/go-cmp/cmp"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+)
+
+func TestAssignKeyNew(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	tests := []struct {
+		name string
+		req  *recoveryv1.AssignKeyRequest
+		ctx  context.Context
+	}{
+		{"hot", assignRequest("user-hot", "org-1"), t.Context()},
+		{"cold", func() *recoveryv1.AssignKeyRequest {
+			r := assignRequest("user-cold", "org-1")
+			r.KeyEnvironment = recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_COLD
+			return r
+		}(), t.Context()},
+		{"same user other organisation", assignRequest("user-hot", "org-2"), t.Context()},
+		{"as a named caller", assignRequest("user-caller", "org-1"), asCaller(t.Context(), "wallet-api")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := f.client.AssignKey(tt.ctx, tt.req)
+			if err != nil {
+				t.Fatalf("AssignKey: %v", err)
+			}
+			if resp.GetAlreadyAssigned() {
+				t.Error("already_assigned = true for a first assignment")
+			}
+			key := resp.GetKey()
+
+			// The key is the one the upstream holds for this user.
+			var held *sandboxKey
+			for _, k := range f.sandboxKeys() {
+				if k.UserIdentifier == tt.req.GetUserIdentifier() && k.CustomerID == tt.req.GetOrganisation().GetCustomerId() {
+					held = &k
+				}
+			}
+			if held == nil {
+				t.Fatal("the sandbox holds no key for the user")
+			}
+			pub, err := keycrypto.ParsePublicKeyHex(held.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caller := ""
+			if tt.name == "as a named caller" {
+				caller = "wallet-api"
+			}
+			want := &recoveryv1.RecoveryKey{
+				KeyId:             held.KeyID,
+				PublicKeyHex:      held.PublicKey,
+				PublicKeyPem:      pub.PEM(),
+				KeyEnvironment:    tt.req.GetKeyEnvironment(),
+				UserIdentifier:    tt.req.GetUserIdentifier(),
+				Organisation:      tt.req.GetOrganisation(),
+				Package:           tt.req.GetPackage(),
+				FingerprintSha256: pub.Fingerprint(),
+				AssignedBy:        caller,
+			}
+			if diff := cmp.Diff(want, key, protocmp.Transform(),
+				protocmp.IgnoreFields(&recoveryv1.RecoveryKey{}, "assigned_at")); diff != "" {
+				t.Errorf("key (-want +got):\n%s", diff)
+			}
+			if key.GetAssignedAt() == nil {
+				t.Error("assigned_at is not set")
+			}
+			if held.KeyEnvironment != environmentName(tt.req.GetKeyEnvironment()) || held.PackageID != "pkg-1" {
+				t.Errorf("upstream filed the key as %s/%s", held.KeyEnvironment, held.PackageID)
+			}
+
+			// GetKey returns the same record.
+			got, err := f.client.GetKey(t.Context(), &recoveryv1.GetKeyRequest{KeyId: key.GetKeyId()})
+			if err != nil {
+				t.Fatalf("GetKey: %v", err)
+			}
+			if diff := cmp.Diff(key, got.GetKey(), protocmp.Transform()); diff != "" {
+				t.Errorf("GetKey differs from AssignKey (-assign +get):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestAssignKeyRepeatMakesNoUpstreamCall(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	first, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+	if err != nil {
+		t.Fatalf("first AssignKey: %v", err)
+	}
+	tests := []struct {
+		name string
+		req  *recoveryv1.AssignKeyRequest
+	}{
+		{"identical", assignRequest("user-1", "org-1")},
+		{"other display names", func() *recoveryv1.AssignKeyRequest {
+			r := assignRequest("user-1", "org-1")
+			r.Organisation.CustomerName = "Acme Wallets (renamed)"
+			r.Package.PackageName = "Gold (renamed)"
+			return r
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			again, err := f.client.AssignKey(t.Context(), tt.req)
+			if err != nil {
+				t.Fatalf("repeat AssignKey: %v", err)
+			}
+			if !again.GetAlreadyAssigned() {
+				t.Error("already_assigned = false on a repeat")
+			}
+			if diff := cmp.Diff(first.GetKey(), again.GetKey(), protocmp.Transform()); diff != "" {
+				t.Errorf("repeat returned another key (-first +repeat):\n%s", diff)
+			}
+		})
+	}
+	if n := len(f.sandboxKeys()); n != 1 {
+		t.Fatalf("upstream holds %d keys, want 1", n)
+	}
+}
+
+func TestAssignKeyDifferentTerms(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.mustAssign("user-1", "org-1")
+	tests := []struct {
+		name   string
+		change func(*recoveryv1.AssignKeyRequest)
+	}{
+		{"other environment", func(r *recoveryv1.AssignKeyRequest) {
+			r.KeyEnvironment = recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_COLD
+		}},
+		{"other package", func(r *recoveryv1.AssignKeyRequest) { r.Package.PackageId = "pkg-2" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := assignRequest("user-1", "org-1")
+			tt.change(req)
+			_, err := f.client.AssignKey(t.Context(), req)
+			d := wantStatus(t, err, codes.AlreadyExists, ReasonAssignedWithDifferentTerms)
+			want := map[string]string{
+				"recorded_key_environment": "KEY_ENVIRONMENT_HOT",
+				"recorded_package_id":      "pkg-1",
+				"recorded_package_name":    "Gold",
+			}
+			if diff := cmp.Diff(want, d.info.GetMetadata()); diff != "" {
+				t.Errorf("metadata (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if n := len(f.sandboxKeys()); n != 1 {
+		t.Fatalf("upstream holds %d keys, want 1", n)
+	}
+}
+
+func TestAssignKeyConcurrentCallersShareOneKey(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	const callers = 16
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		resps []*recoveryv1.AssignKeyResponse
+		errs  []error
+	)
+	start := make(chan struct{})
+	for range callers {
+		wg.Go(func() {
+			<-start
+			resp, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			resps = append(resps, resp)
+		})
+	}
+	close(start)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d of %d callers failed, first: %v", len(errs), callers, errs[0])
+	}
+	fresh := 0
+	for _, r := range resps {
+		if !r.GetAlreadyAssigned() {
+			fresh++
+		}
+		if diff := cmp.Diff(resps[0].GetKey(), r.GetKey(), protocmp.Transform()); diff != "" {
+			t.Errorf("callers got different keys (-first +other):\n%s", diff)
+		}
+	}
+	if fresh != 1 {
+		t.Errorf("%d responses say the key is new, want exactly 1", fresh)
+	}
+	if keys := f.sandboxKeys(); len(keys) != 1 {
+		t.Fatalf("upstream holds %d keys, want 1", len(keys))
+	} else if keys[0].KeyID != resps[0].GetKey().GetKeyId() {
+		t.Errorf("callers got key %s, upstream holds %s", resps[0].GetKey().GetKeyId(), keys[0].KeyID)
+	}
+}
+
+func TestAssignKeyAssignedElsewhere(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	f.assignDirectly("user-1", "org-1")
+	for attempt := range 2 {
+		_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+		wantStatus(t, err, codes.FailedPrecondition, ReasonAssignedElsewhere)
+		if n := len(f.sandboxKeys()); n != 1 {
+			t.Fatalf("attempt %d: upstream holds %d keys, want 1", attempt, n)
+		}
+	}
+	// The pair is parked for an operator, nothing usable recorded.
+	res, err := f.store.ReserveAssignment(t.Context(), termsFromRequest(assignRequest("user-1", "org-1"), ""), f.server.lease())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != registry.AssignmentElsewhere {
+		t.Errorf("registry state = %d, want AssignmentElsewhere", res.State)
+	}
+}
+
+func TestAssignKeyUntrustedSignature(t *testing.T) {
+	for _, mode := range []string{sandbox.MisbehaveBadSignature, sandbox.MisbehaveWrongBinding, sandbox.MisbehaveSwappedKey} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFixture(t, fixtureOptions{misbehave: mode})
+			for range 2 { // the repeat is answered from the registry
+				_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+				wantStatus(t, err, codes.FailedPrecondition, ReasonEnclaveSignatureInvalid)
+			}
+			held := f.sandboxKeys()
+			if len(held) != 1 {
+				t.Fatalf("upstream holds %d keys, want 1 (the repeat must not call upstream)", len(held))
+			}
+			// Nothing usable recorded: the key cannot be found by id or
+			// public key, so nothing can be encrypted to it.
+			if _, err := f.store.GetKey(t.Context(), held[0].KeyID); err == nil {
+				t.Error("the untrusted key was recorded")
+			}
+			keys, err := f.client.ListKeys(t.Context(), &recoveryv1.ListKeysRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys.GetKeys()) != 0 {
+				t.Errorf("ListKeys shows %d keys, want none", len(keys.GetKeys()))
+			}
+			_, err = f.client.SecureData(t.Context(), &recoveryv1.SecureDataRequest{
+				Key:     &recoveryv1.SecureDataRequest_PublicKeyHex{PublicKeyHex: held[0].PublicKey},
+				Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: []byte("seed words")},
+			})
+			wantStatus(t, err, codes.NotFound, ReasonKeyNotFound)
+			if n := len(f.sandboxBackups()); n != 0 {
+				t.Errorf("upstream stored %d backups to an untrusted key", n)
+			}
+		})
+	}
+}
+
+func TestAssignKeyLostResponseIsUnknown(t *testing.T) {
+	f := newFixture(t, fixtureOptions{wrap: loseResponse("/v1/partner/keys")})
+	for range 2 { // the repeat is answered from the registry
+		_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+		wantStatus(t, err, codes.FailedPrecondition, ReasonAssignmentOutcomeUnknown)
+	}
+	if n := len(f.sandboxKeys()); n != 1 {
+		t.Fatalf("upstream holds %d keys, want 1: the unknown outcome must not be retried", n)
+	}
+}
+
+func TestAssignKeyDefiniteRefusalReleasesThePair(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   fixtureOptions
+		code   codes.Code
+		reason string
+	}{
+		{"401 bad token", fixtureOptions{token: "not-a-token"}, codes.Internal, ReasonUpstreamCredentialsRejected},
+		{"403 no scope", fixtureOptions{token: sandbox.DevNoScopeToken}, codes.Internal, ReasonUpstreamCredentialsRejected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			broken := newFixture(t, tt.opts)
+			_, err := broken.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+			d := wantStatus(t, err, tt.code, tt.reason)
+			if strings.Contains(strings.ToLower(d.message), "token") && strings.Contains(d.message, "not-a-token") {
+				t.Errorf("status message echoes the token: %q", d.message)
+			}
+			// With the fault fixed (a replica with the right token on the
+			// same registry and upstream) the same pair can be assigned.
+			fixed := newFixture(t, fixtureOptions{store: broken.store, sandbox: broken.upstream})
+			resp, err := fixed.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+			if err != nil {
+				t.Fatalf("AssignKey after the fix: %v", err)
+			}
+			if resp.GetAlreadyAssigned() {
+				t.Error("already_assigned = true after a refused first attempt")
+			}
+		})
+	}
+}
+
+func TestAssignKeyRateLimited(t *testing.T) {
+	// One request per ~17 minutes: the second is refused with a Retry-After
+	// the adapter will not wait out.
+	f := newFixture(t, fixtureOptions{rateLimit: 0.001})
+	f.mustAssign("user-1", "org-1")
+	_, err := f.client.AssignKey(t.Context(), assignRequest("user-2", "org-1"))
+	d := wantStatus(t, err, codes.Unavailable, ReasonUpstreamRateLimited)
+	if d.retry.GetRetryDelay().AsDuration() <= 0 {
+		t.Errorf("RetryInfo = %v, want a positive delay", d.retry)
+	}
+	// Refused for certain, so the pair was released, not parked.
+	res, err := f.store.ReserveAssignment(t.Context(), termsFromRequest(assignRequest("user-2", "org-1"), ""), f.server.lease())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != registry.AssignmentReserved {
+		t.Errorf("registry state after a 429 = %d, want the pair free (AssignmentReserved)", res.State)
+	}
+}
+
+func TestAssignKeyFinishesWhenTheCallerLeaves(t *testing.T) {
+	g := newGate("/v1/partner/keys")
+	f := newFixture(t, fixtureOptions{wrap: g.wrap})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.client.AssignKey(ctx, assignRequest("user-1", "org-1"))
+		errc <- err
+	}()
+	<-g.arrived // the upstream call is under way
+	cancel()
+	if err := <-errc; status.Code(err) != codes.Canceled {
+		t.Fatalf("AssignKey after cancel = %v, want Canceled", err)
+	}
+	g.open()
+	f.waitFinished("AssignKey", 1)
+
+	// The service finished the flow: the key is recorded, and a retry gets
+	// it without a second upstream key.
+	resp, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+	if err != nil {
+		t.Fatalf("retry AssignKey: %v", err)
+	}
+	if !resp.GetAlreadyAssigned() {
+		t.Error("retry: already_assigned = false")
+	}
+	if held := f.sandboxKeys(); len(held) != 1 || held[0].KeyID != resp.GetKey().GetKeyId() {
+		t.Errorf("upstream holds %v, want exactly the returned key", held)
+	}
+}
+
+func TestAssignKeyRejectsIncompleteRequests(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	tests := []struct {
+		name   string
+		req    *recoveryv1.AssignKeyRequest
+		fields []string
+	}{
+		{"unspecified environment", func() *recoveryv1.AssignKeyRequest {
+			r := assignRequest("user-1", "org-1")
+			r.KeyEnvironment = recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_UNSPECIFIED
+			return r
+		}(), []string{"key_environment"}},
+		{"no organisation or package", &recoveryv1.AssignKeyRequest{
+			UserIdentifier: "user-1", KeyEnvironment: recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT,
+		}, []string{"organisation.customer_id", "organisation.customer_name", "package.package_id", "package.package_name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.client.AssignKey(t.Context(), proto.Clone(tt.req).(*recoveryv1.AssignKeyRequest))
+			d := wantStatus(t, err, codes.InvalidArgument, ReasonInvalidRequest)
+			if diff := cmp.Diff(tt.fields, d.fields()); diff != "" {
+				t.Errorf("field violations (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if n := len(f.sandboxKeys()); n != 0 {
+		t.Fatalf("upstream holds %d keys after invalid requests", n)
+	}
+}

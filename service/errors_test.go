@@ -1,0 +1,172 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// upstreamText is what an upstream error body said; it must never reach a
+// caller.
+const upstreamText = "internal detail: db host 10.1.2.3 said no"
+
+func upstreamErr(kind upstream.Kind) *upstream.Error {
+	return &upstream.Error{
+		Kind: kind, Endpoint: "POST /v1/partner/secure/data", Status: 400,
+		Type: "bad_request", Message: upstreamText, Sent: true,
+	}
+}
+
+func TestStatusFromErrorMapping(t *testing.T) {
+	limited := upstreamErr(upstream.KindRateLimited)
+	limited.RetryAfter = 7 * time.Second
+	invalid := upstreamErr(upstream.KindInvalid)
+	invalid.Fields = map[string]string{"checksum": upstreamText, "data": "bad"}
+	tests := []struct {
+		name     string
+		err      error
+		code     codes.Code
+		reason   string
+		retry    time.Duration
+		metadata map[string]string
+	}{
+		{"upstream invalid", fmt.Errorf("wrapped: %w", invalid), codes.InvalidArgument, ReasonUpstreamRejectedRequest, 0,
+			map[string]string{"upstream_fields": "checksum,data"}},
+		{"upstream 401", upstreamErr(upstream.KindUnauthenticated), codes.Internal, ReasonUpstreamCredentialsRejected, 0, nil},
+		{"upstream 403", upstreamErr(upstream.KindForbidden), codes.Internal, ReasonUpstreamCredentialsRejected, 0, nil},
+		{"upstream 404", upstreamErr(upstream.KindNotFound), codes.NotFound, ReasonKeyNotFoundUpstream, 0, nil},
+		{"upstream 409", upstreamErr(upstream.KindAlreadyAssigned), codes.FailedPrecondition, ReasonAssignedElsewhere, 0, nil},
+		{"upstream 413", upstreamErr(upstream.KindTooLarge), codes.ResourceExhausted, ReasonFileTooLarge, 0, nil},
+		{"upstream 415", upstreamErr(upstream.KindUnsupportedMedia), codes.Internal, ReasonUpstreamContractMismatch, 0, nil},
+		{"upstream 429", limited, codes.Unavailable, ReasonUpstreamRateLimited, 7 * time.Second, nil},
+		{"upstream 5xx", upstreamErr(upstream.KindUnavailable), codes.Unavailable, ReasonUpstreamUnavailable, 0, nil},
+		{"upstream contract break", upstreamErr(upstream.KindProtocol), codes.Internal, ReasonUpstreamContractMismatch, 0, nil},
+		{"upstream timeout", &upstream.Error{Kind: upstream.KindUnavailable, Message: upstreamText, Err: context.DeadlineExceeded},
+			codes.DeadlineExceeded, ReasonDeadlineExceeded, 0, nil},
+		{"caller cancelled", &upstream.Error{Kind: upstream.KindUnavailable, Message: upstreamText, Err: context.Canceled},
+			codes.Canceled, ReasonCancelled, 0, nil},
+		{"transport cancelled", status.Error(codes.Canceled, upstreamText), codes.Canceled, ReasonCancelled, 0, nil},
+		{"registry not found", registry.ErrNotFound, codes.NotFound, ReasonKeyNotFound, 0, nil},
+		{"registry page token", registry.ErrInvalidPageToken, codes.InvalidArgument, ReasonInvalidPageToken, 0, nil},
+		{"registry down", registryFailure(errors.New(upstreamText)), codes.Unavailable, ReasonRegistryUnavailable, 0, nil},
+		{"signature", fmt.Errorf("x: %w", keycrypto.ErrSignatureInvalid), codes.FailedPrecondition, ReasonEnclaveSignatureInvalid, 0, nil},
+		{"binding", fmt.Errorf("x: %w", keycrypto.ErrBindingMismatch), codes.FailedPrecondition, ReasonEnclaveSignatureInvalid, 0, nil},
+		{"no verification key", keycrypto.ErrNoVerificationKey, codes.Unavailable, ReasonVerificationKeysUnavailable, 0, nil},
+		{"plaintext too large", keycrypto.ErrPlaintextTooLarge, codes.InvalidArgument, ReasonPlaintextTooLarge, 0, nil},
+		{"anything else", errors.New(upstreamText), codes.Internal, ReasonInternal, 0, nil},
+	}
+	s := New(Config{Upstream: &upstream.Client{}, Keys: upstream.NewStaticKeySource(&keycrypto.KeySet{}),
+		Registry: &registry.Store{}, Logger: slog.New(slog.DiscardHandler)})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.statusFromError(t.Context(), "Test", tt.err)
+			d := wantStatus(t, err, tt.code, tt.reason)
+			if strings.Contains(d.message, "10.1.2.3") || strings.Contains(d.message, "db host") {
+				t.Errorf("status message leaks upstream text: %q", d.message)
+			}
+			if d.message != reasonSpecs[tt.reason].message {
+				t.Errorf("message %q is not the reason's fixed message", d.message)
+			}
+			if got := d.retry.GetRetryDelay().AsDuration(); got != tt.retry {
+				t.Errorf("RetryInfo delay = %v, want %v", got, tt.retry)
+			}
+			if diff := cmp.Diff(tt.metadata, d.info.GetMetadata()); diff != "" {
+				t.Errorf("metadata (-want +got):\n%s", diff)
+			}
+			for _, v := range d.badRequest.GetFieldViolations() {
+				if strings.Contains(v.GetDescription(), "10.1.2.3") {
+					t.Errorf("field violation leaks upstream text: %q", v.GetDescription())
+				}
+			}
+		})
+	}
+}
+
+func TestEveryReasonHasASpec(t *testing.T) {
+	for reason, spec := range reasonSpecs {
+		if spec.message == "" || spec.code == codes.OK {
+			t.Errorf("reason %s has no code or message", reason)
+		}
+		if strings.ToUpper(reason) != reason {
+			t.Errorf("reason %s is not UPPER_SNAKE_CASE", reason)
+		}
+	}
+}
+
+func TestStatusFromValidation(t *testing.T) {
+	validator, err := protovalidate.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	validAssign := assignRequest("user-1", "org-1")
+	tests := []struct {
+		name   string
+		msg    proto.Message
+		reason string
+		// violations maps field path to the rule's reason.
+		violations map[string]string
+	}{
+		{"missing organisation", &recoveryv1.AssignKeyRequest{
+			UserIdentifier: "user-1", KeyEnvironment: recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT,
+			Package: validAssign.GetPackage(),
+		}, ReasonInvalidRequest, map[string]string{"organisation": "REQUIRED"}},
+		{"unspecified environment and bad customer id", &recoveryv1.AssignKeyRequest{
+			UserIdentifier: "user-1",
+			Organisation:   &recoveryv1.Organisation{CustomerId: "-bad", CustomerName: "Acme"},
+			Package:        validAssign.GetPackage(),
+		}, ReasonInvalidRequest, map[string]string{"key_environment": "ENUM_NOT_IN", "organisation.customer_id": "STRING_PATTERN"}},
+		{"plaintext of 447 bytes", &recoveryv1.SecureDataRequest{
+			Key:     &recoveryv1.SecureDataRequest_KeyId{KeyId: "6f1c2a9e-0000-4000-8000-000000000004"},
+			Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: make([]byte, 447)},
+		}, ReasonPlaintextTooLarge, map[string]string{"plaintext": "BYTES_MAX_LEN"}},
+		{"bad uuid and no payload", &recoveryv1.SecureDataRequest{
+			Key: &recoveryv1.SecureDataRequest_KeyId{KeyId: "not-a-uuid"},
+		}, ReasonInvalidRequest, map[string]string{"key_id": "STRING_UUID", "payload": "REQUIRED"}},
+		{"bad checksum pattern", &recoveryv1.SecureDataRequest{
+			Key: &recoveryv1.SecureDataRequest_KeyId{KeyId: "6f1c2a9e-0000-4000-8000-000000000004"},
+			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: &recoveryv1.SealedPayload{
+				Ciphertext: make([]byte, 512), ChecksumSha256: "xyz"}},
+		}, ReasonInvalidRequest, map[string]string{"sealed.checksum_sha256": "STRING_PATTERN"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			verr := validator.Validate(tt.msg)
+			if verr == nil {
+				t.Fatal("the message validated")
+			}
+			d := wantStatus(t, StatusFromValidation(verr), codes.InvalidArgument, tt.reason)
+			got := map[string]string{}
+			for _, v := range d.badRequest.GetFieldViolations() {
+				got[v.GetField()] = v.GetReason()
+				if v.GetDescription() == "" || !strings.Contains(v.GetDescription(), "(rule ") {
+					t.Errorf("field %s: description %q does not name the rule", v.GetField(), v.GetDescription())
+				}
+			}
+			if diff := cmp.Diff(tt.violations, got); diff != "" {
+				t.Errorf("violations (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if StatusFromValidation(nil) != nil {
+		t.Error("StatusFromValidation(nil) is not nil")
+	}
+	st := status.Convert(StatusFromValidation(errors.New("rule failed to compile")))
+	if st.Code() != codes.Internal {
+		t.Errorf("a non-validation error gives %s, want Internal", st.Code())
+	}
+}
