@@ -1,0 +1,198 @@
+package auth_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/walletprovider/recoveryservice/service/auth"
+)
+
+func TestLoadCallersFileAcceptsTheExample(t *testing.T) {
+	set, err := auth.LoadCallersFile(testCallersFile(t))
+	if err != nil {
+		t.Fatalf("LoadCallersFile: %v", err)
+	}
+	if set.Len() != 4 {
+		t.Fatalf("Len = %d, want 4", set.Len())
+	}
+	tests := []struct {
+		name string
+		orgs []string
+	}{
+		{"wallet-api", []string{"org-1", "org-2"}},
+		{"support-tool", []string{"*"}},
+		{"batch-worker.internal", []string{"org-3"}},
+		{"spiffe://test.example/support", []string{"org-1"}},
+	}
+	for _, tt := range tests {
+		c, ok := set.Lookup(tt.name)
+		if !ok {
+			t.Errorf("Lookup(%q): not found", tt.name)
+			continue
+		}
+		if c.Name != tt.name || !slices.Equal(c.Organisations, tt.orgs) {
+			t.Errorf("Lookup(%q) = %+v, want organisations %v", tt.name, c, tt.orgs)
+		}
+	}
+	if _, ok := set.Lookup("Wallet-API"); ok {
+		t.Error("Lookup is case-insensitive; names must match exactly")
+	}
+}
+
+func TestLoadCallersFileRejects(t *testing.T) {
+	good := digestOf("good-token")
+	other := digestOf("other-token")
+	long := strings.Repeat("a", 129)
+	tests := []struct {
+		name      string
+		content   string
+		wantField string
+		wantIn    string // substring of the problem
+	}{
+		{"empty file", ``, "", "unexpected end of file"},
+		{"not JSON", `callers: []`, "", "syntax error at byte"},
+		{"truncated", `{"callers": [`, "callers", "unexpected end of file"},
+		{"top level array", `[]`, "", "must be an object, not an array"},
+		{"top level null", `null`, "", "must be an object, not null"},
+		{"trailing data", `{"callers":[{"name":"a","token_sha256":"` + good + `","organisations":["*"]}]} {}`, "", "unexpected data after the JSON object"},
+		{"no callers field", `{}`, "callers", "lists no callers"},
+		{"callers null", `{"callers": null}`, "callers", "must be an array, not null"},
+		{"callers empty", `{"callers": []}`, "callers", "lists no callers"},
+		{"callers object", `{"callers": {}}`, "callers", "must be an array, not an object"},
+		{"unknown top-level field", `{"callers": [], "version": 2}`, "version", "unknown field; allowed here: callers"},
+		{"field in the wrong case", `{"Callers": []}`, "Callers", `did you mean "callers"`},
+		{"repeated top-level field", `{"callers": [], "callers": []}`, "callers", "appears more than once"},
+		{"entry not an object", `{"callers": ["wallet-api"]}`, "callers[0]", "must be an object, not a string"},
+		{"entry null", `{"callers": [null]}`, "callers[0]", "must be an object, not null"},
+		{"unknown entry field", `{"callers": [{"name":"a","token":"secret","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].token", "unknown field; allowed here: name, organisations, token_sha256"},
+		{"entry field in the wrong case", `{"callers": [{"Name":"a"}]}`, "callers[0].Name", `did you mean "name"`},
+		{"repeated entry field", `{"callers": [{"name":"a","name":"b","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "appears more than once"},
+		{"name missing", `{"callers": [{"token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "required"},
+		{"name empty", `{"callers": [{"name":"","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "required"},
+		{"name a number", `{"callers": [{"name":7,"token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "must be a string, not a number"},
+		{"name with a space", `{"callers": [{"name":"wallet api","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "only letters, digits"},
+		{"name starting with a dash", `{"callers": [{"name":"-api","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "must start with a letter or digit"},
+		{"name too long", `{"callers": [{"name":"` + long + `","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "longer than 128"},
+		{"name repeated", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["*"]},{"name":"a","token_sha256":"` + other + `","organisations":["*"]}]}`, "callers[1].name", `"a" is already the name of callers[0]`},
+		{"token_sha256 missing", `{"callers": [{"name":"a","organisations":["*"]}]}`, "callers[0].token_sha256", "required"},
+		{"token_sha256 null", `{"callers": [{"name":"a","token_sha256":null,"organisations":["*"]}]}`, "callers[0].token_sha256", "must be a string, not null"},
+		{"token_sha256 uppercase", `{"callers": [{"name":"a","token_sha256":"` + strings.ToUpper(good) + `","organisations":["*"]}]}`, "callers[0].token_sha256", "must be lowercase hex"},
+		{"token_sha256 too short", `{"callers": [{"name":"a","token_sha256":"` + good[:63] + `","organisations":["*"]}]}`, "callers[0].token_sha256", "64 lowercase hex"},
+		{"token_sha256 not hex", `{"callers": [{"name":"a","token_sha256":"` + "g" + good[1:] + `","organisations":["*"]}]}`, "callers[0].token_sha256", "64 lowercase hex"},
+		{"token_sha256 a raw token", `{"callers": [{"name":"a","token_sha256":"good-token","organisations":["*"]}]}`, "callers[0].token_sha256", "never the token itself"},
+		{"token_sha256 of the empty token", `{"callers": [{"name":"a","token_sha256":"` + digestOf("") + `","organisations":["*"]}]}`, "callers[0].token_sha256", "empty token"},
+		{"token_sha256 repeated", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["*"]},{"name":"b","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[1].token_sha256", "same token as callers[0]"},
+		{"organisations missing", `{"callers": [{"name":"a","token_sha256":"` + good + `"}]}`, "callers[0].organisations", "at least one customer id"},
+		{"organisations empty", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":[]}]}`, "callers[0].organisations", "at least one customer id"},
+		{"organisations null", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":null}]}`, "callers[0].organisations", "must be an array, not null"},
+		{"organisations a string", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":"*"}]}`, "callers[0].organisations", "must be an array, not a string"},
+		{"organisation a number", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":[1]}]}`, "callers[0].organisations[0]", "must be a string, not a number"},
+		{"organisation empty", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["org-1",""]}]}`, "callers[0].organisations[1]", "empty"},
+		{"organisation with a space", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["org 1"]}]}`, "callers[0].organisations[0]", `must be "*" or a customer id`},
+		{"organisation glob", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["org-*"]}]}`, "callers[0].organisations[0]", `must be "*" or a customer id`},
+		{"organisation too long", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["` + long + `"]}]}`, "callers[0].organisations[0]", "longer than 128"},
+		{"organisation repeated", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["org-1","*","org-1"]}]}`, "callers[0].organisations[2]", "repeats callers[0].organisations[0]"},
+		{"second entry bad", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["*"]},{"name":"b","token_sha256":"` + other + `","organisations":["ok","bad org"]}]}`, "callers[1].organisations[1]", `must be "*" or a customer id`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeCallersFile(t, tt.content)
+			set, err := auth.LoadCallersFile(path)
+			if err == nil {
+				t.Fatalf("LoadCallersFile accepted it (%d callers)", set.Len())
+			}
+			var fe *auth.FileError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %T %q is not a *FileError", err, err)
+			}
+			if fe.File != path || fe.Field != tt.wantField || !strings.Contains(fe.Problem, tt.wantIn) {
+				t.Errorf("got File=%q Field=%q Problem=%q\nwant File=%q Field=%q Problem containing %q", fe.File, fe.Field, fe.Problem, path, tt.wantField, tt.wantIn)
+			}
+			for _, secret := range []string{good, other, strings.ToUpper(good), "good-token"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q quotes a token or digest from the file", err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadCallersFileRefusesAccessibleFiles(t *testing.T) {
+	valid := callersJSON(t, entry("a", "good-token", "*"))
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o620, 0o604, 0o602, 0o660, 0o700 | 0o001} {
+		t.Run(mode.String(), func(t *testing.T) {
+			path := writeCallersFile(t, valid)
+			if err := os.Chmod(path, mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := auth.LoadCallersFile(path)
+			var fe *auth.FileError
+			if !errors.As(err, &fe) || !strings.Contains(fe.Problem, "chmod 600") {
+				t.Fatalf("mode %v: error %v, want a *FileError telling to chmod 600", mode, err)
+			}
+		})
+	}
+	for _, mode := range []os.FileMode{0o600, 0o400} {
+		path := writeCallersFile(t, valid)
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := auth.LoadCallersFile(path); err != nil {
+			t.Errorf("mode %v: %v", mode, err)
+		}
+	}
+}
+
+func TestLoadCallersFileRefusesOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	large := filepath.Join(dir, "large.json")
+	if err := os.WriteFile(large, []byte(strings.Repeat(" ", auth.MaxCallersFileSize)+callersJSON(t, entry("a", "good-token", "*"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(dir, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		path   string
+		wantIn string
+	}{
+		{"missing", filepath.Join(dir, "missing.json"), "cannot open: open: no such file or directory"},
+		{"directory", private, "not a regular file"},
+		{"too large", large, "larger than 1048576 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := auth.LoadCallersFile(tt.path)
+			var fe *auth.FileError
+			if !errors.As(err, &fe) || fe.File != tt.path || !strings.Contains(fe.Problem, tt.wantIn) {
+				t.Fatalf("error %v, want a *FileError for %s containing %q", err, tt.path, tt.wantIn)
+			}
+		})
+	}
+}
+
+func TestLoadCallersFileFollowsSymlinks(t *testing.T) {
+	// Kubernetes mounts secrets as symlinks into a ..data directory; the
+	// target's permissions are what counts.
+	target := testCallersFile(t)
+	link := filepath.Join(t.TempDir(), "callers.json")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	set, err := auth.LoadCallersFile(link)
+	if err != nil || set.Len() != 4 {
+		t.Fatalf("via symlink: %v", err)
+	}
+	if err := os.Chmod(target, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.LoadCallersFile(link); err == nil {
+		t.Fatal("a symlink to a world-readable file was accepted")
+	}
+}
