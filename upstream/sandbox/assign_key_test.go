@@ -79,8 +79,10 @@ func TestAssignKeyValidation(t *testing.T) {
 			}
 		})
 	}
-	if resp := h.do(http.MethodPost, sandbox.PathAssignKey, sandbox.DevPartnerToken, "text/plain", strings.NewReader("{}")); resp.status != http.StatusUnsupportedMediaType {
-		t.Errorf("text/plain body: status %d, want 415", resp.status)
+	// The body is read as JSON whatever its Content-Type (curl -d sends a
+	// form type), so the answer is about the fields.
+	if resp := h.do(http.MethodPost, sandbox.PathAssignKey, sandbox.DevPartnerToken, "application/x-www-form-urlencoded", strings.NewReader("{}")); resp.status != http.StatusBadRequest || len(resp.errorBody(t).Fields) != 5 {
+		t.Errorf("form-typed JSON body: status %d: %s", resp.status, resp.body)
 	}
 	if n := len(h.keys()); n != 0 {
 		t.Fatalf("%d keys assigned by rejected requests", n)

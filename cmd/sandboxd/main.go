@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+)
+
+// Server settings, named so each default is visible in one place.
+const (
+	defaultListen     = "127.0.0.1:8080"
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	shutdownTimeout   = 10 * time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, hooks{})
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	default:
+		fmt.Fprintln(os.Stderr, "sandboxd:", err)
+		os.Exit(1)
+	}
+}
+
+// hooks let tests replace what would make them slow; production passes
+// the zero value.
+type hooks struct {
+	// keySource replaces the background pool of generated RSA keys.
+	keySource func() (*rsa.PrivateKey, error)
+}
+
+// options are the parsed command line.
+type options struct {
+	listen       string
+	dataDir      string
+	tokensFile   string
+	maxFileBytes int64
+	rateLimit    float64
+	misbehave    string
+	poolSize     int
+	logLevel     slog.Level
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("sandboxd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.listen, "listen", defaultListen, "address to listen on (host:port; keep it on loopback)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "directory for persistent state (keys, backups, signing keys, key pool); empty keeps everything in memory")
+	fs.StringVar(&o.tokensFile, "tokens-file", "", `JSON file {"tokens":[{"id","token","type","scopes":[...],"expires_at"}]}; empty accepts the development tokens`)
+	fs.Int64Var(&o.maxFileBytes, "max-file-bytes", sandbox.DefaultMaxFileBytes, "largest file secure/file accepts (bytes)")
+	fs.Float64Var(&o.rateLimit, "rate-limit", 0, "requests per second per token on the partner endpoints (0 = unlimited; over it: 429 with Retry-After)")
+	fs.StringVar(&o.misbehave, "misbehave", "", "break the enclave signature on purpose: bad-signature, wrong-binding or swapped-key")
+	fs.IntVar(&o.poolSize, "pool-size", sandbox.DefaultPoolSize, "fresh RSA-4096 keys kept ready in the background (~0.7 s of CPU each)")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if o.maxFileBytes <= 0 {
+		return o, errors.New("--max-file-bytes must be positive")
+	}
+	if o.poolSize <= 0 {
+		return o, errors.New("--pool-size must be positive")
+	}
+	if o.rateLimit < 0 {
+		return o, errors.New("--rate-limit must not be negative")
+	}
+	return o, nil
+}
+
+// run is main without the process: it serves until ctx ends, then shuts
+// down gracefully.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	cfg := sandbox.Config{
+		DataDir:      o.dataDir,
+		MaxFileBytes: o.maxFileBytes,
+		RateLimit:    o.rateLimit,
+		Misbehave:    o.misbehave,
+		PoolSize:     o.poolSize,
+		Logger:       logger,
+	}
+	if h.keySource != nil {
+		cfg.KeySource = h.keySource
+	}
+	if o.tokensFile != "" {
+		if cfg.Tokens, err = sandbox.LoadTokensFile(o.tokensFile); err != nil {
+			return err
+		}
+	}
+	emulator, err := sandbox.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer emulator.Close()
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.listen, err)
+	}
+	srv := &http.Server{
+		Handler:           emulator,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	fmt.Fprintf(stdout, "sandboxd listening on http://%s\n", ln.Addr())
+	if o.tokensFile == "" {
+		fmt.Fprintf(stdout, "development tokens: %s (scope %s), %s (no scope)\n",
+			sandbox.DevPartnerToken, sandbox.PartnerScope, sandbox.DevNoScopeToken)
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("sandboxd shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving: %w", err)
+	}
+	return emulator.Close()
+}
