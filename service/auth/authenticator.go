@@ -22,8 +22,9 @@ type Config struct {
 	// meant for development, where operators browse with grpcurl. Health is
 	// always public.
 	PublicReflection bool
-	// Logger receives refusals and reloads; nil means slog.Default(). Tokens
-	// never reach it, only an 8-hex-character fingerprint.
+	// Logger receives every refusal (reason, method, peer) and, at debug
+	// level, every authenticated call; nil means slog.Default(). Tokens never
+	// reach it, only an 8-hex-character fingerprint of a refused one.
 	Logger *slog.Logger
 	// OnReload, when set, is called after every load of the callers file
 	// after the first, with its error (nil when the new set is in force). It
