@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -56,6 +57,8 @@ type fixtureOptions struct {
 	store *registry.Store
 	// sandbox, when set, is an upstream shared with another fixture.
 	sandbox *httptest.Server
+	// logger receives the service's log (default: discarded).
+	logger *slog.Logger
 }
 
 // fixture is the service wired as in production, in memory: a real gRPC
@@ -139,7 +142,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		Keys:         keys,
 		Registry:     store,
 		MaxFileBytes: opts.maxFileBytes,
-		Logger:       quiet,
+		Logger:       cmp.Or(opts.logger, quiet),
 		CallTimeout:  10 * time.Second,
 	})
 
