@@ -7,9 +7,10 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -24,18 +25,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testDB is one test's own database on one backend. open opens another Store
-// on it (another "replica" when called twice); tables lists its tables.
+// testDB is one test's own database on one backend. open opens another
+// Store on it (another "replica" when called twice); inspect opens one that
+// applies no migrations, to look at what earlier opens left.
 type testDB struct {
-	backend string
-	open    func(opts ...Option) (*Store, error)
-	tables  func(t *testing.T) []string
+	backend     string
+	open        func(opts ...Option) (*Store, error)
+	tablesQuery string
 }
 
-// mustOpen opens a Store on db and closes it when the test ends.
+// mustOpen opens a Store on db and closes it when the test ends. Its log
+// goes to the test's log.
 func (db testDB) mustOpen(t *testing.T, opts ...Option) *Store {
 	t.Helper()
-	s, err := db.open(opts...)
+	s, err := db.open(append([]Option{WithLogger(testLogger(t))}, opts...)...)
 	if err != nil {
 		t.Fatalf("open %s registry: %v", db.backend, err)
 	}
@@ -45,6 +48,58 @@ func (db testDB) mustOpen(t *testing.T, opts ...Option) *Store {
 		}
 	})
 	return s
+}
+
+// inspect opens db without applying migrations.
+func (db testDB) inspect(t *testing.T) *Store {
+	t.Helper()
+	return db.mustOpen(t, withMigrations(fstest.MapFS{}))
+}
+
+// tables lists db's tables, sorted.
+func (db testDB) tables(t *testing.T) []string {
+	t.Helper()
+	return queryStrings(t, db.inspect(t), db.tablesQuery)
+}
+
+// appliedMigrations lists the names schema_migrations records, by version.
+func (db testDB) appliedMigrations(t *testing.T) []string {
+	t.Helper()
+	return queryStrings(t, db.inspect(t), `SELECT name FROM schema_migrations ORDER BY version`)
+}
+
+func queryStrings(t *testing.T, s *Store, query string) []string {
+	t.Helper()
+	rows, err := s.read.Query(query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// testLogger sends a Store's log to t.Log, so it shows with the test that
+// caused it.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 // backends is the table every registry test runs on.
@@ -77,11 +132,7 @@ func newSQLiteDB(t *testing.T) testDB {
 		open: func(opts ...Option) (*Store, error) {
 			return OpenSQLite(context.Background(), path, opts...)
 		},
-		tables: func(t *testing.T) []string {
-			return queryTables(t, "sqlite", func() (*Store, error) {
-				return OpenSQLite(context.Background(), path, withMigrations(noMigrations))
-			}, `SELECT name FROM sqlite_master WHERE type = 'table'`)
-		},
+		tablesQuery: `SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`,
 	}
 }
 
@@ -119,43 +170,9 @@ func newPostgresDB(t *testing.T) testDB {
 		open: func(opts ...Option) (*Store, error) {
 			return OpenPostgres(context.Background(), dbURL, opts...)
 		},
-		tables: func(t *testing.T) []string {
-			return queryTables(t, "postgresql", func() (*Store, error) {
-				return OpenPostgres(context.Background(), dbURL, withMigrations(noMigrations))
-			}, `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
-		},
+		tablesQuery: `SELECT table_name::text FROM information_schema.tables
+			WHERE table_schema = current_schema() ORDER BY table_name`,
 	}
-}
-
-// noMigrations opens a Store without touching the schema (beyond creating
-// schema_migrations), to look at what an earlier open left.
-var noMigrations = fstest.MapFS{}
-
-func queryTables(t *testing.T, backend string, open func() (*Store, error), query string) []string {
-	t.Helper()
-	s, err := open()
-	if err != nil {
-		t.Fatalf("open %s to list tables: %v", backend, err)
-	}
-	defer s.Close()
-	rows, err := s.read.Query(query)
-	if err != nil {
-		t.Fatalf("list tables: %v", err)
-	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, n)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(names)
-	return names
 }
 
 func randomHex(t *testing.T, n int) string {
