@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
@@ -25,6 +28,8 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	shutdownTimeout   = 10 * time.Second
+	// telemetryFlushTimeout bounds the span flush at exit.
+	telemetryFlushTimeout = 5 * time.Second
 )
 
 func main() {
@@ -95,7 +100,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) 
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	logger := slog.New(telemetry.SlogHandler(stderr, o.logLevel))
+	// Traces as the OTEL_* environment says (none by default); with the
+	// otelhttp handler below, a request carrying traceparent (recoveryd's
+	// upstream client sends it) gets a server span in the caller's trace.
+	tel, err := telemetry.Setup(ctx, telemetry.Options{
+		ServiceName: "sandboxd", ServiceVersion: telemetry.BuildVersion(), Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), telemetryFlushTimeout)
+		defer cancel()
+		_ = tel.Shutdown(flushCtx) // best effort: spans are diagnostics, not results
+	}()
 	cfg := sandbox.Config{
 		DataDir:      o.dataDir,
 		MaxFileBytes: o.maxFileBytes,
@@ -123,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) 
 		return fmt.Errorf("listening on %s: %w", o.listen, err)
 	}
 	srv := &http.Server{
-		Handler:           emulator,
+		Handler:           otelhttp.NewHandler(emulator, "sandboxd"),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
