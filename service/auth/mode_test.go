@@ -46,9 +46,12 @@ func TestModeZeroValueIsEnforced(t *testing.T) {
 	if m != auth.Enforced || m.String() != "enforced" || auth.Disabled.String() != "disabled" {
 		t.Fatalf("zero Mode = %v, want Enforced", m)
 	}
-	var a *auth.Authenticator
-	if a.Mode() != auth.Disabled {
+	var off *auth.Authenticator
+	if off.Mode() != auth.Disabled {
 		t.Fatal("a nil *Authenticator (authentication off) must mean Disabled")
+	}
+	if on := newAuthenticator(t, auth.Config{}, nil); on.Mode() != auth.Enforced {
+		t.Fatal("an Authenticator must mean Enforced")
 	}
 }
 
