@@ -113,6 +113,9 @@ func parseJWK(e map[string]json.RawMessage) (key VerificationKey, use bool, err 
 		if key.ValidFrom, err = time.Parse(time.RFC3339, validFrom); err != nil {
 			return key, false, fmt.Errorf("kid %q: %s is not an RFC 3339 time", key.KID, jwkValidFrom)
 		}
+		if !inRFC3339Range(key.ValidFrom) {
+			return key, false, fmt.Errorf("kid %q: %s is outside years 0000-9999 in UTC", key.KID, jwkValidFrom)
+		}
 	}
 	return key, true, nil
 }
@@ -261,9 +264,20 @@ func MarshalJWKS(keys []JWK) ([]byte, error) {
 			Purposes: append([]string{}, k.Purposes...),
 		}
 		if !k.ValidFrom.IsZero() {
+			if !inRFC3339Range(k.ValidFrom) {
+				return nil, fmt.Errorf("%w: keys[%d] (kid %q) validFrom is outside years 0000-9999 in UTC", ErrInvalidJWKS, i, k.KID)
+			}
 			entry.ValidFrom = k.ValidFrom.UTC().Format(time.RFC3339Nano)
 		}
 		doc.Keys = append(doc.Keys, entry)
 	}
 	return json.MarshalIndent(doc, "", "  ")
+}
+
+// inRFC3339Range reports whether t, written in UTC, has the four-digit year
+// RFC 3339 requires; an offset can push a parsed time just outside it, and
+// then it could not be published again.
+func inRFC3339Range(t time.Time) bool {
+	y := t.UTC().Year()
+	return 0 <= y && y <= 9999
 }

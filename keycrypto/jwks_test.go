@@ -40,7 +40,7 @@ func jwkEntry(i int) map[string]any {
 	}
 }
 
-func jwksDoc(t *testing.T, entries ...map[string]any) []byte {
+func jwksDoc(t testing.TB, entries ...map[string]any) []byte {
 	t.Helper()
 	b, err := json.Marshal(map[string]any{"keys": entries})
 	if err != nil {
@@ -113,6 +113,7 @@ func TestJWKSEligibility(t *testing.T) {
 		{"purposes not strings", with(jwkEntry(0), "coincover:purposes", []int{1}), invalid},
 		{"purposes a string", with(jwkEntry(0), "coincover:purposes", "assignment-sig"), invalid},
 		{"validFrom not RFC 3339", with(jwkEntry(0), "coincover:validFrom", "23/06/2026"), invalid},
+		{"validFrom pushed past year 9999 by its offset", with(jwkEntry(0), "coincover:validFrom", "9999-12-31T23:00:00-02:00"), invalid},
 		{"private key d present", with(jwkEntry(0), "d", "AAAA"), invalid},
 		{"private d on a skipped RSA entry", map[string]any{"kty": "RSA", "d": "AAAA"}, invalid},
 	} {
@@ -336,6 +337,7 @@ func TestMarshalJWKSRejects(t *testing.T) {
 		{"no kid", keycrypto.JWK{Key: &testkeys.EC(0).PublicKey}},
 		{"no key", keycrypto.JWK{KID: "k"}},
 		{"P-384", keycrypto.JWK{KID: "k", Key: &p384.PublicKey}},
+		{"validFrom year 10000", keycrypto.JWK{KID: "k", Key: &testkeys.EC(0).PublicKey, ValidFrom: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}},
 	} {
 		if _, err := keycrypto.MarshalJWKS([]keycrypto.JWK{tc.key}); !errors.Is(err, keycrypto.ErrInvalidJWKS) {
 			t.Errorf("%s: err = %v, want ErrInvalidJWKS", tc.name, err)

@@ -150,7 +150,7 @@ func TestParsePublicKeyPEM(t *testing.T) {
 	}
 }
 
-func mustSPKI(t *testing.T, pub any) []byte {
+func mustSPKI(t testing.TB, pub any) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
