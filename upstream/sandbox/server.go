@@ -38,6 +38,7 @@ type Server struct {
 	auth    *authenticator
 	limiter *rateLimiter
 	handler http.Handler
+	tel     *telemetry
 	closed  atomic.Bool
 }
 
@@ -47,6 +48,10 @@ func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	tel, err := newTelemetry()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: creating metrics: %w", err)
 	}
 	st, err := openStore(cfg.DataDir)
 	if err != nil {
@@ -63,6 +68,7 @@ func New(cfg Config) (*Server, error) {
 		signing: signing,
 		auth:    newAuthenticator(cfg.Tokens),
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+		tel:     tel,
 	}
 	if cfg.KeySource == nil {
 		poolDir := ""
@@ -126,11 +132,14 @@ func (s *Server) routes() http.Handler {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &requestLog{ResponseWriter: w, status: http.StatusOK}
-	r = r.WithContext(context.WithValue(r.Context(), requestLogKey{}, rec))
+	ctx, span := s.tel.startSpan(r)
+	r = r.WithContext(context.WithValue(ctx, requestLogKey{}, rec))
 	s.handler.ServeHTTP(rec, r)
+	s.tel.finish(ctx, span, r, rec, time.Since(start))
 	attrs := append([]any{
 		"method", r.Method,
 		"path", r.URL.Path,
+		"route", r.Pattern,
 		"status", rec.status,
 		"duration", time.Since(start),
 	}, rec.attrs...)
