@@ -33,6 +33,7 @@ type Registry interface {
 	ReserveBackup(ctx context.Context, scope, idempotencyKey, requestHash string, lease time.Duration) (registry.BackupReservation, error)
 	CompleteBackup(ctx context.Context, token string, b registry.Backup) error
 	ReleaseBackup(ctx context.Context, token string) error
+	FailBackup(ctx context.Context, token, reason string) error
 	RecordBackup(ctx context.Context, b registry.Backup) error
 	ListBackups(ctx context.Context, f registry.BackupFilter, p registry.Page) ([]registry.Backup, string, error)
 }

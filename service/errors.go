@@ -189,6 +189,8 @@ func registryFailure(err error) error {
 		errors.Is(err, registry.ErrNotFound),
 		errors.Is(err, registry.ErrInvalidPageToken),
 		errors.Is(err, registry.ErrReservationLost),
+		errors.Is(err, registry.ErrInvalidArgument),
+		errors.Is(err, registry.ErrDuplicate),
 		errors.Is(err, context.Canceled),
 		errors.Is(err, context.DeadlineExceeded):
 		return err
@@ -219,6 +221,10 @@ func classify(err error) *failure {
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
 		return fail(ReasonKeyNotFound, err)
+	case errors.Is(err, registry.ErrInvalidArgument), errors.Is(err, registry.ErrDuplicate):
+		// Requests are checked before they reach the registry, so either
+		// is a fault of this service, not of the caller.
+		return fail(ReasonInternal, err)
 	case errors.Is(err, registry.ErrInvalidPageToken):
 		f := invalidField("page_token", errors.New("not a page token this service issued"))
 		f.reason, f.violations[0].Reason, f.cause = ReasonInvalidPageToken, ReasonInvalidPageToken, err

@@ -63,6 +63,7 @@ func TestStatusFromErrorMapping(t *testing.T) {
 		{"transport cancelled", status.Error(codes.Canceled, upstreamText), codes.Canceled, ReasonCancelled, 0, nil},
 		{"registry not found", registry.ErrNotFound, codes.NotFound, ReasonKeyNotFound, 0, nil},
 		{"registry page token", registry.ErrInvalidPageToken, codes.InvalidArgument, ReasonInvalidPageToken, 0, nil},
+		{"registry refuses an argument", fmt.Errorf("x: %w", registry.ErrInvalidArgument), codes.Internal, ReasonInternal, 0, nil},
 		{"registry down", registryFailure(errors.New(upstreamText)), codes.Unavailable, ReasonRegistryUnavailable, 0, nil},
 		{"signature", fmt.Errorf("x: %w", keycrypto.ErrSignatureInvalid), codes.FailedPrecondition, ReasonEnclaveSignatureInvalid, 0, nil},
 		{"binding", fmt.Errorf("x: %w", keycrypto.ErrBindingMismatch), codes.FailedPrecondition, ReasonEnclaveSignatureInvalid, 0, nil},

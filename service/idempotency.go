@@ -20,13 +20,6 @@ import (
 // a slow upload is not mistaken for a lost one.
 const fileUploadLease = 15 * time.Minute
 
-// backupFailer is the optional registry capability of parking a backup
-// reservation whose upstream outcome is unknown. Without it the pending row
-// turns unknown when its lease ends, which is equally safe, only later.
-type backupFailer interface {
-	FailBackup(ctx context.Context, token, reason string) error
-}
-
 // requestHash identifies a backup request's content for the idempotency
 // check: the backup type, key, checksum and metadata. Two requests with the
 // same idempotency key and hash are the same request.
@@ -116,11 +109,10 @@ func (s *Server) backupFailed(ctx context.Context, token string, storedNothing b
 	}
 	s.log.LogAttrs(ctx, slog.LevelError, "backup outcome unknown",
 		slog.String("error", err.Error()))
-	if f, ok := s.registry.(backupFailer); ok {
-		if ferr := f.FailBackup(ctx, token, fmt.Sprintf("upstream store failed after it may have been sent: %v", err)); ferr != nil {
-			s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
-				slog.String("error", ferr.Error()))
-		}
+	if ferr := s.registry.FailBackup(ctx, token, fmt.Sprintf("upstream store failed after it may have been sent: %v", err)); ferr != nil {
+		// The row stays pending and turns unknown when its lease ends.
+		s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
+			slog.String("error", ferr.Error()))
 	}
 }
 

@@ -348,3 +348,29 @@ func TestSecureDataIdempotency(t *testing.T) {
 		}
 	})
 }
+
+func TestSecureDataLostResponse(t *testing.T) {
+	// The upstream stores the backup but its answer is lost: the caller is
+	// told the upstream was unavailable, and a retry with the same
+	// idempotency key is told the outcome is unknown instead of storing the
+	// material a second time.
+	f := newFixture(t, fixtureOptions{wrap: loseResponse("/v1/partner/secure/data")})
+	key := f.mustAssign("user-1", "org-1")
+	req := func() *recoveryv1.SecureDataRequest {
+		return &recoveryv1.SecureDataRequest{
+			Key:            &recoveryv1.SecureDataRequest_KeyId{KeyId: key.GetKeyId()},
+			Payload:        &recoveryv1.SecureDataRequest_Plaintext{Plaintext: []byte("share")},
+			IdempotencyKey: "lost-1",
+		}
+	}
+	_, err := f.client.SecureData(t.Context(), req())
+	wantStatus(t, err, codes.Unavailable, ReasonUpstreamUnavailable)
+	_, err = f.client.SecureData(t.Context(), req())
+	wantStatus(t, err, codes.FailedPrecondition, ReasonBackupOutcomeUnknown)
+	if n := len(f.sandboxBackups()); n != 1 {
+		t.Errorf("upstream holds %d backups, want 1 (stored once, never retried)", n)
+	}
+	if n := len(f.registryBackups()); n != 0 {
+		t.Errorf("registry recorded %d backups for an unknown outcome", n)
+	}
+}

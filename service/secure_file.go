@@ -168,6 +168,9 @@ func (s *Server) pumpFile(stream fileStream, up *upload, h fileHeader) (size int
 			return 0, "", up.abort(outOfOrder("header", "a second header arrived after the file began"))
 		}
 		chunk := msg.GetChunk()
+		if len(chunk) == 0 {
+			continue // nothing to forward; validation normally refuses it
+		}
 		size += int64(len(chunk))
 		switch {
 		case size > s.maxFileBytes:
