@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
 
 	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/registry"
@@ -41,7 +40,7 @@ type app struct {
 	log       *slog.Logger
 	cfg       Config
 	grpc      *grpc.Server
-	health    *health.Server
+	health    *healthService
 	readiness []readinessCheck
 	// closers run in reverse order on close.
 	closers []func() error
@@ -65,7 +64,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (er
 		return err
 	}
 	defer func() { err = errors.Join(err, a.close()) }()
-	stopAdmin, err := startAdmin(cfg, log, tel, a.health)
+	stopAdmin, err := startAdmin(cfg, log, tel, a.health.Server)
 	if err != nil {
 		return err
 	}
@@ -109,7 +108,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 		MaxFileBytes: cfg.MaxFileBytes,
 		Logger:       log.With("component", "service"),
 	})
-	a.health = newHealthServer()
+	a.health = newHealthService()
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation); err != nil {
 		return nil, err
 	}

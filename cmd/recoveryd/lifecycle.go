@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Readiness retry pacing: quick at first (the embedded sandbox is up within
@@ -32,7 +30,7 @@ type readinessCheck struct {
 
 // awaitReady runs the checks until all pass in one round, then marks the
 // server SERVING. It gives up silently when ctx ends (shutdown).
-func awaitReady(ctx context.Context, log *slog.Logger, hs *health.Server, checks []readinessCheck) {
+func awaitReady(ctx context.Context, log *slog.Logger, hs *healthService, checks []readinessCheck) {
 	delay := readinessFirstRetry
 	for attempt := 1; ; attempt++ {
 		failed := ""
@@ -50,8 +48,7 @@ func awaitReady(ctx context.Context, log *slog.Logger, hs *health.Server, checks
 			}
 		}
 		if failed == "" {
-			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-			hs.SetServingStatus(serviceName, healthpb.HealthCheckResponse_SERVING)
+			hs.markServing()
 			log.Info("ready: health SERVING", "attempts", attempt)
 			return
 		}
@@ -68,7 +65,7 @@ func awaitReady(ctx context.Context, log *slog.Logger, hs *health.Server, checks
 // turns SERVING, then shuts down: health NOT_SERVING first (so balancers
 // stop sending new calls), then GracefulStop for in-flight calls, and Stop
 // once timeout has passed.
-func serve(ctx context.Context, log *slog.Logger, srv *grpc.Server, hs *health.Server, checks []readinessCheck, lis net.Listener, timeout time.Duration) error {
+func serve(ctx context.Context, log *slog.Logger, srv *grpc.Server, hs *healthService, checks []readinessCheck, lis net.Listener, timeout time.Duration) error {
 	readyCtx, stopReadiness := context.WithCancel(ctx)
 	readinessDone := make(chan struct{})
 	go func() {
@@ -93,7 +90,7 @@ func serve(ctx context.Context, log *slog.Logger, srv *grpc.Server, hs *health.S
 
 	log.Info("shutting down: health NOT_SERVING, draining calls", "timeout", timeout.String())
 	stopReadiness()
-	hs.Shutdown()
+	hs.drain()
 	stopped := make(chan struct{})
 	go func() {
 		srv.GracefulStop()

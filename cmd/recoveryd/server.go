@@ -7,7 +7,6 @@ import (
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
@@ -55,7 +54,7 @@ var serviceName = recoveryv1.RecoveryService_ServiceDesc.ServiceName
 // newGRPCServer assembles the gRPC server: its limits, its interceptor chain,
 // the RecoveryService, health and reflection. toStatus converts validation
 // errors into the statuses callers get.
-func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *health.Server, toStatus func(error) error) (*grpc.Server, error) {
+func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *healthService, toStatus func(error) error) (*grpc.Server, error) {
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("building the request validator: %w", err)
@@ -89,13 +88,4 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 	// speak v1alpha).
 	reflection.Register(srv)
 	return srv, nil
-}
-
-// newHealthServer is a health server that reports NOT_SERVING, overall and
-// for the RecoveryService, until readiness says otherwise.
-func newHealthServer() *health.Server {
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	hs.SetServingStatus(serviceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	return hs
 }
