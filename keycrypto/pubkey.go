@@ -31,6 +31,8 @@ const (
 // OAEP use); other OIDs are named in errors so a wrong key type is obvious.
 var oidRSAEncryption = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
 
+// knownAlgorithms names the SPKI algorithms a wrong key is likely to be,
+// so the error says "EC" rather than a bare OID.
 var knownAlgorithms = map[string]string{
 	"1.2.840.113549.1.1.10": "RSASSA-PSS",
 	"1.2.840.10045.2.1":     "EC",
@@ -68,6 +70,8 @@ func decodeHex(s string) ([]byte, error) {
 	return hex.DecodeString(s)
 }
 
+// isHexDigit reports whether c is 0-9, a-f or A-F; hex.DecodeString would
+// report the offending byte's value, which must not reach an error message.
 func isHexDigit(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
@@ -138,6 +142,7 @@ func checkSPKI(der []byte) error {
 	return nil
 }
 
+// DER tags that tell an SPKI from a PKCS#1 key at a glance.
 const (
 	asn1TagSequence = 0x30
 	asn1TagInteger  = 0x02
