@@ -333,7 +333,8 @@ func (s *Store) ReleaseAssignment(ctx context.Context, token string) (err error)
 // Elsewhere) with a reason for operators; nothing usable is recorded.
 //
 // Later ReserveAssignment calls for the pair report that state and reason
-// instead of calling upstream again.
+// instead of calling upstream again. The reason is stored as given, except
+// that invalid UTF-8 and NUL are replaced and it is cut at 2 KiB.
 func (s *Store) FailAssignment(ctx context.Context, token string, state AssignmentState, reason string) (err error) {
 	ctx, end := s.tel.start(ctx, "FailAssignment")
 	defer func() { end(err, state.String()) }()
@@ -352,9 +353,7 @@ func (s *Store) FailAssignment(ctx context.Context, token string, state Assignme
 	default:
 		return fmt.Errorf("%w: an assignment can fail only as unknown, untrusted or elsewhere, not %s", ErrInvalidArgument, state)
 	}
-	if err := checkText("reason", reason, false); err != nil {
-		return err
-	}
+	reason = operatorReason(reason)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, `
 			UPDATE keys SET state = $1, reason = $2, reservation_token = NULL

@@ -325,7 +325,8 @@ func (s *Store) ReleaseBackup(ctx context.Context, token string) (err error) {
 // FailBackup parks the reservation in state unknown with a reason for
 // operators: upstream's answer was lost, so it may or may not hold the
 // backup. Later ReserveBackup calls with the same key report BackupUnknown
-// rather than storing twice.
+// rather than storing twice. The reason is stored as FailAssignment stores
+// its own.
 func (s *Store) FailBackup(ctx context.Context, token, reason string) (err error) {
 	ctx, end := s.tel.start(ctx, "FailBackup")
 	defer func() { end(err, "") }()
@@ -333,9 +334,7 @@ func (s *Store) FailBackup(ctx context.Context, token, reason string) (err error
 	if err := checkToken(token); err != nil {
 		return err
 	}
-	if err := checkText("reason", reason, false); err != nil {
-		return err
-	}
+	reason = operatorReason(reason)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, `
 			UPDATE backups SET state = 'unknown', reason = $1, reservation_token = NULL

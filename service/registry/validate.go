@@ -55,3 +55,24 @@ func checkToken(token string) error {
 	}
 	return nil
 }
+
+// maxReasonLen bounds a failure reason; longer ones are cut.
+const maxReasonLen = 2048
+
+// operatorReason makes a failure reason storable on both backends instead of
+// refusing it: Fail* is the path that keeps an unknown outcome on record, so
+// a long or odd error text must not make it fail. Invalid UTF-8 and NUL
+// become U+FFFD and the text is cut, on a character boundary, to
+// maxReasonLen bytes.
+func operatorReason(reason string) string {
+	reason = strings.ToValidUTF8(reason, "\uFFFD")
+	reason = strings.ReplaceAll(reason, "\x00", "\uFFFD")
+	if len(reason) <= maxReasonLen {
+		return reason
+	}
+	cut := maxReasonLen
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
+}
