@@ -49,7 +49,7 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 		// validation rejects malformed requests before any handler code
 		// runs (for streams: every received message), so handlers only see
 		// well-formed input.
-		{"validation", validateUnary(validator, toStatus), validateStream(validator, toStatus)},
+		{"validation", validationUnary(validator, toStatus), validationStream(validator, toStatus)},
 		// recovery is innermost so that a panicking handler still produces a
 		// status the outer interceptors log and count; it wraps only the
 		// handler, whose panics are the ones worth catching.
@@ -103,9 +103,9 @@ func panicToInternal(log *slog.Logger) recovery.RecoveryHandlerFuncContext {
 	}
 }
 
-// validateUnary rejects an invalid unary request with toStatus of the
+// validationUnary rejects an invalid unary request with toStatus of the
 // violations.
-func validateUnary(validator protovalidate.Validator, toStatus func(error) error) grpc.UnaryServerInterceptor {
+func validationUnary(validator protovalidate.Validator, toStatus func(error) error) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if err := validateMessage(validator, toStatus, req); err != nil {
 			return nil, err
@@ -114,13 +114,13 @@ func validateUnary(validator protovalidate.Validator, toStatus func(error) error
 	}
 }
 
-// validateStream validates every message the handler receives: a stream's
+// validationStream validates every message the handler receives: a stream's
 // later messages (SecureFile chunks) are as untrusted as its first.
 //
 // The handler sees an invalid message as a failed receive; whatever it then
 // returns, the caller gets the validation status, so the field violations
 // reach the caller even from a handler that wraps receive errors.
-func validateStream(validator protovalidate.Validator, toStatus func(error) error) grpc.StreamServerInterceptor {
+func validationStream(validator protovalidate.Validator, toStatus func(error) error) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		vs := &validatingStream{ServerStream: ss, validator: validator, toStatus: toStatus}
 		err := handler(srv, vs)
