@@ -197,46 +197,48 @@ func TestSecureDataRejected(t *testing.T) {
 		code   codes.Code
 		reason string
 		fields []string
+		// says is a phrase the field violation must contain.
+		says string
 	}{
 		{"unknown key_id", &recoveryv1.SecureDataRequest{
 			Key: &recoveryv1.SecureDataRequest_KeyId{KeyId: "6f1c2a9e-0000-4000-8000-000000000001"}, Payload: small},
-			codes.NotFound, ReasonKeyNotFound, nil},
+			codes.NotFound, ReasonKeyNotFound, nil, ""},
 		{"public key never assigned", &recoveryv1.SecureDataRequest{
 			Key: &recoveryv1.SecureDataRequest_PublicKeyHex{PublicKeyHex: other.Hex()}, Payload: small},
-			codes.NotFound, ReasonKeyNotFound, nil},
+			codes.NotFound, ReasonKeyNotFound, nil, ""},
 		{"public key of odd length", &recoveryv1.SecureDataRequest{
 			Key: &recoveryv1.SecureDataRequest_PublicKeyHex{PublicKeyHex: key.GetPublicKeyHex()[:1099]}, Payload: small},
-			codes.InvalidArgument, ReasonInvalidPublicKey, []string{"public_key_hex"}},
+			codes.InvalidArgument, ReasonInvalidPublicKey, []string{"public_key_hex"}, "odd length"},
 		{"public key one byte short", &recoveryv1.SecureDataRequest{
 			Key: &recoveryv1.SecureDataRequest_PublicKeyHex{PublicKeyHex: key.GetPublicKeyHex()[:1098]}, Payload: small},
-			codes.InvalidArgument, ReasonInvalidPublicKey, []string{"public_key_hex"}},
+			codes.InvalidArgument, ReasonInvalidPublicKey, []string{"public_key_hex"}, "truncated"},
 		{"plaintext of 447 bytes", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: make([]byte, keycrypto.MaxPlaintextLen+1)}},
-			codes.InvalidArgument, ReasonPlaintextTooLarge, []string{"plaintext"}},
+			codes.InvalidArgument, ReasonPlaintextTooLarge, []string{"plaintext"}, "447 bytes"},
 		{"empty plaintext", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: []byte{}}},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"plaintext"}},
+			codes.InvalidArgument, ReasonInvalidRequest, []string{"plaintext"}, ""},
 		{"sealed ciphertext not one block", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: &recoveryv1.SealedPayload{
 				Ciphertext: make([]byte, 511), ChecksumSha256: keycrypto.Checksum([]byte("x"))}}},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"sealed.ciphertext"}},
+			codes.InvalidArgument, ReasonInvalidRequest, []string{"sealed.ciphertext"}, ""},
 		{"sealed checksum malformed", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: &recoveryv1.SealedPayload{
 				Ciphertext: wrongChecksum.GetCiphertext(), ChecksumSha256: "abc"}}},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"sealed.checksum_sha256"}},
+			codes.InvalidArgument, ReasonInvalidRequest, []string{"sealed.checksum_sha256"}, "64 hex"},
 		{"sealed with the checksum of another plaintext", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: wrongChecksum}},
-			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil},
+			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil, ""},
 		{"sealed with the checksum of the ciphertext", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: checksumOfCiphertext}},
-			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil},
+			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil, ""},
 		{"sealed to another key", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: otherSealed()}},
-			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil},
+			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil, ""},
 		{"no key", &recoveryv1.SecureDataRequest{Payload: small},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"key"}},
+			codes.InvalidArgument, ReasonInvalidRequest, []string{"key"}, ""},
 		{"no payload", &recoveryv1.SecureDataRequest{Key: keyID},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"payload"}},
+			codes.InvalidArgument, ReasonInvalidRequest, []string{"payload"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,6 +246,9 @@ func TestSecureDataRejected(t *testing.T) {
 			d := wantStatus(t, err, tt.code, tt.reason)
 			if diff := cmp.Diff(tt.fields, d.fields()); diff != "" {
 				t.Errorf("field violations (-want +got):\n%s", diff)
+			}
+			if tt.says != "" && !strings.Contains(d.badRequest.GetFieldViolations()[0].GetDescription(), tt.says) {
+				t.Errorf("field violation %q does not say %q", d.badRequest.GetFieldViolations()[0].GetDescription(), tt.says)
 			}
 			if n := len(f.sandboxBackups()); n != 0 {
 				t.Errorf("upstream stored %d backups", n)
