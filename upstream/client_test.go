@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -350,5 +352,59 @@ func TestLocalValidation(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Fatalf("server saw %d requests for invalid input, want 0", hits.Load())
+	}
+}
+
+// TestTLSHandshakeFailureNotSent: a server whose certificate we do not
+// trust never sees the request, so the failure is Sent=false (and, being
+// safe, retried).
+func TestTLSHandshakeFailureNotSent(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are expected
+	defer srv.Close()
+	transport := &http.Transport{} // the system roots: the test certificate is untrusted
+	defer transport.CloseIdleConnections()
+	c := newTestClient(t, srv.URL, func(cfg *Config) { cfg.Transport = transport })
+	attempts := 0
+	c.wait = func(context.Context, time.Duration) error { attempts++; return nil }
+
+	_, err := c.AssignKey(context.Background(), validAssign())
+	var uerr *Error
+	if !errors.As(err, &uerr) || uerr.Kind != KindUnavailable || uerr.Sent {
+		t.Fatalf("error = %v, want KindUnavailable with Sent=false", err)
+	}
+	if hits.Load() != 0 || attempts != maxRetries {
+		t.Fatalf("hits = %d, retries = %d; want 0 and %d", hits.Load(), attempts, maxRetries)
+	}
+}
+
+// TestNeverSent pins which transport errors prove nothing was sent.
+func TestNeverSent(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"dns", &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}, true},
+		{"dial refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{"dial timeout", &net.OpError{Op: "dial", Net: "tcp", Err: context.DeadlineExceeded}, true},
+		{"read reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, false},
+		{"write broken pipe", &net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}, false},
+		{"eof", io.EOF, false},
+		{"unexpected eof", io.ErrUnexpectedEOF, false},
+		{"deadline", context.DeadlineExceeded, false},
+		{"cancelled", context.Canceled, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wrapped := fmt.Errorf("Post %q: %w", "https://x/v1/partner/keys", tt.err)
+			if got := neverSent(wrapped); got != tt.want {
+				t.Fatalf("neverSent(%v) = %t, want %t", tt.err, got, tt.want)
+			}
+			if e := transportError("POST /v1/partner/keys", wrapped, true); !e.Sent {
+				t.Fatal("a request that got a connection must count as sent")
+			}
+		})
 	}
 }

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -320,16 +319,19 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		if secs <= 0 {
 			return 0
 		}
-		const maxSecs = int64(24 * time.Hour / time.Second)
-		return time.Duration(min(secs, maxSecs)) * time.Second
+		return time.Duration(min(secs, int64(maxRetryAfterHeader/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return d.Round(time.Second)
+			return min(d.Round(time.Second), maxRetryAfterHeader)
 		}
 	}
 	return 0
 }
+
+// maxRetryAfterHeader caps a parsed Retry-After: a longer wait is a broken
+// header, and callers add it to clocks.
+const maxRetryAfterHeader = 24 * time.Hour
 
 // transportError classifies a failure with no HTTP response. gotConn says
 // whether the transport obtained a connection for the request.
@@ -369,13 +371,4 @@ func neverSent(err error) bool {
 		return opErr.Op == "dial" || opErr.Op == "proxyconnect"
 	}
 	return false
-}
-
-// isTimeout reports a deadline or timeout anywhere in err's chain.
-func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

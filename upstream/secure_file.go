@@ -81,6 +81,10 @@ func (c *Client) SecureFile(ctx context.Context, req SecureFileRequest) (_ *Secu
 
 	pr, pw := io.Pipe()
 	form := multipart.NewWriter(pw)
+	httpReq, err := c.newRequest(ctx, e, pr, form.FormDataContentType())
+	if err != nil {
+		return nil, err
+	}
 	src := &fileSource{r: req.File}
 	written := make(chan struct{})
 	go func() {
@@ -89,7 +93,6 @@ func (c *Client) SecureFile(ctx context.Context, req SecureFileRequest) (_ *Secu
 		// transport's body read, so the request ends mid-body.
 		pw.CloseWithError(writeFileForm(form, req.PublicKey, metadataJSON, src))
 	}()
-
 	// NOTE: the transport does not return from a cancelled request until
 	// its body Read returns, and that Read waits on the writer, which may be
 	// blocked in req.File.Read. Closing the pipe when ctx ends breaks that
@@ -97,12 +100,6 @@ func (c *Client) SecureFile(ctx context.Context, req SecureFileRequest) (_ *Secu
 	stop := context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
 	defer stop()
 
-	httpReq, err := c.newRequest(ctx, e, pr, form.FormDataContentType())
-	if err != nil {
-		pr.CloseWithError(errUploadFinished)
-		<-written
-		return nil, err
-	}
 	httpReq.ContentLength = -1 // chunked: the size is not known up front
 
 	resp, uerr := c.send(e, httpReq)
