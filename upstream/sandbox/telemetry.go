@@ -37,11 +37,17 @@ func newTelemetry() (*telemetry, error) {
 	return &telemetry{tracer: otel.Tracer(instrumentationName), requests: requests, duration: duration}, nil
 }
 
-// startSpan opens the request's server span, continuing the caller's trace
-// when it sent one.
+// startSpan opens the request's span. Behind a server that already traces
+// (sandboxd wraps the handler in otelhttp) it is an internal child of that
+// span; served bare (httptest, recoveryd's embedded mode) it is the server
+// span, continuing the caller's trace when it sent one.
 func (t *telemetry) startSpan(r *http.Request) (context.Context, trace.Span) {
-	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	return t.tracer.Start(ctx, "sandbox "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
+	ctx, kind := r.Context(), trace.SpanKindInternal
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+		kind = trace.SpanKindServer
+	}
+	return t.tracer.Start(ctx, "sandbox "+r.Method, trace.WithSpanKind(kind),
 		trace.WithAttributes(attribute.String("http.request.method", r.Method)))
 }
 
