@@ -111,10 +111,10 @@ func (s *Server) assignKey(ctx context.Context, terms registry.KeyTerms) (key *r
 }
 
 // reserveAssignment reserves the pair, waiting (with backoff, at most
-// assignmentWaitLimit) while a concurrent request holds it, so that the
+// s.assignmentWait) while a concurrent request holds it, so that the
 // concurrent callers of one pair all get the one key.
 func (s *Server) reserveAssignment(ctx context.Context, terms registry.KeyTerms) (registry.AssignmentReservation, error) {
-	wait, cancel := context.WithTimeout(ctx, assignmentWaitLimit)
+	wait, cancel := context.WithTimeout(ctx, s.assignmentWait)
 	defer cancel()
 	delay := assignmentPollStart
 	for {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -337,6 +338,7 @@ func TestAssignKeyRateLimited(t *testing.T) {
 func TestAssignKeyFinishesWhenTheCallerLeaves(t *testing.T) {
 	g := newGate("/v1/partner/keys")
 	f := newFixture(t, fixtureOptions{wrap: g.wrap})
+	t.Cleanup(g.open) // runs before the fixture's cleanup: never leave a request held
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() {
@@ -392,5 +394,43 @@ func TestAssignKeyRejectsIncompleteRequests(t *testing.T) {
 	}
 	if n := len(f.sandboxKeys()); n != 0 {
 		t.Fatalf("upstream holds %d keys after invalid requests", n)
+	}
+}
+
+func TestAssignKeyWhileAnotherRequestHoldsThePair(t *testing.T) {
+	g := newGate("/v1/partner/keys")
+	f := newFixture(t, fixtureOptions{wrap: g.wrap})
+	t.Cleanup(g.open) // runs before the fixture's cleanup: never leave a request held
+	f.server.assignmentWait = 200 * time.Millisecond
+
+	firstErr := make(chan error, 1)
+	var first *recoveryv1.AssignKeyResponse
+	go func() {
+		var err error
+		first, err = f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+		firstErr <- err
+	}()
+	<-g.arrived // the first request holds the pair and waits on the upstream
+
+	_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+	d := wantStatus(t, err, codes.Aborted, ReasonAssignmentInProgress)
+	if d.retry.GetRetryDelay().AsDuration() <= 0 {
+		t.Errorf("RetryInfo = %v, want a positive delay", d.retry)
+	}
+
+	g.open()
+	if err := <-firstErr; err != nil {
+		t.Fatalf("first AssignKey: %v", err)
+	}
+	again, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+	if err != nil {
+		t.Fatalf("AssignKey after the first finished: %v", err)
+	}
+	if !again.GetAlreadyAssigned() || again.GetKey().GetKeyId() != first.GetKey().GetKeyId() {
+		t.Errorf("after the first finished got key %s (already_assigned=%v), want %s",
+			again.GetKey().GetKeyId(), again.GetAlreadyAssigned(), first.GetKey().GetKeyId())
+	}
+	if n := len(f.sandboxKeys()); n != 1 {
+		t.Fatalf("upstream holds %d keys, want 1", n)
 	}
 }

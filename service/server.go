@@ -65,6 +65,9 @@ type Server struct {
 	now          func() time.Time
 	callTimeout  time.Duration
 	metrics      *instruments
+	// assignmentWait bounds waiting for a concurrent assignment
+	// (assignmentWaitLimit; tests shorten it).
+	assignmentWait time.Duration
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -85,6 +88,8 @@ func New(cfg Config) *Server {
 		now:          cfg.Now,
 		callTimeout:  cfg.CallTimeout,
 		metrics:      newInstruments(),
+
+		assignmentWait: assignmentWaitLimit,
 	}
 	if s.maxFileBytes <= 0 {
 		s.maxFileBytes = DefaultMaxFileBytes
