@@ -114,3 +114,10 @@ func TestPing(t *testing.T) {
 		}
 	})
 }
+
+func TestMissingPostgresSaysWhatToInstall(t *testing.T) {
+	_, err := postgresBinDir(filepath.Join(t.TempDir(), "*", "bin", "initdb"))
+	if err == nil || !strings.Contains(err.Error(), "apt-get install postgresql") {
+		t.Errorf("postgresBinDir with no server installed: %v; want advice to apt-get install postgresql", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,11 +59,15 @@ func stopTestPostgres() {
 	}
 }
 
-// postgresBinDir finds the newest Debian PostgreSQL server installation.
-func postgresBinDir() (string, error) {
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+// debianInitdb is where Debian's postgresql packages install initdb.
+const debianInitdb = "/usr/lib/postgresql/*/bin/initdb"
+
+// postgresBinDir finds the newest PostgreSQL server installation whose
+// initdb matches pattern (debianInitdb).
+func postgresBinDir(pattern string) (string, error) {
+	matches, _ := filepath.Glob(pattern)
 	if len(matches) == 0 {
-		return "", errors.New("initdb not found under /usr/lib/postgresql/*/bin: " +
+		return "", errors.New("initdb not found (" + pattern + "): " +
 			"install the server with `apt-get install postgresql` (make system-deps does), " +
 			"or point " + postgresURLEnv + " at a server")
 	}
@@ -74,24 +79,20 @@ func postgresBinDir() (string, error) {
 	return filepath.Dir(matches[0]), nil
 }
 
-// startPostgres runs initdb and pg_ctl in a temporary directory, on a free
-// loopback port, tuned for a fast start rather than durability, and creates
-// the database the tests use. PostgreSQL refuses to run as root, so as root
-// it runs as the postgres system user.
+// startPostgres runs initdb in a temporary directory, then the server on a
+// free loopback port, tuned for a fast start rather than durability, and
+// creates the database the tests use. PostgreSQL refuses to run as root, so
+// as root both run as the postgres system user.
+//
+// The server is the test binary's own child with a parent-death signal, so
+// a test binary killed by a timeout or a panic does not leave it running;
+// a normal end stops it with pg_ctl stop -m fast.
 func startPostgres() (dbURL string, stop func(), err error) {
-	bin, err := postgresBinDir()
+	bin, err := postgresBinDir(debianInitdb)
 	if err != nil {
 		return "", nil, err
 	}
-	dir, err := os.MkdirTemp("", "registry-postgres-")
-	if err != nil {
-		return "", nil, err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.RemoveAll(dir)
-		}
-	}()
+	parent := os.TempDir()
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -100,19 +101,35 @@ func startPostgres() (dbURL string, stop func(), err error) {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		// The postgres user must be able to reach the directory.
+		if fi, err := os.Stat(parent); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			parent = "/tmp"
+		}
+	}
+	dir, err := os.MkdirTemp(parent, "registry-postgres-")
+	if err != nil {
+		return "", nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			return "", nil, err
 		}
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	run := func(name string, args ...string) error {
+	command := func(name string, args ...string) *exec.Cmd {
 		cmd := exec.Command(filepath.Join(bin, name), args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
-		if cred != nil {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		}
-		out, err := cmd.CombinedOutput()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		return cmd
+	}
+	run := func(name string, args ...string) error {
+		out, err := command(name, args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s: %w\n%s", name, err, out)
 		}
@@ -128,31 +145,63 @@ func startPostgres() (dbURL string, stop func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	serverOpts := strings.Join([]string{
-		"-h 127.0.0.1", "-p " + strconv.Itoa(port), "-k " + dir,
-		"-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-		"-c shared_buffers=16MB", "-c max_connections=200",
-	}, " ")
-	if err := run("pg_ctl", "start", "-w", "-t", "60", "-D", data,
-		"-l", filepath.Join(dir, "server.log"), "-o", serverOpts); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-		return "", nil, fmt.Errorf("%w\nserver log:\n%s", err, log)
+	logPath := filepath.Join(dir, "server.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return "", nil, err
 	}
+	defer logFile.Close()
+	server := command("postgres", "-D", data, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "shared_buffers=16MB", "-c", "max_connections=200")
+	server.Stdout, server.Stderr = logFile, logFile
+	// SIGINT is PostgreSQL's fast shutdown.
+	server.SysProcAttr.Pdeathsig = syscall.SIGINT
+
+	// NOTE: the parent-death signal follows the thread that started the
+	// child, so that thread is kept, locked, until the server has stopped.
+	started := make(chan error)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := server.Start()
+		started <- err
+		if err == nil {
+			<-release
+		}
+	}()
+	if err := <-started; err != nil {
+		return "", nil, fmt.Errorf("start postgres: %w", err)
+	}
+	exited := make(chan struct{}) // closed when the server has exited
+	go func() {
+		_ = server.Wait()
+		close(exited)
+	}()
+
 	stop = func() {
+		defer close(release)
 		if err := run("pg_ctl", "stop", "-D", data, "-m", "fast", "-w"); err != nil {
 			fmt.Fprintln(os.Stderr, "stopping the test PostgreSQL:", err)
-			return // keep the directory: the server may still use it
+			_ = server.Process.Signal(syscall.SIGQUIT) // immediate shutdown
 		}
-		_ = os.RemoveAll(dir)
+		select {
+		case <-exited:
+			_ = os.RemoveAll(dir)
+		case <-time.After(30 * time.Second):
+			fmt.Fprintln(os.Stderr, "the test PostgreSQL did not exit; leaving", dir)
+		}
 	}
+	serverLog := func() string { b, _ := os.ReadFile(logPath); return string(b) }
 
-	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=5", port)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, admin)
+	conn, err := connectWhenReady(ctx, admin, exited)
 	if err != nil {
 		stop()
-		return "", nil, err
+		return "", nil, fmt.Errorf("the test PostgreSQL did not accept connections: %w\nserver log:\n%s", err, serverLog())
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, `CREATE DATABASE registry_test`); err != nil {
@@ -160,6 +209,24 @@ func startPostgres() (dbURL string, stop func(), err error) {
 		return "", nil, err
 	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/registry_test?sslmode=disable", port), stop, nil
+}
+
+// connectWhenReady retries connecting while the server starts up, giving up
+// when ctx ends or the server exits.
+func connectWhenReady(ctx context.Context, url string, exited <-chan struct{}) (*pgx.Conn, error) {
+	for {
+		conn, err := pgx.Connect(ctx, url)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("the server exited: %w", err)
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func freePort() (int, error) {
