@@ -463,10 +463,32 @@ type watch struct {
 	path    string
 	arrived chan struct{}
 	ended   chan int
+	// readAtLeast and read: read is closed once the upstream has read
+	// readAtLeast bytes of a request body (when readAtLeast > 0).
+	readAtLeast int64
+	read        chan struct{}
 }
 
 func newWatch(path string) *watch {
-	return &watch{path: path, arrived: make(chan struct{}, 64), ended: make(chan int, 64)}
+	return &watch{path: path, arrived: make(chan struct{}, 64), ended: make(chan int, 64), read: make(chan struct{})}
+}
+
+// countingBody closes read once n bytes of the body have been read.
+type countingBody struct {
+	io.ReadCloser
+	n    int64
+	want int64
+	read chan struct{}
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	before := b.n
+	b.n += int64(n)
+	if before < b.want && b.n >= b.want {
+		close(b.read)
+	}
+	return n, err
 }
 
 func (w *watch) wrap(next http.Handler) http.Handler {
@@ -476,6 +498,9 @@ func (w *watch) wrap(next http.Handler) http.Handler {
 			return
 		}
 		w.arrived <- struct{}{}
+		if w.readAtLeast > 0 {
+			r.Body = &countingBody{ReadCloser: r.Body, want: w.readAtLeast, read: w.read}
+		}
 		rec := &statusRecorder{ResponseWriter: rw}
 		defer func() { w.ended <- rec.status }()
 		next.ServeHTTP(rec, r)

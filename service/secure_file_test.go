@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
@@ -307,5 +308,51 @@ func TestSecureFileIdempotency(t *testing.T) {
 	wantStatus(t, err, codes.AlreadyExists, ReasonIdempotencyKeyReused)
 	if n := len(f.sandboxBackups()); n != 1 {
 		t.Errorf("upstream holds %d backups, want 1", n)
+	}
+}
+
+func TestSecureFileForwardsChunksAsTheyArrive(t *testing.T) {
+	// The upstream must have read the first half of the file while the
+	// caller still holds the second half: a service that buffered the
+	// file would never get there.
+	w := newWatch(secureFilePath)
+	w.readAtLeast = 1 << 20
+	f := newFixture(t, fixtureOptions{wrap: w.wrap})
+	key := f.mustAssign("user-1", "org-1")
+	file := pattern(4<<20, 10)
+
+	stream, err := f.client.SecureFile(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(headerMsg(byID(key))); err != nil {
+		t.Fatal(err)
+	}
+	chunks := chunksOf(file, 256<<10)
+	half := len(chunks) / 2
+	for _, m := range chunks[:half] {
+		if err := stream.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-w.read:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upstream has not received the first megabyte while the caller holds the rest")
+	}
+	for _, m := range chunks[half:] {
+		if err := stream.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatalf("SecureFile: %v", err)
+	}
+	if resp.GetBackup().GetChecksumSha256() != sha256Hex(file) || resp.GetBackup().GetSizeBytes() != int64(len(file)) {
+		t.Errorf("backup %v does not describe the file sent", resp.GetBackup())
+	}
+	if !bytes.Equal(f.sandboxContent(resp.GetBackup().GetBackupId()), file) {
+		t.Error("the upstream stored other bytes than sent")
 	}
 }
