@@ -219,19 +219,27 @@ type testServer struct {
 }
 
 // startServer runs recoveryd (run: the real builder, the real lifecycle)
-// over bufconn and returns once it can be dialled; it does not wait for
-// readiness (see waitServing). The server is stopped at cleanup.
+// on opts.listener, or over bufconn when it is nil, and returns once it can
+// be dialled; it does not wait for readiness (see waitServing). The server
+// is stopped at cleanup.
 func startServer(t *testing.T, cfg Config, log *slog.Logger, opts runOptions) *testServer {
 	t.Helper()
-	lis := bufconn.Listen(4 << 20)
-	opts.listener = lis
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSendMsgBytes)),
+	}
+	target := "passthrough:///recoveryd"
+	if opts.listener == nil {
+		lis := bufconn.Listen(4 << 20)
+		opts.listener = lis
+		dialOpts = append(dialOpts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	} else {
+		target = "passthrough:///" + opts.listener.Addr().String()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- run(ctx, cfg, log, opts) }()
-	conn, err := grpc.NewClient("passthrough:///recoveryd",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSendMsgBytes)))
+	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
