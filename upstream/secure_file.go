@@ -54,10 +54,13 @@ type SecureFileResponse struct {
 // io.Pipe while the transport sends it chunked, so memory stays bounded
 // whatever the file size. If req.File fails, the error returned wraps both
 // ErrUploadAborted and the reader's error. The call is never retried: the
-// file is a one-shot stream. SecureFile returns once the writer goroutine
-// has finished, except when ctx ends while the goroutine is blocked in
-// req.File.Read: it then exits as soon as that Read returns, and never
-// reads again.
+// file is a one-shot stream.
+//
+// After a success the writer goroutine has finished. After a failure (an
+// early answer such as 413, a reader error, ctx ending) SecureFile returns
+// at once, without waiting for a req.File.Read in progress: the goroutine
+// stops at its next write to the closed body, so the caller may close its
+// reader (e.g. its io.PipeReader) to release it.
 func (c *Client) SecureFile(ctx context.Context, req SecureFileRequest) (_ *SecureFileResponse, err error) {
 	e := endpointSecureFile
 	ctx, span := c.tracer.Start(ctx, "upstream.SecureFile")
@@ -106,9 +109,13 @@ func (c *Client) SecureFile(ctx context.Context, req SecureFileRequest) (_ *Secu
 	// The transport is done with the body (or gave up on it): unblock the
 	// writer if it still waits on the pipe.
 	pr.CloseWithError(errUploadFinished)
-	select {
-	case <-written:
-	case <-ctx.Done():
+	if uerr == nil {
+		// NOTE: a 2xx means the whole form was read, so the writer is done
+		// or about to be; wait so no goroutine outlives a success.
+		select {
+		case <-written:
+		case <-ctx.Done():
+		}
 	}
 	span.SetAttributes(attribute.Int64("upstream.file_bytes", src.count()))
 

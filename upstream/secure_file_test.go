@@ -285,3 +285,56 @@ func TestSecureFileStreamsLargeFile(t *testing.T) {
 	}
 	t.Logf("streamed %d bytes; the producer was at most %d bytes ahead of the emulator", size, maxAhead)
 }
+
+// TestSecureFileEarlyAnswer: when the upstream answers before the body
+// ends (413 past the limit) while the caller's reader is stalled, as a
+// pipe fed from a slow stream is, SecureFile returns the answer at once;
+// closing the reader afterwards releases the writer goroutine.
+//
+// NOTE: Go's HTTP server drains up to 256 KiB of an unread request body
+// before it writes a response unless the response closes the connection,
+// so the emulator is wrapped to answer with "Connection: close", as
+// front-end proxies commonly do for a 413.
+func TestSecureFileEarlyAnswer(t *testing.T) {
+	sb, err := sandbox.New(sandbox.Config{KeySource: testKeySource(), Logger: discardLogger(), MaxFileBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		sb.ServeHTTP(w, r)
+	}))
+	defer hs.Close()
+	emu := &emulator{srv: sb, http: hs}
+	c := emu.client(t, sandbox.DevPartnerToken)
+	key := assignTestKey(t, c, "early-answer-user")
+
+	pr, pw := io.Pipe()
+	returned := make(chan struct{})
+	go func() {
+		chunk := make([]byte, 16<<10)
+		for range 16 { // 256 KiB, well past the limit
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		<-returned // stall, like a caller that has not sent its next chunk
+		pw.CloseWithError(errSourceBroken)
+	}()
+	guard := time.AfterFunc(30*time.Second, func() {
+		t.Error("SecureFile waited for the stalled reader after the upstream answered")
+		pw.CloseWithError(errSourceBroken)
+	})
+	_, err = c.SecureFile(context.Background(), SecureFileRequest{PublicKey: key.PublicKey, File: pr})
+	guard.Stop()
+	close(returned)
+	var uerr *Error
+	if !errors.As(err, &uerr) || uerr.Kind != KindTooLarge || !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("error = %v, want KindTooLarge", err)
+	}
+	pr.CloseWithError(errors.New("caller done")) // as the service does once SecureFile returns
+	if got := emu.backups(t); len(got) != 0 {
+		t.Fatalf("the emulator stored %+v", got)
+	}
+}
