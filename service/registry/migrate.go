@@ -117,6 +117,17 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
 			s.log.InfoContext(ctx, "registry schema migrated", "version", m.version, "migration", m.name)
 		}
 	}
+
+	// A newer replica may have migrated past this binary during a rolling
+	// upgrade; that is allowed (migrations only add), but worth a word.
+	var newest sql.NullInt64
+	if err := conn.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("registry: read schema version: %w", err)
+	}
+	if len(migrations) > 0 && newest.Int64 > migrations[len(migrations)-1].version {
+		s.log.WarnContext(ctx, "registry schema is newer than this binary",
+			"schema_version", newest.Int64, "binary_version", migrations[len(migrations)-1].version)
+	}
 	return nil
 }
 

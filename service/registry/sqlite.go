@@ -73,7 +73,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	write.SetConnMaxIdleTime(0)
 	// NOTE: the writer connects first so the file exists in WAL mode before
 	// any reader opens it.
-	if err := write.PingContext(ctx); err != nil {
+	if err := connectSQLite(ctx, write); err != nil {
 		_ = write.Close()
 		return nil, fmt.Errorf("registry: open SQLite: %w", err)
 	}
@@ -94,6 +94,26 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
 	return open(ctx, sqliteDialect{}, write, read, o)
+}
+
+// connectSQLite makes db's first connection. Switching a new file to WAL
+// needs an exclusive lock, and SQLite answers SQLITE_BUSY at once, without
+// waiting in the busy handler, when processes opening the same new file race
+// for it; so a busy answer is retried until the busy timeout has passed.
+func connectSQLite(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 type sqliteDialect struct{}
