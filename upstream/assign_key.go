@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"strings"
@@ -132,7 +133,7 @@ func (c *Client) AssignKey(ctx context.Context, req AssignKeyRequest) (_ *Assign
 // assignKeyWire checks req and builds its wire form.
 func assignKeyWire(req AssignKeyRequest) (*assignKeyBody, error) {
 	e := endpointAssignKey
-	keyType := cmpOr(req.KeyType, KeyTypeRSA4096)
+	keyType := cmp.Or(req.KeyType, KeyTypeRSA4096)
 	required := []struct{ field, value string }{
 		{"user_identifier", req.UserIdentifier},
 		{"organisation.customer_id", req.CustomerID},

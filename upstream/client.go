@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -226,31 +227,23 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		base:      base,
 		token:     cfg.Token,
-		userAgent: cmpOr(cfg.UserAgent, DefaultUserAgent),
+		userAgent: cmp.Or(cfg.UserAgent, DefaultUserAgent),
 		http: &http.Client{
 			Transport: otelhttp.NewTransport(transport, otelOpts...),
 			// The partner API never redirects; following one could send the
 			// bearer token somewhere unexpected.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		callTimeout: cmpOr(cfg.CallTimeout, DefaultCallTimeout),
-		fileTimeout: cmpOr(cfg.FileTimeout, DefaultFileTimeout),
+		callTimeout: cmp.Or(cfg.CallTimeout, DefaultCallTimeout),
+		fileTimeout: cmp.Or(cfg.FileTimeout, DefaultFileTimeout),
 		tracer:      tracerFrom(cfg.TracerProvider),
 		metrics:     metrics,
-		log:         cmpOr(cfg.Logger, slog.Default()),
+		log:         cmp.Or(cfg.Logger, slog.Default()),
 		maxRetries:  maxRetries,
 		wait:        sleepCtx,
 		now:         time.Now,
 	}
 	return c, nil
-}
-
-func cmpOr[T comparable](v, fallback T) T {
-	var zero T
-	if v == zero {
-		return fallback
-	}
-	return v
 }
 
 // defaultTransport is http.DefaultTransport's settings on a private

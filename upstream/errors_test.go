@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func TestStatusMapping(t *testing.T) {
 				for k, v := range tt.header {
 					w.Header().Set(k, v)
 				}
-				w.Header().Set("Content-Type", cmpOr(tt.contentType, "application/json"))
+				w.Header().Set("Content-Type", cmp.Or(tt.contentType, "application/json"))
 				w.WriteHeader(tt.status)
 				fmt.Fprint(w, tt.body)
 			}))
