@@ -90,7 +90,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 		}
 	}()
 
-	store, err := openRegistry(ctx, cfg)
+	store, err := openRegistry(ctx, cfg, log.With("component", "registry"))
 	if err != nil {
 		return nil, err
 	}
@@ -127,9 +127,9 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 
 // openRegistry opens PostgreSQL for a postgres:// --database-url, else the
 // SQLite registry under --data-dir.
-func openRegistry(ctx context.Context, cfg Config) (*registry.Store, error) {
+func openRegistry(ctx context.Context, cfg Config, log *slog.Logger) (*registry.Store, error) {
 	if cfg.DatabaseURL != "" {
-		store, err := registry.OpenPostgres(ctx, cfg.DatabaseURL)
+		store, err := registry.OpenPostgres(ctx, cfg.DatabaseURL, registry.WithLogger(log))
 		if err != nil {
 			// NOTE: the URL may hold a password; name it redacted.
 			return nil, fmt.Errorf("opening the PostgreSQL registry %s: %w", redactDatabaseURL(cfg.DatabaseURL), err)
@@ -140,7 +140,7 @@ func openRegistry(ctx context.Context, cfg Config) (*registry.Store, error) {
 		return nil, fmt.Errorf("creating --data-dir: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, registryFileName)
-	store, err := registry.OpenSQLite(ctx, path)
+	store, err := registry.OpenSQLite(ctx, path, registry.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("opening the SQLite registry %s: %w", path, err)
 	}
