@@ -77,6 +77,10 @@ func (s *embeddedSandbox) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), sandboxShutdownTimeout)
 	defer cancel()
 	errShutdown := s.http.Shutdown(ctx)
+	if errShutdown != nil {
+		// Connections still busy after the timeout are cut.
+		errShutdown = errors.Join(errShutdown, s.http.Close())
+	}
 	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errShutdown = errors.Join(errShutdown, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -352,12 +351,6 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason string, fields 
 	if fields != nil && strings.Join(gotFields, ",") != strings.Join(fields, ",") {
 		t.Errorf("BadRequest fields = %q, want %q", gotFields, fields)
 	}
-}
-
-// isCode reports whether err is a status with code.
-func isCode(err error, code codes.Code) bool {
-	st, ok := status.FromError(err)
-	return ok && st.Code() == code && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // uploadObserver watches the upstream's secure/file requests: started is
