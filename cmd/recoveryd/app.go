@@ -49,6 +49,14 @@ type app struct {
 // run builds recoveryd from cfg, serves until ctx ends, shuts down
 // gracefully and releases everything it opened.
 func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (err error) {
+	served := false
+	defer func() {
+		// serve closes the listener; a run that never got there closes a
+		// listener it was given.
+		if !served && opts.listener != nil {
+			_ = opts.listener.Close()
+		}
+	}()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -76,6 +84,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (er
 			return fmt.Errorf("listening on --listen %s: %w", cfg.Listen, err)
 		}
 	}
+	served = true
 	return serve(ctx, log, a.grpc, a.health, a.readiness, lis, cfg.ShutdownTimeout)
 }
 
