@@ -105,7 +105,7 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 // backends is the table every registry test runs on.
 var backends = []struct {
 	name  string
-	newDB func(t *testing.T) testDB
+	newDB func(t testing.TB) testDB
 }{
 	{"sqlite", newSQLiteDB},
 	{"postgresql", newPostgresDB},
@@ -125,7 +125,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, db testDB)) {
 
 // newSQLiteDB is a file in a directory that does not exist yet, so every
 // test also exercises creating it.
-func newSQLiteDB(t *testing.T) testDB {
+func newSQLiteDB(t testing.TB) testDB {
 	path := filepath.Join(t.TempDir(), "registry", "registry.db")
 	return testDB{
 		backend: "sqlite",
@@ -138,7 +138,7 @@ func newSQLiteDB(t *testing.T) testDB {
 
 // newPostgresDB is a schema of its own in the shared test database, chosen
 // through search_path, dropped when the test ends.
-func newPostgresDB(t *testing.T) testDB {
+func newPostgresDB(t testing.TB) testDB {
 	base := postgresURL(t)
 	schema := "test_" + randomHex(t, 8)
 	ctx := context.Background()
@@ -175,7 +175,7 @@ func newPostgresDB(t *testing.T) testDB {
 	}
 }
 
-func randomHex(t *testing.T, n int) string {
+func randomHex(t testing.TB, n int) string {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

@@ -38,7 +38,7 @@ var testPostgres struct {
 // postgresURL returns the shared server's URL, starting it on first use.
 // A machine without the server fails the test loudly: the registry's
 // PostgreSQL code is never skipped.
-func postgresURL(t *testing.T) string {
+func postgresURL(t testing.TB) string {
 	t.Helper()
 	testPostgres.once.Do(func() {
 		if u := os.Getenv(postgresURLEnv); u != "" {
