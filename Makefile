@@ -39,13 +39,17 @@ help: ## list the targets
 .PHONY: tools
 tools: $(TOOL_STAMPS) ## install the pinned tools into .bin/
 
-# Debian packages the tests run for real: openssl (crypto interop vectors)
-# and the PostgreSQL server (registry tests start their own instance).
+# Debian packages the tests run for real: openssl (crypto interop vectors),
+# the PostgreSQL server (registry tests start their own instance), and jq and
+# curl (the README's examples are executed by a test).
 .PHONY: system-deps
 system-deps: ## install the Debian packages the tests need (apt-get, when missing)
 	@missing=""; \
 	  command -v openssl >/dev/null || missing="$$missing openssl"; \
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  command -v jq >/dev/null || missing="$$missing jq"; \
+	  command -v curl >/dev/null || missing="$$missing curl"; \
+	  command -v xxd >/dev/null || missing="$$missing xxd"; \
 	  if [ -n "$$missing" ]; then \
 	    echo ">> installing Debian packages:$$missing"; \
 	    sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
