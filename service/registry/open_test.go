@@ -19,7 +19,12 @@ func TestOpenSQLiteMakesAPrivateWALDatabase(t *testing.T) {
 	}
 	defer s.Close()
 
-	for p, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, path: 0o600} {
+	key := assignKey(t, s, terms(1, 1), testKey(1)) // so the WAL holds a row
+	if err := s.RecordBackup(context.Background(), testBackup(1, key.KeyID)); err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]os.FileMode{dir: 0o700 | os.ModeDir, path: 0o600, path + "-wal": 0o600, path + "-shm": 0o600}
+	for p, want := range modes {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,8 +37,8 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	}
 	// NOTE: the driver cuts the DSN at the first '?', so such a path would
 	// silently open another file.
-	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("%w: SQLite path must not contain '?' or '#'", ErrInvalidArgument)
+	if strings.Contains(path, "?") {
+		return nil, fmt.Errorf("%w: SQLite path must not contain '?'", ErrInvalidArgument)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -45,6 +46,14 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("registry: create SQLite directory: %w", err)
+	}
+	// NOTE: a new file is created here, 0600, before SQLite opens it:
+	// SQLite gives the -wal and -shm files, which hold recent rows, the
+	// main file's mode.
+	if f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		_ = f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("registry: create SQLite file: %w", err)
 	}
 
 	busy := fmt.Sprintf("_pragma=busy_timeout(%d)", sqliteBusyTimeout.Milliseconds())
@@ -76,10 +85,6 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	if err := connectSQLite(ctx, write); err != nil {
 		_ = write.Close()
 		return nil, fmt.Errorf("registry: open SQLite: %w", err)
-	}
-	if err := os.Chmod(abs, 0o600); err != nil {
-		_ = write.Close()
-		return nil, fmt.Errorf("registry: restrict SQLite file mode: %w", err)
 	}
 
 	read, err := sql.Open("sqlite", readDSN)
