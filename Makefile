@@ -11,6 +11,8 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOVALIDATE_VERSION      := v1.2.2
 GRPCURL_VERSION            := v1.9.4
 GHZ_VERSION                := v0.93.0
+GOLANGCI_LINT_VERSION      := v2.15.0
+GOVULNCHECK_VERSION        := v1.9.0
 
 BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
@@ -31,6 +33,8 @@ $(eval $(call go_tool,protoc-gen-go,google.golang.org/protobuf/cmd/protoc-gen-go
 $(eval $(call go_tool,protoc-gen-go-grpc,google.golang.org/grpc/cmd/protoc-gen-go-grpc,$(PROTOC_GEN_GO_GRPC_VERSION)))
 $(eval $(call go_tool,grpcurl,github.com/fullstorydev/grpcurl/cmd/grpcurl,$(GRPCURL_VERSION)))
 $(eval $(call go_tool,ghz,github.com/bojand/ghz/cmd/ghz,$(GHZ_VERSION)))
+$(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
+$(eval $(call go_tool,govulncheck,golang.org/x/vuln/cmd/govulncheck,$(GOVULNCHECK_VERSION)))
 
 .PHONY: help
 help: ## list the targets
