@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
@@ -28,7 +29,7 @@ const (
 // AssignKey returns the customer's verified key, assigning it upstream at
 // most once per (user_identifier, organisation.customer_id).
 func (s *Server) AssignKey(ctx context.Context, req *recoveryv1.AssignKeyRequest) (*recoveryv1.AssignKeyResponse, error) {
-	terms := termsFromRequest(req, CallerFromContext(ctx))
+	terms := termsFromRequest(req, auth.CallerName(ctx))
 	if err := checkTerms(terms); err != nil {
 		return nil, s.statusFromError(ctx, "AssignKey", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
@@ -38,8 +39,23 @@ type Registry interface {
 	ListBackups(ctx context.Context, f registry.BackupFilter, p registry.Page) ([]registry.Backup, string, error)
 }
 
+// Authorizer decides which organisations the call in a context may act for;
+// an auth.Mode satisfies it (auth.Enforced behind recoveryd's authentication
+// interceptor, auth.Disabled without one). Handlers ask it before any
+// registry write or upstream call, so a refused request changes nothing.
+type Authorizer interface {
+	// Authorize returns nil when the call may act for the organisation
+	// customerID, otherwise a PermissionDenied (ORGANISATION_NOT_ALLOWED) or
+	// Unauthenticated status with a google.rpc.ErrorInfo.
+	Authorize(ctx context.Context, customerID string) error
+	// Scope is the organisation filter for a listing made by the call: nil
+	// for every organisation, otherwise only those listed (possibly none).
+	Scope(ctx context.Context) ([]string, error)
+}
+
 // Compile-time proof that the real dependencies fit.
 var (
-	_ Upstream = (*upstream.Client)(nil)
-	_ Registry = (*registry.Store)(nil)
+	_ Upstream   = (*upstream.Client)(nil)
+	_ Registry   = (*registry.Store)(nil)
+	_ Authorizer = auth.Disabled
 )

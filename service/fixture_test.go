@@ -26,14 +26,16 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
-// testCallerHeader carries the caller name in the tests' gRPC metadata; the
-// fixture's interceptor turns it into WithCaller the way recoveryd's
-// authentication interceptor will.
+// testCallerHeader carries a caller name in the tests' gRPC metadata; the
+// fixture's interceptor turns it into an auth.Caller allowed for every
+// organisation, standing in for recoveryd's authentication interceptor in
+// tests that are not about authorization.
 const testCallerHeader = "x-test-caller"
 
 // fixtureOptions vary the real parts a fixture starts.
@@ -182,7 +184,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 func callerFromMetadata(ctx context.Context) context.Context {
 	md, _ := metadata.FromIncomingContext(ctx)
 	if names := md.Get(testCallerHeader); len(names) > 0 {
-		return WithCaller(ctx, names[0])
+		return auth.WithCaller(ctx, auth.Caller{Name: names[0], Organisations: []string{auth.AllOrganisations}})
 	}
 	return ctx
 }

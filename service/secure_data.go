@@ -11,6 +11,7 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
@@ -45,7 +46,7 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 	if err != nil {
 		return nil, err
 	}
-	caller := CallerFromContext(ctx)
+	caller := auth.CallerName(ctx)
 	meta := metadataFromProto(req.GetMetadata())
 	backup := registry.Backup{
 		BackupType:     backupTypeData,

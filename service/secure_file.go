@@ -16,6 +16,7 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
@@ -62,7 +63,7 @@ func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.B
 		return nil, err
 	}
 
-	caller := CallerFromContext(ctx)
+	caller := auth.CallerName(ctx)
 	backup := registry.Backup{
 		BackupType:     backupTypeFile,
 		KeyID:          h.key.KeyID,

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service/auth"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -36,6 +37,13 @@ type Config struct {
 	Keys KeySource
 	// Registry is the durable record. Required.
 	Registry Registry
+	// Authz decides which organisations a call may act for: recoveryd passes
+	// its authenticator's Mode (auth.Enforced when a callers file is
+	// configured). nil means auth.Disabled: a call that carries no caller
+	// (authentication off) may act for every organisation and is recorded
+	// with an empty caller name, while a call that does carry one is still
+	// held to its organisations.
+	Authz Authorizer
 	// MaxFileBytes caps a SecureFile upload; 0 means DefaultMaxFileBytes.
 	MaxFileBytes int64
 	// Logger receives the full errors behind the fixed status messages; nil
@@ -59,6 +67,7 @@ type Server struct {
 	upstream     Upstream
 	keys         KeySource
 	registry     Registry
+	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
 	random       io.Reader
@@ -82,6 +91,7 @@ func New(cfg Config) *Server {
 		upstream:     cfg.Upstream,
 		keys:         cfg.Keys,
 		registry:     cfg.Registry,
+		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,
 		random:       cfg.Random,
@@ -90,6 +100,9 @@ func New(cfg Config) *Server {
 		metrics:      newInstruments(),
 
 		assignmentWait: assignmentWaitLimit,
+	}
+	if s.authz == nil {
+		s.authz = auth.Disabled
 	}
 	if s.maxFileBytes <= 0 {
 		s.maxFileBytes = DefaultMaxFileBytes
