@@ -27,10 +27,16 @@ const (
 )
 
 // AssignKey returns the customer's verified key, assigning it upstream at
-// most once per (user_identifier, organisation.customer_id).
+// most once per (user_identifier, organisation.customer_id), for a caller
+// allowed to act for that organisation.
 func (s *Server) AssignKey(ctx context.Context, req *recoveryv1.AssignKeyRequest) (*recoveryv1.AssignKeyResponse, error) {
 	terms := termsFromRequest(req, auth.CallerName(ctx))
 	if err := checkTerms(terms); err != nil {
+		return nil, s.statusFromError(ctx, "AssignKey", err)
+	}
+	// NOTE: authorized before the pair is reserved, so a refused caller
+	// neither reaches the upstream nor learns whether the pair has a key.
+	if err := s.authz.Authorize(ctx, terms.CustomerID); err != nil {
 		return nil, s.statusFromError(ctx, "AssignKey", err)
 	}
 	annotate(ctx, attribute.String("key_environment", terms.KeyEnvironment))

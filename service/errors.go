@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
@@ -59,6 +60,10 @@ const (
 	ReasonDeadlineExceeded            = "DEADLINE_EXCEEDED"
 	ReasonCancelled                   = "CANCELLED"
 	ReasonInternal                    = "INTERNAL"
+	// ReasonOrganisationNotAllowed and ReasonCallerNotAuthenticated are
+	// service/auth's refusals, passed through with their metadata.
+	ReasonOrganisationNotAllowed = auth.ReasonOrganisationNotAllowed
+	ReasonCallerNotAuthenticated = auth.ReasonNotAuthenticated
 )
 
 // reasonSpec is how one reason is reported: its gRPC code, the fixed message
@@ -131,6 +136,17 @@ var reasonSpecs = map[string]reasonSpec{
 		"the request was cancelled by the caller", slog.LevelInfo},
 	ReasonInternal: {codes.Internal,
 		"internal error: the operator has the details in the service log", slog.LevelError},
+	ReasonOrganisationNotAllowed: {codes.PermissionDenied,
+		"the caller is not allowed to act for this organisation, so nothing was done: the operator lists each caller's organisations in the callers file", slog.LevelWarn},
+	ReasonCallerNotAuthenticated: {codes.Unauthenticated,
+		"no authenticated caller for this call: the operator has the details in the service log", slog.LevelError},
+}
+
+// authReasons are the ErrorInfo reasons of service/auth that classify keeps
+// (with their metadata) when an Authorizer refuses a call.
+var authReasons = map[string]bool{
+	ReasonOrganisationNotAllowed: true,
+	ReasonCallerNotAuthenticated: true,
 }
 
 // failure is an outcome this package decided on. It carries the reason and
@@ -240,8 +256,11 @@ func classify(err error) *failure {
 	case errors.Is(err, keycrypto.ErrNoVerificationKey), errors.Is(err, keycrypto.ErrInvalidJWKS):
 		return fail(ReasonVerificationKeysUnavailable, err)
 	}
-	// A gRPC status reaching here comes from the transport (stream.Recv
-	// when the caller goes away).
+	if f, ok := authRefusal(err); ok {
+		return f
+	}
+	// Any other gRPC status reaching here comes from the transport
+	// (stream.Recv when the caller goes away).
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {
 		case codes.Canceled:
@@ -251,6 +270,29 @@ func classify(err error) *failure {
 		}
 	}
 	return fail(ReasonInternal, err)
+}
+
+// authRefusal recognises an Authorizer's refusal: a status whose ErrorInfo
+// is in the API's domain with one of authReasons and the code this table
+// gives that reason. Its reason and metadata (the customer id refused) are
+// kept so the caller sees what the auth package decided; its message is
+// replaced by the table's fixed one like every other.
+func authRefusal(err error) (*failure, bool) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil, false
+	}
+	for _, detail := range st.Details() {
+		info, ok := detail.(*errdetails.ErrorInfo)
+		if !ok || info.GetDomain() != auth.ErrorDomain || !authReasons[info.GetReason()] {
+			continue
+		}
+		if reasonSpecs[info.GetReason()].code != st.Code() {
+			continue
+		}
+		return &failure{reason: info.GetReason(), metadata: info.GetMetadata(), cause: err}, true
+	}
+	return nil, false
 }
 
 // classifyUpstream maps the adapter's error kinds. Never the upstream's

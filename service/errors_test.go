@@ -11,12 +11,14 @@ import (
 
 	"buf.build/go/protovalidate"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
@@ -32,7 +34,18 @@ func upstreamErr(kind upstream.Kind) *upstream.Error {
 	}
 }
 
+// statusWithInfo is a status carrying one ErrorInfo, as another component
+// (or a confused one) might return.
+func statusWithInfo(code codes.Code, domain, reason string) error {
+	st, err := status.New(code, upstreamText).WithDetails(&errdetails.ErrorInfo{Domain: domain, Reason: reason})
+	if err != nil {
+		panic(err)
+	}
+	return st.Err()
+}
+
 func TestStatusFromErrorMapping(t *testing.T) {
+	orgOneCaller := auth.WithCaller(context.Background(), auth.Caller{Name: "wallet-api", Organisations: []string{"org-1"}})
 	limited := upstreamErr(upstream.KindRateLimited)
 	limited.RetryAfter = 7 * time.Second
 	invalid := upstreamErr(upstream.KindInvalid)
@@ -70,6 +83,18 @@ func TestStatusFromErrorMapping(t *testing.T) {
 		{"no verification key", keycrypto.ErrNoVerificationKey, codes.Unavailable, ReasonVerificationKeysUnavailable, 0, nil},
 		{"plaintext too large", keycrypto.ErrPlaintextTooLarge, codes.InvalidArgument, ReasonPlaintextTooLarge, 0, nil},
 		{"anything else", errors.New(upstreamText), codes.Internal, ReasonInternal, 0, nil},
+		{"organisation not allowed", auth.Enforced.Authorize(orgOneCaller, "org-2"), codes.PermissionDenied, ReasonOrganisationNotAllowed, 0,
+			map[string]string{"customer_id": "org-2", "caller": "wallet-api"}},
+		{"wrapped organisation refusal", fmt.Errorf("resolving: %w", auth.Disabled.Authorize(orgOneCaller, "org-3")),
+			codes.PermissionDenied, ReasonOrganisationNotAllowed, 0, map[string]string{"customer_id": "org-3", "caller": "wallet-api"}},
+		{"no caller while enforced", auth.Enforced.Authorize(context.Background(), "org-1"), codes.Unauthenticated, ReasonCallerNotAuthenticated, 0, nil},
+		// Only the auth package's refusals pass through: a bare status, or
+		// one whose ErrorInfo is foreign or disagrees with its code, is a
+		// fault of this service.
+		{"bare PermissionDenied", status.Error(codes.PermissionDenied, upstreamText), codes.Internal, ReasonInternal, 0, nil},
+		{"foreign ErrorInfo domain", statusWithInfo(codes.PermissionDenied, "elsewhere.example", ReasonOrganisationNotAllowed), codes.Internal, ReasonInternal, 0, nil},
+		{"auth reason under another code", statusWithInfo(codes.NotFound, auth.ErrorDomain, ReasonOrganisationNotAllowed), codes.Internal, ReasonInternal, 0, nil},
+		{"other reason of our domain", statusWithInfo(codes.PermissionDenied, auth.ErrorDomain, ReasonKeyNotFound), codes.Internal, ReasonInternal, 0, nil},
 	}
 	s := New(Config{Upstream: &upstream.Client{}, Keys: upstream.NewStaticKeySource(&keycrypto.KeySet{}),
 		Registry: &registry.Store{}, Logger: slog.New(slog.DiscardHandler)})

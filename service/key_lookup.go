@@ -13,9 +13,11 @@ import (
 
 // resolveKey finds the recorded key a SecureData or SecureFile request names
 // by key_id or public_key_hex (fieldPrefix locates those fields in the
-// request, e.g. "header."). Only keys recorded by AssignKey qualify, and
-// AssignKey records a key only after verifying the enclave's signature, so
-// nothing is ever encrypted or filed to an unverified key.
+// request, e.g. "header.") and checks that the caller may act for the key's
+// organisation. Only keys recorded by AssignKey qualify, and AssignKey
+// records a key only after verifying the enclave's signature, so nothing is
+// ever encrypted or filed to an unverified key, nor to another
+// organisation's.
 func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefix string) (*registry.Key, *keycrypto.PublicKey, error) {
 	var (
 		key *registry.Key
@@ -47,6 +49,9 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 	}
 	if err != nil {
 		return nil, nil, registryFailure(err)
+	}
+	if err := s.authz.Authorize(ctx, key.CustomerID); err != nil {
+		return nil, nil, err
 	}
 	pub, err := keycrypto.ParsePublicKeyHex(key.PublicKeyHex)
 	if err != nil {

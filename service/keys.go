@@ -13,7 +13,8 @@ import (
 // defaultPageSize is the page size when a listing asks for 0.
 const defaultPageSize = 50
 
-// GetKey returns one recorded key assignment, for support tooling.
+// GetKey returns one recorded key assignment, for support tooling, to a
+// caller allowed to act for the key's organisation.
 func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*recoveryv1.GetKeyResponse, error) {
 	if req.GetKeyId() == "" {
 		return nil, s.statusFromError(ctx, "GetKey", invalidField("key_id", errors.New("key_id is required")))
@@ -28,6 +29,9 @@ func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*re
 		}
 		return nil, s.statusFromError(ctx, "GetKey", registryFailure(err))
 	}
+	if err := s.authz.Authorize(ctx, key.CustomerID); err != nil {
+		return nil, s.statusFromError(ctx, "GetKey", err)
+	}
 	out, err := keyToProto(key)
 	if err != nil {
 		return nil, s.statusFromError(ctx, "GetKey", err)
@@ -35,11 +39,16 @@ func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*re
 	return &recoveryv1.GetKeyResponse{Key: out}, nil
 }
 
-// ListKeys pages through recorded key assignments, newest first. The page
-// token is the registry's, passed through opaquely.
+// ListKeys pages through recorded key assignments, newest first, of the
+// organisations the caller may act for. The page token is the registry's,
+// passed through opaquely.
 func (s *Server) ListKeys(ctx context.Context, req *recoveryv1.ListKeysRequest) (*recoveryv1.ListKeysResponse, error) {
+	orgs, err := s.listingScope(ctx, req.GetCustomerId())
+	if err != nil {
+		return nil, s.statusFromError(ctx, "ListKeys", err)
+	}
 	keys, next, err := s.registry.ListKeys(ctx,
-		registry.KeyFilter{CustomerID: req.GetCustomerId(), UserIdentifier: req.GetUserIdentifier()},
+		registry.KeyFilter{CustomerID: req.GetCustomerId(), UserIdentifier: req.GetUserIdentifier(), Organisations: orgs},
 		page(req.GetPageSize(), req.GetPageToken()))
 	if err != nil {
 		return nil, s.statusFromError(ctx, "ListKeys", registryFailure(err))
