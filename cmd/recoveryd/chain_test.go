@@ -58,7 +58,7 @@ func TestInterceptorChainsMatch(t *testing.T) {
 	for _, s := range stream {
 		streamNames = append(streamNames, interceptorName(s))
 	}
-	want := []string{"logging", "validation", "recovery"}
+	want := []string{"logging", "callFields", "validation", "recovery"}
 	if strings.Join(unaryNames, ",") != strings.Join(want, ",") {
 		t.Errorf("unary chain = %q, want %q", unaryNames, want)
 	}

@@ -37,15 +37,24 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 	return []interceptor{
 		// logging is outermost so that it sees every call, including those
 		// rejected further in, with the final code (after validation and
-		// recovery rewrote it) and the full duration.
-		{"logging", logging.UnaryServerInterceptor(slogAdapter(log), logOpts...), logging.StreamServerInterceptor(slogAdapter(log), logOpts...)},
-		// metrics (a later issue) goes here, just inside logging, so that it
-		// counts every call with its final code too.
+		// recovery rewrote it) and the full duration. It also gives the call
+		// an empty callFields that the callFields position fills and its
+		// finish line reports (caller, key_id, backup_id).
+		{"logging", loggingUnary(log, logOpts...), loggingStream(log, logOpts...)},
+		// metrics has no interceptor: the otelgrpc stats handler
+		// (grpc.StatsHandler in newGRPCServer) measures every call per method
+		// and final code, from outside the whole chain, so even calls that
+		// fail before any interceptor runs are counted.
 		//
 		// auth (a later issue) goes here: before validation, so that an
 		// unauthenticated caller learns nothing about the request rules; it
 		// skips health and reflection.
 		//
+		// callFields sits just inside auth, where the caller is known, and
+		// outside validation, so a rejected call's line still names its
+		// caller; it reads only well-formed ids from the messages, since they
+		// are not validated yet.
+		{"callFields", callFieldsUnary(), callFieldsStream()},
 		// validation rejects malformed requests before any handler code
 		// runs (for streams: every received message), so handlers only see
 		// well-formed input.
@@ -75,10 +84,11 @@ func streamInterceptors(chain []interceptor) []grpc.StreamServerInterceptor {
 	return out
 }
 
-// slogAdapter lets go-grpc-middleware's logging interceptor write to slog.
+// slogAdapter lets go-grpc-middleware's logging interceptor write to slog,
+// adding the fields the call's callFields has gathered by then.
 func slogAdapter(log *slog.Logger) logging.Logger {
 	return logging.LoggerFunc(func(ctx context.Context, level logging.Level, msg string, fields ...any) {
-		log.Log(ctx, slog.Level(level), msg, fields...)
+		log.Log(ctx, slog.Level(level), msg, append(fields, callFieldsFrom(ctx).logArgs()...)...)
 	})
 }
 
