@@ -75,7 +75,7 @@ type testUpstream struct {
 // startUpstream serves the emulator with its state in dir (persisted, so a
 // restart on the same dir keeps its keys), handing out the committed test
 // keys. wrap, when not nil, wraps the handler (to gate or observe requests).
-func startUpstream(t *testing.T, dir string, log *slog.Logger, wrap func(http.Handler) http.Handler) *testUpstream {
+func startUpstream(t testing.TB, dir string, log *slog.Logger, wrap func(http.Handler) http.Handler) *testUpstream {
 	t.Helper()
 	emulator, err := sandbox.New(sandbox.Config{
 		DataDir:   dir,
@@ -102,7 +102,7 @@ func (u *testUpstream) close() {
 
 // remoteConfig is a development Config that points recoveryd at u through
 // the ordinary --upstream-url/--upstream-token-file/--jwks-url path.
-func remoteConfig(t *testing.T, u *testUpstream, dataDir string) Config {
+func remoteConfig(t testing.TB, u *testUpstream, dataDir string) Config {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "upstream-token")
 	if err := os.WriteFile(tokenFile, []byte(sandbox.DevPartnerToken+"\n"), 0o600); err != nil {
@@ -221,7 +221,7 @@ type testServer struct {
 // on opts.listener, or over bufconn when it is nil, and returns once it can
 // be dialled; it does not wait for readiness (see waitServing). The server
 // is stopped at cleanup.
-func startServer(t *testing.T, cfg Config, log *slog.Logger, opts runOptions) *testServer {
+func startServer(t testing.TB, cfg Config, log *slog.Logger, opts runOptions) *testServer {
 	t.Helper()
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -264,7 +264,7 @@ func (s *testServer) stop() error {
 }
 
 // startReady starts the server and waits until health says SERVING.
-func startReady(t *testing.T, cfg Config, log *slog.Logger, opts runOptions) *testServer {
+func startReady(t testing.TB, cfg Config, log *slog.Logger, opts runOptions) *testServer {
 	t.Helper()
 	s := startServer(t, cfg, log, opts)
 	s.waitServing(t)
@@ -273,7 +273,7 @@ func startReady(t *testing.T, cfg Config, log *slog.Logger, opts runOptions) *te
 
 // waitServing watches health until the RecoveryService is SERVING, failing
 // the test with run's error if the server stopped instead.
-func (s *testServer) waitServing(t *testing.T) {
+func (s *testServer) waitServing(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
