@@ -111,6 +111,7 @@ func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.B
 		backup.StoredAt = s.now().UTC()
 	}
 	annotate(ctx, attribute.String("backup_id", backup.BackupID), attribute.Int64("size_bytes", size))
+	s.metrics.fileStored(ctx, size)
 	s.recordBackup(work, token, &backup)
 	return &backup, nil
 }

@@ -31,6 +31,7 @@ type instruments struct {
 	verifications metric.Int64Counter
 	errors        metric.Int64Counter
 	backups       metric.Int64Counter
+	fileBytes     metric.Int64Counter
 }
 
 func newInstruments() *instruments {
@@ -46,7 +47,9 @@ func newInstruments() *instruments {
 		metric.WithDescription("Errors returned to callers by RPC, gRPC code and ErrorInfo reason."))
 	backups, _ := meter.Int64Counter("recovery.backups",
 		metric.WithDescription("Backups stored by type and outcome."))
-	return &instruments{assignments: assignments, verifications: verifications, errors: errs, backups: backups}
+	fileBytes, _ := meter.Int64Counter("recovery.secure_file.bytes",
+		metric.WithDescription("Bytes of the files SecureFile stored upstream."), metric.WithUnit("By"))
+	return &instruments{assignments: assignments, verifications: verifications, errors: errs, backups: backups, fileBytes: fileBytes}
 }
 
 func (m *instruments) assignment(ctx context.Context, outcome string) {
@@ -55,6 +58,11 @@ func (m *instruments) assignment(ctx context.Context, outcome string) {
 
 func (m *instruments) verification(ctx context.Context, result string) {
 	m.verifications.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+}
+
+// fileStored counts the bytes of a file stored upstream.
+func (m *instruments) fileStored(ctx context.Context, size int64) {
+	m.fileBytes.Add(ctx, size)
 }
 
 func (m *instruments) backup(ctx context.Context, backupType, outcome string) {
