@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 
 	"github.com/walletprovider/recoveryservice/service"
@@ -32,6 +33,9 @@ type runOptions struct {
 	// sandboxKeySource, when set, supplies the embedded sandbox's RSA keys
 	// instead of its background generator.
 	sandboxKeySource func() (*rsa.PrivateKey, error)
+	// spanProcessor, when set, also sees every span of the run (an
+	// in-memory recorder), besides the exporters OTEL_TRACES_EXPORTER picks.
+	spanProcessor sdktrace.SpanProcessor
 }
 
 // app is a wired recoveryd: the gRPC server, its health, what must answer
@@ -61,7 +65,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (er
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	log.Info("starting recoveryd", "config", cfg)
-	tel, err := setupTelemetry(ctx, log)
+	tel, err := setupTelemetry(ctx, log, opts.spanProcessor)
 	if err != nil {
 		return err
 	}

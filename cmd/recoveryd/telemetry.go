@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -21,11 +22,12 @@ const telemetryServiceName = "recoveryd"
 const telemetryFlushTimeout = 5 * time.Second
 
 // setupTelemetry installs tracing and metrics as the OTEL_* environment says
-// (no exporter by default).
-func setupTelemetry(ctx context.Context, log *slog.Logger) (*telemetry.Telemetry, error) {
+// (no exporter by default); spans also go to extra when it is not nil.
+func setupTelemetry(ctx context.Context, log *slog.Logger, extra sdktrace.SpanProcessor) (*telemetry.Telemetry, error) {
 	tel, err := telemetry.Setup(ctx, telemetry.Options{
 		ServiceName:    telemetryServiceName,
 		ServiceVersion: telemetry.BuildVersion(),
+		SpanProcessor:  extra,
 		Logger:         log.With("component", "otel"),
 	})
 	if err != nil {
