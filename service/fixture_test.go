@@ -3,12 +3,15 @@ package service
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -61,6 +64,24 @@ type fixtureOptions struct {
 	sandbox *httptest.Server
 	// logger receives the service's log (default: discarded).
 	logger *slog.Logger
+	// callers, when set, turns caller authentication on as recoveryd does
+	// with --caller-tokens-file: a callers file listing them, the real
+	// service/auth interceptors, and Config.Authz set to the
+	// authenticator's Mode (auth.Enforced). Calls then carry a token
+	// (withToken); the x-test-caller header is not honoured.
+	callers []testCaller
+	// signingKeys are the sandbox's enclave signing keys (default: one
+	// generated key).
+	signingKeys []sandbox.SigningKey
+	// jwksNow is the JWKS fetcher's clock (default: time.Now).
+	jwksNow func() time.Time
+}
+
+// testCaller is one entry of a fixture's callers file.
+type testCaller struct {
+	name  string
+	token string
+	orgs  []string
 }
 
 // fixture is the service wired as in production, in memory: a real gRPC
@@ -86,6 +107,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 	if up == nil {
 		sbx, err := sandbox.New(sandbox.Config{
 			KeySource:    testkeys.NewRSASource(),
+			SigningKeys:  opts.signingKeys,
 			Misbehave:    opts.misbehave,
 			MaxFileBytes: opts.sandboxMaxFileBytes,
 			RateLimit:    opts.rateLimit,
@@ -125,6 +147,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		URL:       up.URL + "/.well-known/jwks.json",
 		Transport: transport,
 		AllowHTTP: true,
+		Now:       opts.jwksNow,
 	})
 	if err != nil {
 		t.Fatalf("upstream.NewJWKSFetcher: %v", err)
@@ -139,10 +162,25 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		t.Cleanup(func() { _ = store.Close() })
 	}
 
+	// Without callers the test header stands in for authentication and
+	// Authz stays nil (auth.Disabled), as in a recoveryd without a callers
+	// file.
+	unaryAuth, streamAuth := testHeaderUnary, testHeaderStream
+	var authz Authorizer
+	if len(opts.callers) > 0 {
+		authn, err := auth.New(auth.Config{CallersFile: writeCallersFile(t, opts.callers), Logger: quiet})
+		if err != nil {
+			t.Fatalf("auth.New: %v", err)
+		}
+		unaryAuth, streamAuth = authn.UnaryServerInterceptor(), authn.StreamServerInterceptor()
+		authz = authn.Mode()
+	}
+
 	srv := New(Config{
 		Upstream:     client,
 		Keys:         keys,
 		Registry:     store,
+		Authz:        authz,
 		MaxFileBytes: opts.maxFileBytes,
 		Logger:       cmp.Or(opts.logger, quiet),
 		CallTimeout:  10 * time.Second,
@@ -153,12 +191,12 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 	gs := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			defer func() { f.finished <- info.FullMethod }()
-			return h(callerFromMetadata(ctx), req)
-		}),
+			return h(ctx, req)
+		}, unaryAuth),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			defer func() { f.finished <- info.FullMethod }()
-			return h(srv, &callerStream{ServerStream: ss, ctx: callerFromMetadata(ss.Context())})
-		}),
+			return h(srv, ss)
+		}, streamAuth),
 	)
 	recoveryv1.RegisterRecoveryServiceServer(gs, srv)
 	served := make(chan struct{})
@@ -179,6 +217,46 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 	})
 	f.client = recoveryv1.NewRecoveryServiceClient(conn)
 	return f
+}
+
+// writeCallersFile writes a callers file (private, as the loader demands)
+// listing callers with the SHA-256 of their tokens, and returns its path.
+func writeCallersFile(t *testing.T, callers []testCaller) string {
+	t.Helper()
+	type entry struct {
+		Name          string   `json:"name"`
+		TokenSHA256   string   `json:"token_sha256"`
+		Organisations []string `json:"organisations"`
+	}
+	var file struct {
+		Callers []entry `json:"callers"`
+	}
+	for _, c := range callers {
+		sum := sha256.Sum256([]byte(c.token))
+		file.Callers = append(file.Callers, entry{c.name, hex.EncodeToString(sum[:]), c.orgs})
+	}
+	data, err := json.Marshal(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "callers.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// withToken returns ctx whose RPCs authenticate with the bearer token.
+func withToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+func testHeaderUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return h(callerFromMetadata(ctx), req)
+}
+
+func testHeaderStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return h(srv, &callerStream{ServerStream: ss, ctx: callerFromMetadata(ss.Context())})
 }
 
 func callerFromMetadata(ctx context.Context) context.Context {
