@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -36,6 +38,11 @@ type runOptions struct {
 	// spanProcessor, when set, also sees every span of the run (an
 	// in-memory recorder), besides the exporters OTEL_TRACES_EXPORTER picks.
 	spanProcessor sdktrace.SpanProcessor
+	// stderr receives the development banner; nil means os.Stderr.
+	stderr io.Writer
+	// onCallersReload, when set, is told the outcome of every reload of
+	// the callers file after the first (SIGHUP reloads are asynchronous).
+	onCallersReload func(error)
 }
 
 // app is a wired recoveryd: the gRPC server, its health, what must answer
@@ -65,6 +72,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (er
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	log.Info("starting recoveryd", "config", cfg)
+	if banner := developmentBanner(cfg, os.Getenv); banner != "" {
+		_, _ = io.WriteString(cmp.Or[io.Writer](opts.stderr, os.Stderr), banner)
+	}
+	if cfg.Environment == envProduction && cfg.TLSCert == "" {
+		log.Warn("serving plaintext gRPC: bearer tokens and requests cross the network unencrypted unless a proxy or mesh terminates TLS in front of recoveryd (--tls-cert, --tls-key)")
+	}
 	tel, err := setupTelemetry(ctx, log, opts.spanProcessor)
 	if err != nil {
 		return err
@@ -114,15 +127,21 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 		return nil, err
 	}
 
+	sec, err := a.secure(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
 	svc := service.New(service.Config{
-		Upstream:     client,
-		Keys:         keys,
-		Registry:     store,
+		Upstream: client,
+		Keys:     keys,
+		Registry: store,
+		// Enforced with a callers file, Disabled (development) without.
+		Authz:        sec.authn.Mode(),
 		MaxFileBytes: cfg.MaxFileBytes,
 		Logger:       log.With("component", "service"),
 	})
 	a.health = newHealthService()
-	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation); err != nil {
+	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec); err != nil {
 		return nil, err
 	}
 	a.readiness = []readinessCheck{
@@ -171,7 +190,12 @@ func (a *app) connectUpstream(cfg Config, opts runOptions) (*upstream.Client, up
 		return nil, nil, err
 	}
 	development := cfg.Environment == envDevelopment
-	client, err := upstream.NewClient(upstream.Config{BaseURL: cfg.UpstreamURL, Token: token, AllowHTTP: development})
+	// nil (the system roots) unless --upstream-ca-file adds a private CA.
+	transport, err := upstreamTransport(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := upstream.NewClient(upstream.Config{BaseURL: cfg.UpstreamURL, Token: token, Transport: transport, AllowHTTP: development})
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuring the upstream client: %w", err)
 	}
@@ -179,7 +203,7 @@ func (a *app) connectUpstream(cfg Config, opts runOptions) (*upstream.Client, up
 	if cfg.VerificationKeysFile != "" {
 		keys, err = upstream.LoadKeySourceFile(cfg.VerificationKeysFile)
 	} else {
-		keys, err = upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: cfg.JWKSURL, AllowHTTP: development})
+		keys, err = upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: cfg.JWKSURL, Transport: transport, AllowHTTP: development})
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuring the verification keys: %w", err)

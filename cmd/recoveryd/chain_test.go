@@ -49,7 +49,10 @@ func TestInterceptorChainsMatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := interceptorChain(slog.Default(), validator, service.StatusFromValidation)
+	// NOTE: a nil authenticator still occupies the auth position (its
+	// interceptors pass calls through), so the chain's shape never depends
+	// on the configuration.
+	chain := interceptorChain(slog.Default(), validator, service.StatusFromValidation, nil)
 	unary, stream := unaryInterceptors(chain), streamInterceptors(chain)
 	var unaryNames, streamNames []string
 	for _, u := range unary {
@@ -58,7 +61,7 @@ func TestInterceptorChainsMatch(t *testing.T) {
 	for _, s := range stream {
 		streamNames = append(streamNames, interceptorName(s))
 	}
-	want := []string{"logging", "callFields", "validation", "recovery"}
+	want := []string{"logging", "auth", "callFields", "validation", "recovery"}
 	if strings.Join(unaryNames, ",") != strings.Join(want, ",") {
 		t.Errorf("unary chain = %q, want %q", unaryNames, want)
 	}
@@ -91,7 +94,7 @@ func (panickingService) SecureFile(grpc.ClientStreamingServer[recoveryv1.SecureF
 // the final code of both.
 func TestChainOrderInAction(t *testing.T) {
 	log, logs := newTestLogger(t)
-	srv, err := newGRPCServer(log, panickingService{}, newHealthService(), service.StatusFromValidation)
+	srv, err := newGRPCServer(log, panickingService{}, newHealthService(), service.StatusFromValidation, serverSecurity{})
 	if err != nil {
 		t.Fatal(err)
 	}

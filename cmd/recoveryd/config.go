@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -74,6 +75,22 @@ type Config struct {
 	MaxFileBytes int64
 	// ShutdownTimeout bounds the graceful part of shutdown.
 	ShutdownTimeout time.Duration
+
+	// CallerTokensFile is the callers file (see service/auth): who may call
+	// and for which organisations. "" turns caller authentication off, which
+	// only development allows.
+	CallerTokensFile string
+	// TLSCert and TLSKey are the PEM certificate chain and private key of the
+	// gRPC listener; both or neither (plaintext gRPC).
+	TLSCert string
+	TLSKey  string
+	// ClientCA is a PEM file of the CAs that sign client certificates (mTLS);
+	// it needs TLSCert and CallerTokensFile, whose names the certificates
+	// must carry.
+	ClientCA string
+	// UpstreamCAFile is a PEM file of CA certificates trusted, besides the
+	// system roots, for the upstream's and the JWKS's HTTPS (a private CA).
+	UpstreamCAFile string
 }
 
 // defaultConfig is the Config of a run with no flags and no environment.
@@ -110,6 +127,13 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "postgres://… registry; empty keeps a SQLite registry at <data-dir>/registry.db")
 	fs.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", cfg.MaxFileBytes, "largest file SecureFile accepts, in bytes")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight calls may finish after SIGTERM/SIGINT")
+	// Security. NOTE: every secret comes from a file named here; no flag or
+	// variable takes a secret's value.
+	fs.StringVar(&cfg.CallerTokensFile, "caller-tokens-file", cfg.CallerTokensFile, "JSON file of the callers allowed in (SHA-256 of their bearer tokens, organisations); reloaded on SIGHUP; empty turns caller authentication off (development only)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate chain of the gRPC listener (with --tls-key); empty serves plaintext gRPC")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert")
+	fs.StringVar(&cfg.ClientCA, "client-ca", cfg.ClientCA, "PEM CA certificates that sign client certificates (mTLS); needs --tls-cert and --caller-tokens-file")
+	fs.StringVar(&cfg.UpstreamCAFile, "upstream-ca-file", cfg.UpstreamCAFile, "PEM CA certificates trusted, besides the system roots, for the upstream's and the JWKS's HTTPS (a private CA)")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + envName(f.Name) + ")" })
 	fs.Usage = func() {
 		fmt.Fprintf(usage, "Usage: recoveryd [flags]\n\nServes the RecoveryService over gRPC. With no flags it runs on an embedded\nsandbox upstream with a SQLite registry under %s.\n\n", defaultDataDir)
@@ -151,8 +175,13 @@ func envName(flagName string) string {
 func (c Config) embeddedSandbox() bool { return c.UpstreamURL == "" }
 
 // Validate reports every problem with c at once, one line each, saying what
-// to change.
-func (c Config) Validate() error {
+// to change. It reads the files the security flags name (they must exist and
+// parse) and, in production, applies the production guard (productionProblems),
+// which also looks at the process's GODEBUG.
+func (c Config) Validate() error { return c.validate(os.Getenv) }
+
+// validate is Validate with the process environment read through getenv.
+func (c Config) validate(getenv func(string) string) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -182,31 +211,44 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, c.upstreamProblems(production)...)
+	errs = append(errs, c.securityProblems()...)
+	if production {
+		// NOTE: last, so the guard's refusals read as one block.
+		errs = append(errs, c.productionProblems(getenv)...)
+	}
+	return errors.Join(errs...)
+}
 
+// upstreamProblems checks the upstream flags. The production-only rules
+// (no embedded sandbox, no http://, a token file) are productionProblems'.
+func (c Config) upstreamProblems(production bool) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.embeddedSandbox() {
-		if production {
-			bad("--environment production needs a real upstream: set --upstream-url (the embedded sandbox is for development only)")
-		}
 		if c.UpstreamTokenFile != "" {
 			bad("--upstream-token-file is set but --upstream-url is not: set --upstream-url too, or drop the token file to use the embedded sandbox")
 		}
 		if c.JWKSURL != "" || c.VerificationKeysFile != "" {
 			bad("--jwks-url and --verification-keys-file need --upstream-url: the embedded sandbox's signing keys are trusted automatically")
 		}
-		return errors.Join(errs...)
+		if c.UpstreamCAFile != "" {
+			bad("--upstream-ca-file needs --upstream-url: the embedded sandbox is reached over loopback http://")
+		}
+		return errs
 	}
 
-	if err := checkHTTPURL("--upstream-url", c.UpstreamURL, production); err != nil {
+	if err := checkHTTPURL("--upstream-url", c.UpstreamURL); err != nil {
 		errs = append(errs, err)
 	}
-	if c.UpstreamTokenFile == "" {
+	if c.UpstreamTokenFile == "" && !production {
 		bad("--upstream-token-file is required with --upstream-url: a file holding the partner API token (or set %s)", envName("upstream-token-file"))
 	}
 	switch {
 	case c.JWKSURL != "" && c.VerificationKeysFile != "":
 		bad("set only one of --jwks-url and --verification-keys-file")
 	case c.JWKSURL != "":
-		if err := checkHTTPURL("--jwks-url", c.JWKSURL, production); err != nil {
+		if err := checkHTTPURL("--jwks-url", c.JWKSURL); err != nil {
 			errs = append(errs, err)
 		}
 	case c.VerificationKeysFile == "":
@@ -219,18 +261,20 @@ func (c Config) Validate() error {
 		}
 		bad("--upstream-url needs the enclave's verification keys: set --jwks-url or --verification-keys-file%s", hint)
 	}
-	return errors.Join(errs...)
+	if c.UpstreamCAFile != "" {
+		if _, err := loadCACertificates("--upstream-ca-file", c.UpstreamCAFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
-// checkHTTPURL checks that raw is an absolute http(s) URL, and https unless
-// http is allowed.
-func checkHTTPURL(flagName, raw string, production bool) error {
+// checkHTTPURL checks that raw is an absolute http(s) URL; whether http://
+// is allowed is the production guard's business.
+func checkHTTPURL(flagName, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return fmt.Errorf("%s %q is not an absolute https:// URL", flagName, raw)
-	}
-	if u.Scheme == "http" && production {
-		return fmt.Errorf("%s uses plain http://: production requires https:// (http:// is for --environment %s only)", flagName, envDevelopment)
 	}
 	return nil
 }
@@ -304,6 +348,11 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("database_url", redactDatabaseURL(c.DatabaseURL)),
 		slog.Int64("max_file_bytes", c.MaxFileBytes),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("caller_tokens_file", c.CallerTokensFile),
+		slog.String("tls_cert", c.TLSCert),
+		slog.String("tls_key", c.TLSKey),
+		slog.String("client_ca", c.ClientCA),
+		slog.String("upstream_ca_file", c.UpstreamCAFile),
 	}
 }
 

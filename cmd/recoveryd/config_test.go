@@ -47,6 +47,11 @@ func TestParseConfigPrecedence(t *testing.T) {
 				"RECOVERY_MAX_FILE_BYTES":         "1024",
 				"RECOVERY_SHUTDOWN_TIMEOUT":       "5s",
 				"RECOVERY_ADMIN_LISTEN":           "127.0.0.1:9999",
+				"RECOVERY_CALLER_TOKENS_FILE":     "/etc/recoveryd/callers.json",
+				"RECOVERY_TLS_CERT":               "/etc/recoveryd/tls.crt",
+				"RECOVERY_TLS_KEY":                "/etc/recoveryd/tls.key",
+				"RECOVERY_CLIENT_CA":              "/etc/recoveryd/client-ca.crt",
+				"RECOVERY_UPSTREAM_CA_FILE":       "/etc/recoveryd/upstream-ca.crt",
 			},
 			want: Config{
 				Listen: "127.0.0.1:6000", DataDir: "/var/lib/recoveryd", Environment: "production",
@@ -54,6 +59,8 @@ func TestParseConfigPrecedence(t *testing.T) {
 				UpstreamTokenFile: "/run/secrets/token", JWKSURL: "https://keys.example/jwks.json",
 				VerificationKeysFile: "/etc/keys.pem", DatabaseURL: "postgres://db.example/recovery",
 				MaxFileBytes: 1024, ShutdownTimeout: 5 * time.Second, AdminListen: "127.0.0.1:9999",
+				CallerTokensFile: "/etc/recoveryd/callers.json", TLSCert: "/etc/recoveryd/tls.crt", TLSKey: "/etc/recoveryd/tls.key",
+				ClientCA: "/etc/recoveryd/client-ca.crt", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
 			},
 		},
 		{
@@ -132,7 +139,8 @@ func TestParseConfigHelpNamesEveryVariable(t *testing.T) {
 		"RECOVERY_LISTEN", "RECOVERY_DATA_DIR", "RECOVERY_ENVIRONMENT", "RECOVERY_LOG_LEVEL",
 		"RECOVERY_UPSTREAM_URL", "RECOVERY_UPSTREAM_TOKEN_FILE", "RECOVERY_JWKS_URL",
 		"RECOVERY_VERIFICATION_KEYS_FILE", "RECOVERY_DATABASE_URL", "RECOVERY_MAX_FILE_BYTES",
-		"RECOVERY_SHUTDOWN_TIMEOUT",
+		"RECOVERY_SHUTDOWN_TIMEOUT", "RECOVERY_CALLER_TOKENS_FILE", "RECOVERY_TLS_CERT", "RECOVERY_TLS_KEY",
+		"RECOVERY_CLIENT_CA", "RECOVERY_UPSTREAM_CA_FILE",
 	} {
 		if !strings.Contains(usage.String(), v) {
 			t.Errorf("usage does not name %s:\n%s", v, usage.String())
@@ -167,7 +175,6 @@ func TestValidate(t *testing.T) {
 		{name: "defaults: embedded sandbox", cfg: defaultConfig()},
 		{name: "remote upstream with JWKS", cfg: remote(nil)},
 		{name: "remote upstream with key file", cfg: remote(func(c *Config) { c.JWKSURL, c.VerificationKeysFile = "", "/etc/keys.pem" })},
-		{name: "production, https everywhere", cfg: remote(func(c *Config) { c.Environment = envProduction })},
 		{name: "development allows http upstream", cfg: remote(func(c *Config) {
 			c.UpstreamURL, c.JWKSURL = "http://127.0.0.1:8080", "http://127.0.0.1:8080/.well-known/jwks.json"
 		})},
@@ -182,9 +189,6 @@ func TestValidate(t *testing.T) {
 		{name: "unsupported database", cfg: embedded(func(c *Config) { c.DatabaseURL = "mysql://u:hunter2@db/recovery" }), want: []string{`--database-url scheme "mysql" is not supported`}},
 		{name: "database not a URL", cfg: embedded(func(c *Config) { c.DatabaseURL = "host=db password=hunter2" }), want: []string{"--database-url is not a URL"}},
 
-		{name: "production refuses the embedded sandbox", cfg: embedded(func(c *Config) { c.Environment = envProduction }), want: []string{"--environment production needs a real upstream: set --upstream-url"}},
-		{name: "production refuses http upstream", cfg: remote(func(c *Config) { c.Environment, c.UpstreamURL = envProduction, "http://upstream.example" }), want: []string{"--upstream-url uses plain http://: production requires https://"}},
-		{name: "production refuses http JWKS", cfg: remote(func(c *Config) { c.Environment, c.JWKSURL = envProduction, "http://keys.example/jwks.json" }), want: []string{"--jwks-url uses plain http://: production requires https://"}},
 		{name: "token file needs upstream", cfg: embedded(func(c *Config) { c.UpstreamTokenFile = "/run/secrets/token" }), want: []string{"--upstream-token-file is set but --upstream-url is not"}},
 		{name: "keys need upstream", cfg: embedded(func(c *Config) { c.JWKSURL = "https://keys.example/jwks.json" }), want: []string{"need --upstream-url"}},
 		{name: "upstream needs token", cfg: remote(func(c *Config) { c.UpstreamTokenFile = "" }), want: []string{"--upstream-token-file is required with --upstream-url", "RECOVERY_UPSTREAM_TOKEN_FILE"}},
@@ -195,7 +199,7 @@ func TestValidate(t *testing.T) {
 		{name: "only one key source", cfg: remote(func(c *Config) { c.VerificationKeysFile = "/etc/keys.pem" }), want: []string{"set only one of --jwks-url and --verification-keys-file"}},
 		{name: "every problem at once", cfg: embedded(func(c *Config) {
 			c.Listen, c.MaxFileBytes, c.Environment = "nowhere", -1, envProduction
-		}), want: []string{"--listen", "--max-file-bytes", "--environment production needs a real upstream"}, lines: 3},
+		}), want: []string{"--listen", "--max-file-bytes", "--environment production needs a real upstream", "production needs caller authentication"}, lines: 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -235,6 +235,10 @@ func startServer(t testing.TB, cfg Config, log *slog.Logger, opts runOptions) *t
 	} else {
 		target = "passthrough:///" + opts.listener.Addr().String()
 	}
+	if opts.stderr == nil {
+		// The development banner goes with the test's output.
+		opts.stderr = t.Output()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- run(ctx, cfg, log, opts) }()

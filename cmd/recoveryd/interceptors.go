@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/walletprovider/recoveryservice/service/auth"
 )
 
 // interceptor is one position of the chain: the same concern for unary and
@@ -26,8 +28,9 @@ type interceptor struct {
 
 // interceptorChain is the server's one interceptor chain, outermost first.
 // toStatus turns a protovalidate error into the status callers get
-// (service.StatusFromValidation).
-func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toStatus func(error) error) []interceptor {
+// (service.StatusFromValidation). authn authenticates callers; nil means
+// caller authentication is off (its position then passes calls through).
+func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toStatus func(error) error, authn *auth.Authenticator) []interceptor {
 	logOpts := []logging.Option{
 		// NOTE: only the finish line: payload events would log requests,
 		// and requests carry plaintext.
@@ -46,10 +49,10 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 		// and final code, from outside the whole chain, so even calls that
 		// fail before any interceptor runs are counted.
 		//
-		// auth (a later issue) goes here: before validation, so that an
-		// unauthenticated caller learns nothing about the request rules; it
-		// skips health and reflection.
-		//
+		// auth is before validation, so that an unauthenticated caller
+		// learns nothing about the request rules (nor whether its bytes even
+		// decode); it skips health always, and reflection in development.
+		{"auth", authn.UnaryServerInterceptor(), authn.StreamServerInterceptor()},
 		// callFields sits just inside auth, where the caller is known, and
 		// outside validation, so a rejected call's line still names its
 		// caller; it reads only well-formed ids from the messages, since they
@@ -182,6 +185,11 @@ func validateMessage(validator protovalidate.Validator, toStatus func(error) err
 		// Every registered service uses protobuf messages; anything else is
 		// a wiring bug, not the caller's fault.
 		return status.Errorf(codes.Internal, "%s", internalMessage)
+	}
+	// A request the codec could not decode arrives empty and marked
+	// (requestCodec); it is reported as what it is, not as missing fields.
+	if verr := undecodable(msg); verr != nil {
+		return toStatus(verr)
 	}
 	if err := validator.Validate(msg); err != nil {
 		return toStatus(err)

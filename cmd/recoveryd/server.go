@@ -51,16 +51,22 @@ const (
 // serviceName is the RecoveryService's name in health and reflection.
 var serviceName = recoveryv1.RecoveryService_ServiceDesc.ServiceName
 
-// newGRPCServer assembles the gRPC server: its limits, its interceptor chain,
-// the RecoveryService, health and reflection. toStatus converts validation
-// errors into the statuses callers get.
-func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *healthService, toStatus func(error) error) (*grpc.Server, error) {
+// newGRPCServer assembles the gRPC server: its limits, its codec, its
+// interceptor chain, TLS, the RecoveryService, health and reflection.
+// toStatus converts validation errors into the statuses callers get; sec
+// says how callers are authenticated (its zero value: not at all, over
+// plaintext).
+func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *healthService, toStatus func(error) error, sec serverSecurity) (*grpc.Server, error) {
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("building the request validator: %w", err)
 	}
-	chain := interceptorChain(log, validator, toStatus)
-	srv := grpc.NewServer(
+	chain := interceptorChain(log, validator, toStatus, sec.authn)
+	opts := []grpc.ServerOption{
+		// A RecoveryService request that does not decode (a string that is
+		// not UTF-8) reaches validation marked, for an InvalidArgument,
+		// instead of failing as Internal before any interceptor runs.
+		grpc.ForceServerCodecV2(newRequestCodec()),
 		// Traces (continuing the caller's traceparent) and per-method, per-code
 		// duration metrics; health and reflection are left out.
 		grpc.StatsHandler(telemetry.GRPCServerStatsHandler()),
@@ -81,7 +87,11 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 		}),
 		grpc.ChainUnaryInterceptor(unaryInterceptors(chain)...),
 		grpc.ChainStreamInterceptor(streamInterceptors(chain)...),
-	)
+	}
+	if sec.creds != nil {
+		opts = append(opts, sec.creds)
+	}
+	srv := grpc.NewServer(opts...)
 	recoveryv1.RegisterRecoveryServiceServer(srv, svc)
 	healthpb.RegisterHealthServer(srv, healthSrv)
 	// Register serves both reflection v1 and v1alpha (grpcurl and ghz still
