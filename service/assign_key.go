@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
@@ -183,7 +184,7 @@ func (s *Server) newAssignment(ctx context.Context, terms registry.KeyTerms, tok
 
 	// Load the verification keys before asking for a key: if they cannot be
 	// had, nothing is assigned and the caller may simply retry.
-	keys, err := s.keys.Keys(ctx)
+	keys, err := s.loadVerificationKeys(ctx)
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -226,6 +227,23 @@ func (s *Server) newAssignment(ctx context.Context, terms registry.KeyTerms, tok
 		return recorded, nil
 	}
 	return key, nil
+}
+
+// loadVerificationKeys returns the keys eligible now, refreshing once when
+// the cached set holds none. A set with no eligible key (every key retired,
+// published for another purpose, or not valid yet) could verify nothing: an
+// assignment made with it would be parked as untrusted, and the pair lost
+// to an operator, for want of a key, so it is an error before the upstream
+// is asked.
+func (s *Server) loadVerificationKeys(ctx context.Context) ([]keycrypto.VerificationKey, error) {
+	keys, err := s.keys.Keys(ctx)
+	if err == nil && len(keys) == 0 {
+		keys, err = s.keys.Refresh(ctx)
+	}
+	if err == nil && len(keys) == 0 {
+		err = fmt.Errorf("%w: the JWKS publishes no %s key valid now", keycrypto.ErrNoVerificationKey, keycrypto.PurposeAssignmentSig)
+	}
+	return keys, err
 }
 
 // assignmentFailed settles the reservation after a failed upstream call and

@@ -236,42 +236,6 @@ func TestAssignKeyAssignedElsewhere(t *testing.T) {
 	}
 }
 
-func TestAssignKeyUntrustedSignature(t *testing.T) {
-	for _, mode := range []string{sandbox.MisbehaveBadSignature, sandbox.MisbehaveWrongBinding, sandbox.MisbehaveSwappedKey} {
-		t.Run(mode, func(t *testing.T) {
-			f := newFixture(t, fixtureOptions{misbehave: mode})
-			for range 2 { // the repeat is answered from the registry
-				_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
-				wantStatus(t, err, codes.FailedPrecondition, ReasonEnclaveSignatureInvalid)
-			}
-			held := f.sandboxKeys()
-			if len(held) != 1 {
-				t.Fatalf("upstream holds %d keys, want 1 (the repeat must not call upstream)", len(held))
-			}
-			// Nothing usable recorded: the key cannot be found by id or
-			// public key, so nothing can be encrypted to it.
-			if _, err := f.store.GetKey(t.Context(), held[0].KeyID); err == nil {
-				t.Error("the untrusted key was recorded")
-			}
-			keys, err := f.client.ListKeys(t.Context(), &recoveryv1.ListKeysRequest{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(keys.GetKeys()) != 0 {
-				t.Errorf("ListKeys shows %d keys, want none", len(keys.GetKeys()))
-			}
-			_, err = f.client.SecureData(t.Context(), &recoveryv1.SecureDataRequest{
-				Key:     &recoveryv1.SecureDataRequest_PublicKeyHex{PublicKeyHex: held[0].PublicKey},
-				Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: []byte("seed words")},
-			})
-			wantStatus(t, err, codes.NotFound, ReasonKeyNotFound)
-			if n := len(f.sandboxBackups()); n != 0 {
-				t.Errorf("upstream stored %d backups to an untrusted key", n)
-			}
-		})
-	}
-}
-
 func TestAssignKeyLostResponseIsUnknown(t *testing.T) {
 	f := newFixture(t, fixtureOptions{wrap: loseResponse("/v1/partner/keys")})
 	for range 2 { // the repeat is answered from the registry

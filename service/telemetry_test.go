@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
-	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
 // The SDK providers are installed globally once: OTel's global delegation
@@ -174,39 +173,5 @@ func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), ReasonKeyNotFound) {
 		t.Error("the failed request was not logged with its reason")
-	}
-}
-
-func TestTelemetryOfAnUntrustedAssignment(t *testing.T) {
-	installTelemetry()
-	logs := &syncBuffer{}
-	f := newFixture(t, fixtureOptions{
-		misbehave: sandbox.MisbehaveBadSignature,
-		logger:    slog.New(slog.NewJSONHandler(logs, nil)),
-	})
-	untrustedBefore := counter(t, "recovery.assignments", attribute.String("outcome", outcomeUntrusted))
-	invalidBefore := counter(t, "recovery.signature.verifications", attribute.String("result", verificationInvalidSignature))
-
-	_, err := f.client.AssignKey(t.Context(), assignRequest("user-untrusted", "org-1"))
-	wantStatus(t, err, codes.FailedPrecondition, ReasonEnclaveSignatureInvalid)
-
-	if d := counter(t, "recovery.assignments", attribute.String("outcome", outcomeUntrusted)) - untrustedBefore; d != 1 {
-		t.Errorf("assignments{outcome=untrusted} grew by %d, want 1", d)
-	}
-	if d := counter(t, "recovery.signature.verifications", attribute.String("result", verificationInvalidSignature)) - invalidBefore; d != 1 {
-		t.Errorf("signature.verifications{result=invalid_signature} grew by %d, want 1", d)
-	}
-	keyID := f.sandboxKeys()[0].KeyID
-	line := ""
-	for _, l := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(l, "enclave signature verification failed") {
-			line = l
-		}
-	}
-	if !strings.Contains(line, keyID) || !strings.Contains(line, `"check":"`+verificationInvalidSignature+`"`) {
-		t.Errorf("no error log naming the key and the failed check; got %q", line)
-	}
-	if !strings.Contains(line, `"level":"ERROR"`) {
-		t.Errorf("verification failure logged below ERROR: %q", line)
 	}
 }
