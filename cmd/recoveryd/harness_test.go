@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -77,19 +79,44 @@ type testUpstream struct {
 // keys. wrap, when not nil, wraps the handler (to gate or observe requests).
 func startUpstream(t testing.TB, dir string, log *slog.Logger, wrap func(http.Handler) http.Handler) *testUpstream {
 	t.Helper()
+	return startUpstreamWith(t, upstreamOptions{dir: dir, log: log, wrap: wrap})
+}
+
+// upstreamOptions are startUpstreamWith's choices beyond startUpstream's.
+type upstreamOptions struct {
+	dir  string
+	log  *slog.Logger
+	wrap func(http.Handler) http.Handler
+	// misbehave is a sandbox.Misbehave* mode, or "".
+	misbehave string
+	// tls serves https:// with httptest's self-signed certificate;
+	// remoteConfig then trusts it through --upstream-ca-file.
+	tls bool
+}
+
+// startUpstreamWith is startUpstream with every option.
+func startUpstreamWith(t testing.TB, o upstreamOptions) *testUpstream {
+	t.Helper()
 	emulator, err := sandbox.New(sandbox.Config{
-		DataDir:   dir,
+		DataDir:   o.dir,
 		KeySource: testkeys.NewRSASource(),
-		Logger:    log.With("component", "test-upstream"),
+		Misbehave: o.misbehave,
+		Logger:    o.log.With("component", "test-upstream"),
 	})
 	if err != nil {
 		t.Fatalf("sandbox.New: %v", err)
 	}
 	var h http.Handler = emulator
-	if wrap != nil {
-		h = wrap(emulator)
+	if o.wrap != nil {
+		h = o.wrap(emulator)
 	}
-	u := &testUpstream{emulator: emulator, http: httptest.NewServer(h), dir: dir}
+	srv := httptest.NewUnstartedServer(h)
+	if o.tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	u := &testUpstream{emulator: emulator, http: srv, dir: o.dir}
 	t.Cleanup(u.close)
 	return u
 }
@@ -113,6 +140,14 @@ func remoteConfig(t testing.TB, u *testUpstream, dataDir string) Config {
 	cfg.UpstreamURL = u.http.URL
 	cfg.UpstreamTokenFile = tokenFile
 	cfg.JWKSURL = u.http.URL + sandbox.PathJWKS
+	if u.http.TLS != nil {
+		// httptest's certificate is self-signed: trust it as a private CA.
+		cfg.UpstreamCAFile = filepath.Join(t.TempDir(), "upstream-ca.pem")
+		ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: u.http.Certificate().Raw})
+		if err := os.WriteFile(cfg.UpstreamCAFile, ca, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg.ShutdownTimeout = 10 * time.Second
 	// An ephemeral admin port: tests run side by side.
 	cfg.AdminListen = "127.0.0.1:0"
@@ -174,7 +209,7 @@ func (u *testUpstream) recoverPlaintext(t *testing.T, backupID string) []byte {
 // fileContent is a file backup's bytes as the upstream stored them.
 func (u *testUpstream) fileContent(t *testing.T, backupID string) []byte {
 	t.Helper()
-	resp, err := http.Get(u.http.URL + sandbox.PathInspectBackups + "/" + backupID + "/content")
+	resp, err := u.http.Client().Get(u.http.URL + sandbox.PathInspectBackups + "/" + backupID + "/content")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +227,7 @@ func (u *testUpstream) getJSON(t *testing.T, method, path string, v any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := u.http.Client().Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -223,8 +258,15 @@ type testServer struct {
 // is stopped at cleanup.
 func startServer(t testing.TB, cfg Config, log *slog.Logger, opts runOptions) *testServer {
 	t.Helper()
+	return startServerCreds(t, cfg, log, opts, insecure.NewCredentials())
+}
+
+// startServerCreds is startServer with the client's transport credentials
+// (TLS, for a server configured with --tls-cert).
+func startServerCreds(t testing.TB, cfg Config, log *slog.Logger, opts runOptions, creds credentials.TransportCredentials) *testServer {
+	t.Helper()
 	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSendMsgBytes)),
 	}
 	target := "passthrough:///recoveryd"
