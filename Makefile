@@ -11,6 +11,8 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOVALIDATE_VERSION      := v1.2.2
 GRPCURL_VERSION            := v1.9.4
 GHZ_VERSION                := v0.93.0
+# golang.org/x/perf has no release tags: a pinned pseudo-version.
+BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 GOLANGCI_LINT_VERSION      := v2.15.0
 GOVULNCHECK_VERSION        := v1.9.0
 
@@ -33,6 +35,7 @@ $(eval $(call go_tool,protoc-gen-go,google.golang.org/protobuf/cmd/protoc-gen-go
 $(eval $(call go_tool,protoc-gen-go-grpc,google.golang.org/grpc/cmd/protoc-gen-go-grpc,$(PROTOC_GEN_GO_GRPC_VERSION)))
 $(eval $(call go_tool,grpcurl,github.com/fullstorydev/grpcurl/cmd/grpcurl,$(GRPCURL_VERSION)))
 $(eval $(call go_tool,ghz,github.com/bojand/ghz/cmd/ghz,$(GHZ_VERSION)))
+$(eval $(call go_tool,benchstat,golang.org/x/perf/cmd/benchstat,$(BENCHSTAT_VERSION)))
 $(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
 $(eval $(call go_tool,govulncheck,golang.org/x/vuln/cmd/govulncheck,$(GOVULNCHECK_VERSION)))
 
@@ -92,6 +95,10 @@ build: ## build recoveryd and sandboxd into .bin/
 .PHONY: test
 test: tools system-deps check-generate lint ## everything CI runs: generate check, lint, all tests
 	go test $(TEST_FLAGS) $(GO_PACKAGES)
+
+.PHONY: bench
+bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~4 min; docs/benchmarks.md)
+	bench/run.sh
 
 .PHONY: run
 run: ## run recoveryd on the embedded sandbox upstream
