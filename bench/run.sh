@@ -53,21 +53,38 @@ done
 [[ $BENCH_ROUNDS -ge 5 ]] || echo "bench: warning: BENCH_ROUNDS=$BENCH_ROUNDS; the figures need at least 5 samples (6 for confidence intervals)" >&2
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/recoveryd-bench.XXXXXX")
-pids=()
+# The PIDs this script started and has not yet reaped: recoveryd, and the
+# benchmark or ghz run in progress. A reaped PID is dropped at once, so
+# cleanup can never signal a process that merely reused the number.
+server=""
+current=""
 cleanup() {
 	local status=$?
-	# Only what this script started, by PID: TERM, a bounded wait, then KILL.
-	for pid in "${pids[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || continue
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.2
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
+	for pid in $current $server; do
+		stop "$pid"
 	done
 	rm -rf "$work"
 	exit "$status"
+}
+# stop ends one of our processes: TERM, up to 10 s to exit, then KILL.
+stop() {
+	kill -TERM "$1" 2>/dev/null || return 0
+	for _ in $(seq 50); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.2
+	done
+	kill -KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+# tracked runs a command in the background and waits for it, so that a
+# signal reaches cleanup at once rather than after the command has finished.
+tracked() {
+	local status=0
+	"$@" &
+	current=$!
+	wait "$current" || status=$?
+	current=""
+	return "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -95,12 +112,13 @@ for pkg in "${GO_PACKAGES[@]}"; do
 done
 
 echo ">> Go benchmarks: $BENCH_ROUNDS rounds, -benchtime $BENCH_TIME, filter $BENCH_FILTER"
+mkdir -p "$work/tmp" # the benchmarks' temporary dirs, removed at exit even if they are killed
 for round in $(seq "$BENCH_ROUNDS"); do
 	echo "   round $round/$BENCH_ROUNDS"
 	for pkg in "${GO_PACKAGES[@]}"; do
 		# A test binary runs in its package directory (testdata/ is relative).
-		(cd "$ROOT/$pkg" && "$work/${pkg//\//_}.test" -test.run '^$' -test.bench "$BENCH_FILTER" \
-			-test.benchtime "$BENCH_TIME" -test.benchmem -test.count 1 -test.timeout 10m) >>"$OUT/go-bench.txt" ||
+		tracked env -C "$ROOT/$pkg" TMPDIR="$work/tmp" "$work/${pkg//\//_}.test" -test.run '^$' -test.bench "$BENCH_FILTER" \
+			-test.benchtime "$BENCH_TIME" -test.benchmem -test.count 1 -test.timeout 10m >>"$OUT/go-bench.txt" ||
 			fail "benchmarks of $pkg failed; output in $OUT/go-bench.txt"
 	done
 done
@@ -143,7 +161,6 @@ echo ">> building recoveryd"
 
 log="$work/recoveryd.log"
 "$work/recoveryd" --listen 127.0.0.1:0 --admin-listen= --data-dir "$work/data" >"$log" 2>&1 &
-pids+=("$!")
 server=$!
 
 show_log() {
@@ -202,7 +219,7 @@ wait_idle() {
 # run_ghz NAME CALL DATA ROUND: one bounded ghz run, its JSON report kept.
 run_ghz() {
 	local name=$1 call=$2 data=$3 round=$4 report="$OUT/ghz-$1-$4.json"
-	timeout --kill-after=5 "$GHZ_MAX_SECONDS" ghz --insecure --call "$call" -d "$data" \
+	tracked timeout --kill-after=5 "$GHZ_MAX_SECONDS" ghz --insecure --call "$call" -d "$data" \
 		--total "$GHZ_TOTAL" --concurrency "$GHZ_CONCURRENCY" --connections 1 --timeout "$GHZ_TIMEOUT" \
 		--format json "$addr" >"$report" || fail "ghz $name (round $round) failed or ran past ${GHZ_MAX_SECONDS}s"
 	jq -e --argjson total "$GHZ_TOTAL" '.count == $total and (.statusCodeDistribution.OK // 0) == $total' "$report" >/dev/null ||
