@@ -44,7 +44,7 @@ func CheckBinding(a SignedAssignment, b Binding) error {
 	}
 	payload, err := parsePayload(a.SignedPayload)
 	if err != nil {
-		return fmt.Errorf("%w: signed_payload: %s", ErrBindingMismatch, err)
+		return fmt.Errorf("%w: signed_payload: %w", ErrBindingMismatch, err)
 	}
 	if pk, ok := payload[payloadPublicKey]; !ok {
 		return fmt.Errorf("%w: signed_payload has no %q", ErrBindingMismatch, payloadPublicKey)

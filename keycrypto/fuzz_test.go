@@ -99,7 +99,7 @@ func FuzzParseJWKS(f *testing.F) {
 			if k.Key == nil || k.Key.Curve.Params().Name != "P-256" {
 				t.Fatalf("key %d is not P-256", i)
 			}
-			jwks[i] = keycrypto.JWK{KID: k.KID, Key: k.Key, Purposes: k.Purposes, ValidFrom: k.ValidFrom}
+			jwks[i] = keycrypto.JWK(k)
 			if jwks[i].KID == "" {
 				jwks[i].KID = "unnamed" // MarshalJWKS requires one
 			}

@@ -53,7 +53,7 @@ type KeySet struct {
 func ParseJWKS(data []byte) (*KeySet, error) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%w: not a JSON object: %v", ErrInvalidJWKS, err)
+		return nil, fmt.Errorf("%w: not a JSON object: %w", ErrInvalidJWKS, err)
 	}
 	rawKeys, ok := doc["keys"]
 	if !ok {
@@ -67,7 +67,7 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 	for i, e := range entries {
 		key, use, err := parseJWK(e)
 		if err != nil {
-			return nil, fmt.Errorf("%w: keys[%d]: %s", ErrInvalidJWKS, i, err)
+			return nil, fmt.Errorf("%w: keys[%d]: %w", ErrInvalidJWKS, i, err)
 		}
 		if use {
 			set.Keys = append(set.Keys, key)
@@ -98,7 +98,7 @@ func parseJWK(e map[string]json.RawMessage) (key VerificationKey, use bool, err 
 		return key, false, nil
 	}
 	if key.Key, err = jwkPoint(e); err != nil {
-		return key, false, fmt.Errorf("kid %q: %s", key.KID, err)
+		return key, false, fmt.Errorf("kid %q: %w", key.KID, err)
 	}
 	if raw, ok := e[jwkPurposes]; ok {
 		if err := json.Unmarshal(raw, &key.Purposes); err != nil {
@@ -107,7 +107,7 @@ func parseJWK(e map[string]json.RawMessage) (key VerificationKey, use bool, err 
 	}
 	var validFrom string
 	if err := optionalString(e, jwkValidFrom, &validFrom); err != nil {
-		return key, false, fmt.Errorf("kid %q: %s", key.KID, err)
+		return key, false, fmt.Errorf("kid %q: %w", key.KID, err)
 	}
 	if validFrom != "" {
 		if key.ValidFrom, err = time.Parse(time.RFC3339, validFrom); err != nil {
@@ -181,7 +181,7 @@ func ParseVerificationKeysPEM(data []byte) (*KeySet, error) {
 		}
 		parsed, err := x509.ParsePKIXPublicKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%w: block %d: %v", ErrInvalidJWKS, n, err)
+			return nil, fmt.Errorf("%w: block %d: %w", ErrInvalidJWKS, n, err)
 		}
 		pub, ok := parsed.(*ecdsa.PublicKey)
 		if !ok || pub.Curve != elliptic.P256() {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -32,7 +33,7 @@ func jwkEntry(i int) map[string]any {
 	p, _ := k.Bytes()
 	return map[string]any{
 		"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
-		"kid":                 "enclave-signing-key-v" + string(rune('1'+i)),
+		"kid":                 fmt.Sprintf("enclave-signing-key-v%d", i+1),
 		"x":                   base64.RawURLEncoding.EncodeToString(p[1:33]),
 		"y":                   base64.RawURLEncoding.EncodeToString(p[33:]),
 		"coincover:purposes":  []string{"assignment-sig", "policy-sig"},
@@ -294,7 +295,7 @@ func TestMarshalJWKSGolden(t *testing.T) {
 	}
 	golden := filepath.Join("testdata", "jwks.golden.json")
 	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
+		if err := os.WriteFile(golden, got, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

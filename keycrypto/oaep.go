@@ -48,7 +48,7 @@ func Encrypt(random io.Reader, k *PublicKey, plaintext []byte) ([]byte, error) {
 	ciphertext, err := rsa.EncryptOAEPWithOptions(random, k.RSA, plaintext, &opts)
 	if err != nil {
 		// crypto/rsa's errors here are about the key, never the plaintext.
-		return nil, fmt.Errorf("%w: %v", ErrInvalidPublicKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPublicKey, err)
 	}
 	return ciphertext, nil
 }

@@ -18,7 +18,7 @@ func openssl(t *testing.T, stdin []byte, args ...string) ([]byte, error) {
 	if err != nil {
 		t.Fatalf("openssl CLI not found: install it (apt-get install openssl, or `make system-deps`); the interop tests need it: %v", err)
 	}
-	cmd := exec.Command(path, args...)
+	cmd := exec.CommandContext(t.Context(), path, args...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

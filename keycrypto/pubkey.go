@@ -48,7 +48,7 @@ var knownAlgorithms = map[string]string{
 func ParsePublicKeyHex(s string) (*PublicKey, error) {
 	der, err := decodeHex(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidPublicKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPublicKey, err)
 	}
 	return ParsePublicKeyDER(der)
 }
@@ -79,11 +79,11 @@ func isHexDigit(c byte) bool {
 // ParsePublicKeyDER validates and parses an RSA-4096 DER SPKI.
 func ParsePublicKeyDER(der []byte) (*PublicKey, error) {
 	if err := checkSPKI(der); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidPublicKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPublicKey, err)
 	}
 	parsed, err := x509.ParsePKIXPublicKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidPublicKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPublicKey, err)
 	}
 	key, ok := parsed.(*rsa.PublicKey)
 	if !ok {
@@ -127,7 +127,7 @@ func checkSPKI(der []byte) error {
 	}
 	rest, err := asn1.Unmarshal(der, &spki)
 	if err != nil {
-		return fmt.Errorf("DER is not a SubjectPublicKeyInfo: %v", err)
+		return fmt.Errorf("DER is not a SubjectPublicKeyInfo: %w", err)
 	}
 	if len(rest) != 0 {
 		return fmt.Errorf("%d trailing byte(s) after the SubjectPublicKeyInfo", len(rest))
@@ -221,7 +221,7 @@ func PublicKeyFromPrivate(priv *rsa.PrivateKey) (*PublicKey, error) {
 	}
 	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidPublicKey, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPublicKey, err)
 	}
 	return ParsePublicKeyDER(der)
 }

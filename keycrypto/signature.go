@@ -54,7 +54,7 @@ func VerifySignature(keys []VerificationKey, a SignedAssignment) error {
 	}
 	sig, err := decodeSignature(a.Signature)
 	if err != nil {
-		return fmt.Errorf("%w: %s", ErrSignatureInvalid, err)
+		return fmt.Errorf("%w: %w", ErrSignatureInvalid, err)
 	}
 	msg := a.SignedBytes()
 	if len(msg) == 0 {
@@ -94,7 +94,7 @@ func decodeSignature(s string) ([]byte, error) {
 	}
 	sig, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("signature is not standard base64 (%v)", err)
+		return nil, fmt.Errorf("signature is not standard base64 (%w)", err)
 	}
 	return sig, nil
 }
@@ -119,7 +119,7 @@ func SignES256(random io.Reader, priv *ecdsa.PrivateKey, msg []byte) (string, er
 	digest := sha256.Sum256(msg)
 	sig, err := ecdsa.SignASN1(random, priv, digest[:])
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalidSigningKey, err)
+		return "", fmt.Errorf("%w: %w", ErrInvalidSigningKey, err)
 	}
 	return base64.StdEncoding.EncodeToString(sig), nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ import (
 
 func verificationKey(i int) keycrypto.VerificationKey {
 	return keycrypto.VerificationKey{
-		KID:      "test-" + string(rune('a'+i)),
+		KID:      fmt.Sprintf("test-%c", 'a'+i),
 		Key:      &testkeys.EC(i).PublicKey,
 		Purposes: []string{keycrypto.PurposeAssignmentSig},
 	}
@@ -83,7 +84,7 @@ func TestVerifySignature(t *testing.T) {
 		{"hex signature presented with a payload", keys,
 			keycrypto.SignedAssignment{PublicKeyHex: v.hex, Signature: overHex, SignedPayload: payload}, keycrypto.ErrSignatureInvalid, "signed_payload"},
 		{"payload re-serialised with spaces", keys,
-			keycrypto.SignedAssignment{PublicKeyHex: v.hex, Signature: overPayload, SignedPayload: strings.Replace(payload, ":", ": ", -1)},
+			keycrypto.SignedAssignment{PublicKeyHex: v.hex, Signature: overPayload, SignedPayload: strings.ReplaceAll(payload, ":", ": ")},
 			keycrypto.ErrSignatureInvalid, ""},
 		{"uppercased hex", keys, keycrypto.SignedAssignment{PublicKeyHex: strings.ToUpper(v.hex), Signature: overHex}, keycrypto.ErrSignatureInvalid, "public_key hex"},
 		{"empty signature", keys, keycrypto.SignedAssignment{PublicKeyHex: v.hex}, keycrypto.ErrSignatureInvalid, "empty"},

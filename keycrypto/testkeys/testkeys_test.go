@@ -59,7 +59,11 @@ func TestECKeysAreDistinctP256(t *testing.T) {
 		if k.Curve != elliptic.P256() {
 			t.Errorf("EC(%d) is on %s, want P-256", i, k.Curve.Params().Name)
 		}
-		d := k.D.String()
+		raw, err := k.Bytes()
+		if err != nil {
+			t.Fatalf("EC(%d).Bytes: %v", i, err)
+		}
+		d := string(raw)
 		if j, dup := seen[d]; dup {
 			t.Errorf("EC(%d) equals EC(%d)", i, j)
 		}
