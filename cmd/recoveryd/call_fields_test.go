@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
@@ -65,20 +61,12 @@ func (idService) SecureFile(stream grpc.ClientStreamingServer[recoveryv1.SecureF
 	return stream.SendAndClose(&recoveryv1.SecureFileResponse{Backup: &recoveryv1.Backup{BackupId: idsBackup}})
 }
 
-// callFieldsTestToken is the bearer token of the caller "wallet-api".
-const callFieldsTestToken = "call-fields-test-token-7c1e"
-
 // startCallFieldsServer serves idService behind logging, the real
-// authenticator and callFields, in the order of interceptorChain, and
-// returns a client and the log. level is the logger's.
+// authenticator (knowing walletAPI) and callFields, in the order of
+// interceptorChain, and returns a client and the log. level is the logger's.
 func startCallFieldsServer(t *testing.T, level slog.Level) (recoveryv1.RecoveryServiceClient, *logBuffer) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(callFieldsTestToken))
-	callers := filepath.Join(t.TempDir(), "callers.json")
-	body := `{"callers": [{"name": "wallet-api", "token_sha256": "` + hex.EncodeToString(sum[:]) + `", "organisations": ["*"]}]}`
-	if err := os.WriteFile(callers, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	callers := writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
 	logs := &logBuffer{out: t.Output()}
 	log := newLogger(logs, level)
 	authn, err := auth.New(auth.Config{CallersFile: callers, Logger: log})
@@ -126,7 +114,7 @@ func finishedCalls(t *testing.T, logs string) []map[string]any {
 // not an id.
 func TestCallFieldsOnTheFinishLine(t *testing.T) {
 	client, logs := startCallFieldsServer(t, slog.LevelInfo)
-	authed := metadata.AppendToOutgoingContext(testCtx(t), "authorization", "Bearer "+callFieldsTestToken)
+	authed := withToken(testCtx(t), walletAPI.token)
 	const notAnID = "seed phrase pasted into the wrong field"
 
 	type want struct {
@@ -189,7 +177,7 @@ func TestCallFieldsOnTheFinishLine(t *testing.T) {
 			}
 		})
 	}
-	if strings.Contains(logs.String(), notAnID) || strings.Contains(logs.String(), callFieldsTestToken) {
+	if strings.Contains(logs.String(), notAnID) || strings.Contains(logs.String(), walletAPI.token) {
 		t.Errorf("the log holds a request value or the token:\n%s", logs.String())
 	}
 }
@@ -202,7 +190,7 @@ func TestFinishLineFollowsLogLevel(t *testing.T) {
 		t.Fatal(err)
 	}
 	client, logs := startCallFieldsServer(t, cfg.LogLevel)
-	authed := metadata.AppendToOutgoingContext(testCtx(t), "authorization", "Bearer "+callFieldsTestToken)
+	authed := withToken(testCtx(t), walletAPI.token)
 	if _, err := client.AssignKey(authed, assignKeyRequest("user-1", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT)); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
@@ -98,9 +99,9 @@ func (s scrape) value(name string, want map[string]string) float64 {
 func TestMetricsAfterRealCalls(t *testing.T) {
 	log, logs := newTestLogger(t)
 	up := startUpstream(t, t.TempDir(), log, nil)
-	srv := startReady(t, remoteConfig(t, up, t.TempDir()), log, runOptions{})
+	srv := startReady(t, authenticatedConfig(t, up), log, runOptions{})
 	addr := adminAddress(t, logs.String())
-	ctx := testCtx(t)
+	ctx := withToken(testCtx(t), walletAPI.token)
 
 	before := scrapeMetrics(t, addr)
 	key := assignKey(t, ctx, srv.client, "user-metrics")
@@ -114,6 +115,8 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 	}
 	_, err := srv.client.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: "bad"})
 	wantStatus(t, err, codes.InvalidArgument, "INVALID_REQUEST", "key_id")
+	_, err = srv.client.GetKey(testCtx(t), &recoveryv1.GetKeyRequest{KeyId: key.GetKeyId()})
+	wantStatus(t, err, codes.Unauthenticated, auth.ReasonTokenMissing)
 	after := scrapeMetrics(t, addr)
 
 	const rpc = "recovery.v1.RecoveryService/"
@@ -142,6 +145,12 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 			map[string]string{"operation": "ReserveAssignment", "backend": "sqlite"}, 2}, // the repeat reserves too
 		{"upstream HTTP client (otelhttp)", "http_client_request_duration_seconds",
 			map[string]string{"http_request_method": "POST"}, 3},
+		{"callers authenticated", "recovery_auth_decisions_total",
+			map[string]string{"stage": "authenticate", "outcome": "allowed"}, 5},
+		{"callers refused", "recovery_auth_decisions_total",
+			map[string]string{"stage": "authenticate", "outcome": "denied", "reason": auth.ReasonTokenMissing}, 1},
+		{"gRPC calls per method and code (refused)", "rpc_server_call_duration_seconds",
+			map[string]string{"rpc_method": rpc + "GetKey", "rpc_response_status_code": "UNAUTHENTICATED"}, 1},
 	} {
 		if got := after.value(tc.family, tc.labels) - before.value(tc.family, tc.labels); got != tc.delta {
 			t.Errorf("%s: %s%v grew by %v, want %v", tc.what, tc.family, tc.labels, got, tc.delta)

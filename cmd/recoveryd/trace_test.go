@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,11 +26,20 @@ const (
 	exportedTraceID = "6d1b4057990656c8c5e014b202026958"
 )
 
-// tracedCtx is a test context that sends traceparent for traceID (sampled)
-// as gRPC metadata, as an instrumented caller does.
+// tracedCtx is a test context that sends walletAPI's token and traceparent
+// for traceID (sampled) as gRPC metadata, as an instrumented caller does.
 func tracedCtx(t *testing.T, traceID string) context.Context {
 	t.Helper()
-	return metadata.AppendToOutgoingContext(testCtx(t), "traceparent", "00-"+traceID+"-"+callerSpanID+"-01")
+	return metadata.AppendToOutgoingContext(withToken(testCtx(t), walletAPI.token), "traceparent", "00-"+traceID+"-"+callerSpanID+"-01")
+}
+
+// authenticatedConfig is remoteConfig with caller authentication knowing
+// walletAPI.
+func authenticatedConfig(t *testing.T, u *testUpstream) Config {
+	t.Helper()
+	cfg := remoteConfig(t, u, t.TempDir())
+	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
+	return cfg
 }
 
 // traceparentRecorder keeps the traceparent header of every request the
@@ -117,13 +127,14 @@ func named(name string) func(string) bool { return func(n string) bool { return 
 // TestOneTraceFromCallerToUpstream: a call carrying traceparent is served in
 // that trace, with the registry, the signature check and the upstream HTTP
 // call as child spans, and the upstream receives the same trace id with the
-// HTTP client span as parent; the call's log line names the trace and span.
+// HTTP client span as parent; the call's log line names the trace, the span
+// and the caller.
 func TestOneTraceFromCallerToUpstream(t *testing.T) {
 	recorder := tracetest.NewSpanRecorder()
 	log, logs := newTestLogger(t)
 	headers := &traceparentRecorder{}
 	up := startUpstream(t, t.TempDir(), log, headers.wrap)
-	srv := startReady(t, remoteConfig(t, up, t.TempDir()), log, runOptions{spanProcessor: recorder})
+	srv := startReady(t, authenticatedConfig(t, up), log, runOptions{spanProcessor: recorder})
 
 	key := assignKey(t, tracedCtx(t, assignTraceID), srv.client, "user-traced")
 	stored, err := sendFile(tracedCtx(t, fileTraceID), srv.client, fileHeader(key.GetKeyId()), []byte("traced file bytes"))
@@ -184,8 +195,8 @@ func TestOneTraceFromCallerToUpstream(t *testing.T) {
 			if line["trace_id"] != tc.traceID || line["span_id"] != serverID.String() {
 				t.Errorf("%s finish line has trace %v span %v, want %s %s", tc.method, line["trace_id"], line["span_id"], tc.traceID, serverID)
 			}
-			if line[fieldKeyID] != key.GetKeyId() {
-				t.Errorf("%s finish line key_id = %v, want %s", tc.method, line[fieldKeyID], key.GetKeyId())
+			if line[fieldKeyID] != key.GetKeyId() || line[fieldCaller] != walletAPI.name {
+				t.Errorf("%s finish line key_id = %v, caller = %v, want %s, %s", tc.method, line[fieldKeyID], line[fieldCaller], key.GetKeyId(), walletAPI.name)
 			}
 		})
 	}
@@ -216,7 +227,7 @@ func TestSpansExportedOverOTLP(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
 	log, _ := newTestLogger(t)
 	up := startUpstream(t, t.TempDir(), log, nil)
-	srv := startReady(t, remoteConfig(t, up, t.TempDir()), log, runOptions{})
+	srv := startReady(t, authenticatedConfig(t, up), log, runOptions{})
 
 	assignKey(t, tracedCtx(t, exportedTraceID), srv.client, "user-exported")
 	if err := srv.stop(); err != nil { // flushes the batch
