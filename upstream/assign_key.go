@@ -108,7 +108,8 @@ func (c *Client) AssignKey(ctx context.Context, req AssignKeyRequest) (_ *Assign
 	e := endpointAssignKey
 	ctx, span := c.tracer.Start(ctx, "upstream.AssignKey",
 		trace.WithAttributes(attribute.String("key_environment", req.KeyEnvironment)))
-	defer func() { endSpan(span, err) }()
+	defer span.End()
+	defer func() { recordOutcome(span, err) }()
 
 	body, err := assignKeyWire(req)
 	if err != nil {

@@ -28,7 +28,7 @@ const assignSignedOK = `{"key_id":"b1f7c0de-2a4c-4f1e-9c3a-8d2e6b5a1f04","public
 // is refused before any byte is sent.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestRetryConnectionRefused(t *testing.T) {
 			var hits atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				hits.Add(1)
-				io.WriteString(w, assignOK)
+				_, _ = io.WriteString(w, assignOK)
 			}))
 			defer srv.Close()
 			var dials atomic.Int32
@@ -125,10 +125,10 @@ func TestRetryRateLimited(t *testing.T) {
 						w.Header().Set("Retry-After", tt.retryAfter)
 					}
 					w.WriteHeader(http.StatusTooManyRequests)
-					io.WriteString(w, `{"error":"rate_limited","message":"slow down"}`)
+					_, _ = io.WriteString(w, `{"error":"rate_limited","message":"slow down"}`)
 					return
 				}
-				io.WriteString(w, `{"backup_id":"0f6f7b39-3c55-4b7f-a7a4-2b0c3c8b9f11","backup_type":"data","checksum":"ab","data_size":512}`)
+				_, _ = io.WriteString(w, `{"backup_id":"0f6f7b39-3c55-4b7f-a7a4-2b0c3c8b9f11","backup_type":"data","checksum":"ab","data_size":512}`)
 			}))
 			defer srv.Close()
 			c := newTestClient(t, srv.URL)
@@ -196,7 +196,7 @@ func TestNoRetryAfterTimeout(t *testing.T) {
 			release := make(chan struct{})
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				hits.Add(1)
-				io.Copy(io.Discard, r.Body)
+				_, _ = io.Copy(io.Discard, r.Body)
 				select {
 				case <-r.Context().Done():
 				case <-release:
@@ -256,12 +256,12 @@ func TestRequestHeaders(t *testing.T) {
 		mu.Lock()
 		seen[r.URL.Path] = r.Header.Clone()
 		mu.Unlock()
-		io.Copy(io.Discard, r.Body)
+		_, _ = io.Copy(io.Discard, r.Body)
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/keys"):
-			io.WriteString(w, assignOK)
+			_, _ = io.WriteString(w, assignOK)
 		default:
-			io.WriteString(w, `{"backup_id":"0f6f7b39-3c55-4b7f-a7a4-2b0c3c8b9f11"}`)
+			_, _ = io.WriteString(w, `{"backup_id":"0f6f7b39-3c55-4b7f-a7a4-2b0c3c8b9f11"}`)
 		}
 	}))
 	defer srv.Close()

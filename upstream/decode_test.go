@@ -61,8 +61,8 @@ func TestContractBreaks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.Copy(io.Discard, r.Body)
-				io.WriteString(w, tt.body)
+				_, _ = io.Copy(io.Discard, r.Body)
+				_, _ = io.WriteString(w, tt.body)
 			}))
 			defer srv.Close()
 			err := tt.call(context.Background(), newTestClient(t, srv.URL))
@@ -86,7 +86,7 @@ func TestDecodeResponses(t *testing.T) {
 	ctx := context.Background()
 	t.Run("assign full", func(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, `{"key_id":"b1f7c0de-2a4c-4f1e-9c3a-8d2e6b5a1f04","public_key":"30820222AB","signature":"MEUCIQD+/==",`+
+			_, _ = io.WriteString(w, `{"key_id":"b1f7c0de-2a4c-4f1e-9c3a-8d2e6b5a1f04","public_key":"30820222AB","signature":"MEUCIQD+/==",`+
 				`"signed_payload":"{\"external_customer_id\":\"org-123\",\"public_key\":\"30820222AB\"}","signed_fields":["external_customer_id"],`+
 				`"customer_id":"org-123","package_id":"pkg-456","metadata":{"customer_name":"Acme Corp","package_name":"Main Workspace"},"future_field":{"x":1}}`)
 		}))
@@ -112,7 +112,7 @@ func TestDecodeResponses(t *testing.T) {
 	})
 	t.Run("assign nulls", func(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, `{"key_id":"k1","public_key":"3082","signature":"MEU=","customer_id":null,"package_id":null,"metadata":{"customer_name":null}}`)
+			_, _ = io.WriteString(w, `{"key_id":"k1","public_key":"3082","signature":"MEU=","customer_id":null,"package_id":null,"metadata":{"customer_name":null}}`)
 		}))
 		defer srv.Close()
 		got, err := newTestClient(t, srv.URL).AssignKey(ctx, validAssign())
@@ -122,7 +122,7 @@ func TestDecodeResponses(t *testing.T) {
 	})
 	t.Run("secure data", func(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, `{"backup_id":"0f6f7b39-3c55-4b7f-a7a4-2b0c3c8b9f11","checksum":"e3b0","data_size":512,"backup_type":"data",`+
+			_, _ = io.WriteString(w, `{"backup_id":"0f6f7b39-3c55-4b7f-a7a4-2b0c3c8b9f11","checksum":"e3b0","data_size":512,"backup_type":"data",`+
 				`"metadata":{"description":"d","content_type":"application/json","original_filename":"f.json","stored_at":"2026-03-04T05:06:07.5Z","extra":1}}`)
 		}))
 		defer srv.Close()
@@ -141,8 +141,8 @@ func TestDecodeResponses(t *testing.T) {
 	})
 	t.Run("secure file without optional fields", func(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.Copy(io.Discard, r.Body)
-			io.WriteString(w, `{"backup_id":"b1"}`)
+			_, _ = io.Copy(io.Discard, r.Body)
+			_, _ = io.WriteString(w, `{"backup_id":"b1"}`)
 		}))
 		defer srv.Close()
 		got, err := newTestClient(t, srv.URL).SecureFile(ctx, SecureFileRequest{PublicKey: "3082", File: strings.NewReader("x")})

@@ -117,7 +117,7 @@ func TestStatusMapping(t *testing.T) {
 				t.Errorf("errors.Is(err, %v) = false", tt.wantIs)
 			}
 			for _, other := range []error{ErrNotFound, ErrProtocol} {
-				if other != tt.wantIs && errors.Is(err, other) {
+				if !errors.Is(tt.wantIs, other) && errors.Is(err, other) {
 					t.Errorf("errors.Is(err, %v) = true, want false", other)
 				}
 			}

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -67,7 +68,7 @@ func FuzzDecodeAssignKey(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte, signWith bool) {
 		r, err := decodeAssignKey(raw, signWith)
 		if err != nil {
-			if e, ok := err.(*Error); !ok || e.Kind != KindProtocol {
+			if e, ok := errors.AsType[*Error](err); !ok || e.Kind != KindProtocol {
 				t.Fatalf("error %v is not KindProtocol", err)
 			}
 			return
@@ -85,7 +86,7 @@ func FuzzDecodeBackup(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		r, _, _, err := decodeBackup(endpointSecureData, raw, "data")
 		if err != nil {
-			if e, ok := err.(*Error); !ok || e.Kind != KindProtocol {
+			if e, ok := errors.AsType[*Error](err); !ok || e.Kind != KindProtocol {
 				t.Fatalf("error %v is not KindProtocol", err)
 			}
 			return

@@ -78,7 +78,7 @@ func newJWKSServer(t *testing.T, doc []byte, cacheControl string) *jwksServer {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		w.Write(doc)
+		_, _ = w.Write(doc)
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -164,7 +164,9 @@ func TestJWKSCachesForMaxAge(t *testing.T) {
 			}
 			if tt.maxAge > 0 {
 				clock.Advance(tt.maxAge - time.Second)
-				f.Keys(ctx)
+				if _, err := f.Keys(ctx); err != nil {
+					t.Fatalf("Keys within max-age: %v", err)
+				}
 				if got := srv.fetches.Load(); got != 1 {
 					t.Fatalf("fetches within max-age = %d, want 1", got)
 				}
@@ -337,7 +339,7 @@ func TestJWKSEligibleAtNow(t *testing.T) {
 }
 
 func TestJWKSConfig(t *testing.T) {
-	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(jwksOf(t, 0)) }))
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(jwksOf(t, 0)) }))
 	defer plain.Close()
 	tests := []struct {
 		name    string

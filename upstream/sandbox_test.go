@@ -82,7 +82,11 @@ type inspectedBackup struct {
 // backups lists what the emulator holds, through its inspection endpoint.
 func (e *emulator) backups(t *testing.T) []inspectedBackup {
 	t.Helper()
-	resp, err := e.http.Client().Get(e.http.URL + sandbox.PathInspectBackups)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.http.URL+sandbox.PathInspectBackups, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.http.Client().Do(req)
 	if err != nil {
 		t.Fatalf("inspecting backups: %v", err)
 	}

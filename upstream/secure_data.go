@@ -49,7 +49,8 @@ func (c *Client) SecureData(ctx context.Context, req SecureDataRequest) (_ *Secu
 	e := endpointSecureData
 	ctx, span := c.tracer.Start(ctx, "upstream.SecureData",
 		trace.WithAttributes(attribute.Int("upstream.ciphertext_bytes", len(req.Ciphertext))))
-	defer func() { endSpan(span, err) }()
+	defer span.End()
+	defer func() { recordOutcome(span, err) }()
 
 	switch {
 	case req.PublicKey == "":

@@ -64,7 +64,8 @@ type SecureFileResponse struct {
 func (c *Client) SecureFile(ctx context.Context, req SecureFileRequest) (_ *SecureFileResponse, err error) {
 	e := endpointSecureFile
 	ctx, span := c.tracer.Start(ctx, "upstream.SecureFile")
-	defer func() { endSpan(span, err) }()
+	defer span.End()
+	defer func() { recordOutcome(span, err) }()
 
 	switch {
 	case req.PublicKey == "":

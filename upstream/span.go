@@ -8,10 +8,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// endSpan closes a call's span with its outcome. Only the kind and status
-// are recorded, never upstream text, which could echo request content.
-func endSpan(span trace.Span, err error) {
-	defer span.End()
+// recordOutcome marks a call's span with its outcome; the caller ends the
+// span (deferred right after Start, so it runs after this). Only the kind
+// and status are recorded, never upstream text, which could echo request
+// content.
+func recordOutcome(span trace.Span, err error) {
 	if err == nil {
 		return
 	}

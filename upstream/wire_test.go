@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -57,7 +58,7 @@ func capture(t *testing.T, r *http.Request) capturedRequest {
 		mr := multipart.NewReader(r.Body, params["boundary"])
 		for {
 			p, err := mr.NextPart()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
@@ -139,7 +140,7 @@ func TestWireFormat(t *testing.T) {
 			var got capturedRequest
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				got = capture(t, r)
-				io.WriteString(w, tt.reply)
+				_, _ = io.WriteString(w, tt.reply)
 			}))
 			defer srv.Close()
 			if err := tt.call(context.Background(), newTestClient(t, srv.URL)); err != nil {
@@ -155,7 +156,7 @@ func TestWireFormat(t *testing.T) {
 			rendered := buf.Bytes()
 			golden := filepath.Join("testdata", tt.name+".golden.json")
 			if *update {
-				if err := os.WriteFile(golden, rendered, 0o644); err != nil {
+				if err := os.WriteFile(golden, rendered, 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
