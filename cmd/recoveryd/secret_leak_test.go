@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 
@@ -31,6 +30,10 @@ var (
 	canaryPlaintext = []byte("CANARY 7Q2X seed phrase that must never surface 91ZK")
 	canaryFileText  = []byte("CANARY 3M7P file bytes that must never surface 48TW ")
 	canaryToken     = "canary-bearer-token-4N8W-must-never-surface"
+	// canaryWrongToken is presented but listed nowhere; canaryOtherToken
+	// belongs to a caller of another organisation.
+	canaryWrongToken = "canary-wrong-token-6H1V-must-never-surface"
+	canaryOtherToken = "canary-other-org-token-2D5R-must-never-surface"
 )
 
 // secretForms are the strings that betray secret however it is embedded:
@@ -106,7 +109,8 @@ func TestSecretForms(t *testing.T) {
 
 // TestNoSecretLeaks sends the canaries through every RPC, in calls that
 // succeed and calls that fail for each reason a secret-bearing request can
-// fail, and then searches every log line (recoveryd's and the upstream
+// fail (caller authentication is on: canaryToken is a real caller's token,
+// and refused and unauthorized callers send plaintext too), and then searches every log line (recoveryd's and the upstream
 // emulator's, at debug level), every span (names, attributes, events,
 // statuses), every error a caller received (message and details) and every
 // file under the data directory.
@@ -116,9 +120,12 @@ func TestNoSecretLeaks(t *testing.T) {
 	up := startUpstream(t, t.TempDir(), log, nil)
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.MaxFileBytes = 8 << 10
+	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"),
+		testCaller{name: "leak-caller", token: canaryToken, orgs: []string{testCustomerID}},
+		testCaller{name: "leak-other", token: canaryOtherToken, orgs: []string{"other-org"}})
 	srv := startReady(t, cfg, log, runOptions{spanProcessor: recorder})
 	c := srv.client
-	ctx := metadata.AppendToOutgoingContext(testCtx(t), "authorization", "Bearer "+canaryToken)
+	ctx := withToken(testCtx(t), canaryToken)
 
 	key := assignKey(t, ctx, c, "leak-user")
 	pub, err := keycrypto.ParsePublicKeyHex(key.GetPublicKeyHex())
@@ -136,6 +143,8 @@ func TestNoSecretLeaks(t *testing.T) {
 		"plaintext":                canaryPlaintext,
 		"file bytes":               canaryFileText,
 		"caller's token":           []byte(canaryToken),
+		"unknown token":            []byte(canaryWrongToken),
+		"other caller's token":     []byte(canaryOtherToken),
 		"sealed ciphertext":        sealed,
 		"upstream token":           []byte(sandbox.DevPartnerToken),
 		"sealed ciphertext's head": sealed[:48],
@@ -249,6 +258,22 @@ func TestNoSecretLeaks(t *testing.T) {
 				}
 			}
 			_, err = stream.CloseAndRecv()
+			return err
+		}},
+		{"SecureData: plaintext with an unknown token", false, func() error {
+			_, err := c.SecureData(withToken(testCtx(t), canaryWrongToken), byKey(key.GetKeyId(), canaryPlaintext, nil))
+			return err
+		}},
+		{"SecureData: plaintext from a caller of another organisation", false, func() error {
+			_, err := c.SecureData(withToken(testCtx(t), canaryOtherToken), byKey(key.GetKeyId(), canaryPlaintext, nil))
+			return err
+		}},
+		{"SecureFile: file with an unknown token", false, func() error {
+			_, err := sendFile(withToken(testCtx(t), canaryWrongToken), c, fileHeader(key.GetKeyId()), file)
+			return err
+		}},
+		{"SecureFile: file from a caller of another organisation", false, func() error {
+			_, err := sendFile(withToken(testCtx(t), canaryOtherToken), c, fileHeader(key.GetKeyId()), file)
 			return err
 		}},
 		{"GetKey: canary as key_id", false, func() error {
