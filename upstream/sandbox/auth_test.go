@@ -40,7 +40,7 @@ func TestPartnerAuth(t *testing.T) {
 	for _, path := range []string{sandbox.PathAssignKey, sandbox.PathSecureData, sandbox.PathSecureFile} {
 		for _, tc := range cases {
 			t.Run(strings.TrimPrefix(path, "/v1/partner/")+"/"+tc.name, func(t *testing.T) {
-				req, err := http.NewRequest(http.MethodPost, h.http.URL+path, bytes.NewReader([]byte(`{}`)))
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.http.URL+path, bytes.NewReader([]byte(`{}`)))
 				if err != nil {
 					t.Fatal(err)
 				}

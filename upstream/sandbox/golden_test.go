@@ -113,7 +113,7 @@ func TestGoldenWireShapes(t *testing.T) {
 			got := normalize(tc.resp.body, map[string]string{ciphertextDigest: "<sha256 of the random OAEP ciphertext>"})
 			path := filepath.Join("testdata", tc.name+".json")
 			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
+				if err := os.WriteFile(path, got, 0o600); err != nil {
 					t.Fatal(err)
 				}
 				return

@@ -62,16 +62,6 @@ type response struct {
 	body   []byte
 }
 
-// json decodes the body into a generic map.
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("body is not a JSON object: %v\n%s", err, r.body)
-	}
-	return m
-}
-
 // errorBody decodes the contract's ErrorResponse.
 type errorBody struct {
 	Error   string            `json:"error"`

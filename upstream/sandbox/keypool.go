@@ -86,7 +86,7 @@ func (p *keyPool) load(assigned func(publicHex string) bool) error {
 			}
 			continue
 		}
-		data, err := os.ReadFile(path)
+		data, err := os.ReadFile(path) //nolint:gosec // G304: a pool file this package wrote under the configured DataDir
 		if err != nil {
 			return fmt.Errorf("sandbox: reading key pool: %w", err)
 		}

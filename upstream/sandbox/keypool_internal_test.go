@@ -51,7 +51,7 @@ func assignOverHTTP(t *testing.T, url, user string) string {
 	t.Helper()
 	body := `{"user_identifier":"` + user + `","key_type":"rsa4096","key_environment":"HOT",` +
 		`"organisation":{"customer_id":"c","customer_name":"C"},"package":{"package_id":"p","package_name":"P"}}`
-	req, err := http.NewRequest(http.MethodPost, url+PathAssignKey, bytes.NewReader([]byte(body)))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url+PathAssignKey, bytes.NewReader([]byte(body)))
 	if err != nil {
 		t.Fatal(err)
 	}

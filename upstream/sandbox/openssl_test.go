@@ -28,7 +28,7 @@ func openssl(t *testing.T, dir string, args ...string) []byte {
 	if err != nil {
 		t.Fatalf("openssl is required for the interop test (run make system-deps): %v", err)
 	}
-	cmd := exec.Command(path, args...)
+	cmd := exec.CommandContext(t.Context(), path, args...)
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -4,7 +4,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
+	"crypto/sha1" //nolint:gosec // G505: the test makes the SHA-1 OAEP mistake on purpose, to see it refused
 	"encoding/base64"
 	"net/http"
 	"strings"
@@ -31,7 +31,7 @@ func TestSecureDataFailures(t *testing.T) {
 	ciphertext, _ := base64.StdEncoding.DecodeString(data)
 
 	// The mistakes the provider sees most, made for real.
-	sha1OAEP, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub.RSA, plaintext, nil)
+	sha1OAEP, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub.RSA, plaintext, nil) //nolint:gosec // G401: the SHA-1 mistake on purpose, to see it refused
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestSecureDataFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkcs1v15, err := rsa.EncryptPKCS1v15(rand.Reader, pub.RSA, plaintext)
+	pkcs1v15, err := rsa.EncryptPKCS1v15(rand.Reader, pub.RSA, plaintext) //nolint:staticcheck // SA1019: PKCS #1 v1.5 on purpose, to see it refused
 	if err != nil {
 		t.Fatal(err)
 	}

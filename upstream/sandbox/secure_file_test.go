@@ -134,7 +134,7 @@ func TestSecureFileCutOff(t *testing.T) {
 	})
 
 	t.Run("raw TCP, Content-Length, closed mid-file", func(t *testing.T) {
-		conn, err := net.Dial("tcp", h.http.Listener.Addr().String())
+		conn, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", h.http.Listener.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestSecureFileCutOff(t *testing.T) {
 	})
 
 	t.Run("raw TCP, chunked, last chunk never sent", func(t *testing.T) {
-		conn, err := net.Dial("tcp", h.http.Listener.Addr().String())
+		conn, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", h.http.Listener.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,8 +163,8 @@ func TestSecureFileCutOff(t *testing.T) {
 		for len(cut) > 0 {
 			n := min(len(cut), 32<<10)
 			fmt.Fprintf(w, "%x\r\n", n)
-			w.Write(cut[:n])
-			w.WriteString("\r\n")
+			_, _ = w.Write(cut[:n]) // a bufio.Writer keeps its first error for Flush, checked below
+			_, _ = w.WriteString("\r\n")
 			cut = cut[n:]
 		}
 		if err := w.Flush(); err != nil {
@@ -180,10 +180,10 @@ func TestSecureFileCutOff(t *testing.T) {
 	t.Run("client body reader fails midway", func(t *testing.T) {
 		pr, pw := io.Pipe()
 		go func() {
-			pw.Write(body[:len(body)/2])
+			_, _ = pw.Write(body[:len(body)/2]) // the reader side fails the request either way
 			pw.CloseWithError(errors.New("caller went away"))
 		}()
-		req, err := http.NewRequest(http.MethodPost, h.http.URL+sandbox.PathSecureFile, pr)
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.http.URL+sandbox.PathSecureFile, pr)
 		if err != nil {
 			t.Fatal(err)
 		}

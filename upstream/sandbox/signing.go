@@ -119,7 +119,7 @@ func loadOrCreateSigningKeys(dataDir string, now time.Time) ([]SigningKey, error
 	path := ""
 	if dataDir != "" {
 		path = filepath.Join(dataDir, signingFileName)
-		data, err := os.ReadFile(path)
+		data, err := os.ReadFile(path) //nolint:gosec // G304: a fixed file name under the configured DataDir
 		switch {
 		case err == nil:
 			return parsePersistedSigningKeys(path, data)

@@ -135,7 +135,7 @@ func openStore(dir string) (*store, error) {
 
 func (s *store) load() error {
 	path := filepath.Join(s.dir, stateFileName)
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(path) //nolint:gosec // G304: a fixed file name under the configured DataDir
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -344,8 +344,12 @@ func (s *store) backupByID(id string) (backupRecord, bool) {
 	return *b, true
 }
 
-// content returns the stored bytes of a backup.
+// content returns the stored bytes of a backup. An id that is not a UUID
+// is not found: it never becomes part of a file name.
 func (s *store) content(id string) ([]byte, error) {
+	if !isUUID(id) {
+		return nil, os.ErrNotExist
+	}
 	id = strings.ToLower(id)
 	if s.dir == "" {
 		s.mu.Lock()
@@ -356,7 +360,7 @@ func (s *store) content(id string) ([]byte, error) {
 		}
 		return slices.Clone(c), nil
 	}
-	return os.ReadFile(filepath.Join(s.dir, backupsDirName, id))
+	return os.ReadFile(filepath.Join(s.dir, backupsDirName, id)) //nolint:gosec // G304: id is a UUID (checked above) under the configured DataDir
 }
 
 // commitBackup stores content under b.BackupID and records b; either both

@@ -47,7 +47,7 @@ func (t *telemetry) startSpan(r *http.Request) (context.Context, trace.Span) {
 		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
 		kind = trace.SpanKindServer
 	}
-	return t.tracer.Start(ctx, "sandbox "+r.Method, trace.WithSpanKind(kind),
+	return t.tracer.Start(ctx, "sandbox "+r.Method, trace.WithSpanKind(kind), //nolint:spancheck // the caller ends it, in finish
 		trace.WithAttributes(attribute.String("http.request.method", r.Method)))
 }
 
