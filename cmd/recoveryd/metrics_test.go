@@ -41,7 +41,11 @@ type scrape map[string]*dto.MetricFamily
 // scrapeMetrics GETs /metrics from the admin server at addr.
 func scrapeMetrics(t *testing.T, addr string) scrape {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
