@@ -189,7 +189,7 @@ func TestLoadCallersFileFollowsSymlinks(t *testing.T) {
 	if err != nil || set.Len() != 4 {
 		t.Fatalf("via symlink: %v", err)
 	}
-	if err := os.Chmod(target, 0o644); err != nil {
+	if err := os.Chmod(target, 0o644); err != nil { //nolint:gosec // G302: world-readable on purpose, to see it refused
 		t.Fatal(err)
 	}
 	if _, err := auth.LoadCallersFile(link); err == nil {

@@ -40,7 +40,7 @@ func testCallersFile(t *testing.T) string {
 func writeCallersFile(t *testing.T, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "callers.json")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil { //nolint:gosec // G703: path is under t.TempDir()
 		t.Fatal(err)
 	}
 	return path

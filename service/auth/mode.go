@@ -13,11 +13,11 @@ import (
 type Mode int
 
 const (
-	// Enforced: every protected call must carry an authenticated caller
+	// Enforced means every protected call must carry an authenticated caller
 	// (the authentication interceptor guarantees it); a call without one is
 	// refused with Unauthenticated, reason ReasonNotAuthenticated.
 	Enforced Mode = iota
-	// Disabled: caller authentication is off (no callers file configured).
+	// Disabled means caller authentication is off (no callers file configured).
 	// A call without a caller is allowed for every organisation and is
 	// recorded with an empty caller name. A call that does carry a caller is
 	// still held to the caller's organisations.

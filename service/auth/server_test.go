@@ -79,7 +79,7 @@ func authenticatedOrNot(ok bool) string {
 // reflection services and callerReporter, and returns its address.
 func startServer(t *testing.T, a *auth.Authenticator, creds credentials.TransportCredentials) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,6 +109,7 @@ func TestHealthIsPublic(t *testing.T) {
 
 // listServices lists services through server reflection v1 or v1alpha.
 func listServices(ctx context.Context, conn *grpc.ClientConn, alpha bool) ([]string, error) {
+	//nolint:staticcheck // SA1019: v1alpha is deprecated, yet grpcurl and older clients still speak it
 	if alpha {
 		stream, err := reflectionv1alpha.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 		if err != nil {

@@ -70,7 +70,7 @@ func (db testDB) appliedMigrations(t *testing.T) []string {
 
 func queryStrings(t *testing.T, s *Store, query string) []string {
 	t.Helper()
-	rows, err := s.read.Query(query)
+	rows, err := s.read.QueryContext(t.Context(), query)
 	if err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}

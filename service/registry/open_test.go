@@ -48,7 +48,7 @@ func TestOpenSQLiteMakesAPrivateWALDatabase(t *testing.T) {
 			db = s.read
 		}
 		var got string
-		if err := db.QueryRow("PRAGMA " + p.pragma).Scan(&got); err != nil {
+		if err := db.QueryRowContext(t.Context(), "PRAGMA "+p.pragma).Scan(&got); err != nil {
 			t.Fatalf("%s PRAGMA %s: %v", p.db, p.pragma, err)
 		}
 		if got != p.want {
@@ -56,7 +56,7 @@ func TestOpenSQLiteMakesAPrivateWALDatabase(t *testing.T) {
 		}
 	}
 	// The read pool cannot write, even by mistake.
-	if _, err := s.read.Exec(`DELETE FROM keys`); err == nil {
+	if _, err := s.read.ExecContext(t.Context(), `DELETE FROM keys`); err == nil {
 		t.Error("the read pool accepted a write")
 	}
 }

@@ -99,8 +99,14 @@ func startPostgres() (dbURL string, stop func(), err error) {
 		if err != nil {
 			return "", nil, fmt.Errorf("running as root needs the postgres system user (apt-get install postgresql creates it): %w", err)
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
+		uid, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil {
+			return "", nil, fmt.Errorf("postgres user's uid %q: %w", u.Uid, err)
+		}
+		gid, err := strconv.ParseUint(u.Gid, 10, 32)
+		if err != nil {
+			return "", nil, fmt.Errorf("postgres user's gid %q: %w", u.Gid, err)
+		}
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		// The postgres user must be able to reach the directory.
 		if fi, err := os.Stat(parent); err != nil || fi.Mode().Perm()&0o001 == 0 {
@@ -122,7 +128,7 @@ func startPostgres() (dbURL string, stop func(), err error) {
 		}
 	}
 	command := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
+		cmd := exec.Command(filepath.Join(bin, name), args...) //nolint:noctx // the server outlives every test; pg_ctl stop or Pdeathsig ends it
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -230,7 +236,7 @@ func connectWhenReady(ctx context.Context, url string, exited <-chan struct{}) (
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a port probe, closed at once: nothing to cancel
 	if err != nil {
 		return 0, err
 	}

@@ -58,6 +58,8 @@ func newTelemetry(backend string, tp trace.TracerProvider, mp metric.MeterProvid
 // start begins operation op ("ReserveAssignment" …). Call the returned end
 // exactly once with the operation's error and, when it has one, its outcome
 // ("reserved", "recorded" …); an empty outcome is derived from the error.
+//
+//nolint:spancheck // the returned end func ends the span
 func (t *telemetry) start(ctx context.Context, op string) (context.Context, func(err error, outcome string)) {
 	begin := time.Now()
 	ctx, span := t.tracer.Start(ctx, "registry."+op,
