@@ -49,7 +49,7 @@ func call(t *testing.T, method, url, token string, body any) (int, []byte) {
 		}
 		r = bytes.NewReader(data)
 	}
-	req, err := http.NewRequest(method, url, r)
+	req, err := http.NewRequestWithContext(t.Context(), method, url, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestRunWalk(t *testing.T) {
 	if err != nil || !strings.Contains(tokens, sandbox.DevPartnerToken) || !strings.Contains(tokens, sandbox.DevNoScopeToken) {
 		t.Fatalf("dev tokens line %q (%v)", tokens, err)
 	}
-	go io.Copy(io.Discard, stdout)
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 
 	if status, body := call(t, http.MethodGet, base+sandbox.PathHealth, "", nil); status != http.StatusOK {
 		t.Fatalf("health: %d %s", status, body)
@@ -171,13 +171,13 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("the go tool is needed to build sandboxd: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "sandboxd")
-	build := exec.Command(goBin, "build", "-o", bin, ".")
+	build := exec.CommandContext(t.Context(), goBin, "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	// One pool key keeps the background RSA generation this test causes to
 	// about a second of CPU.
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--pool-size", "1", "--log-level", "debug")
+	cmd := exec.CommandContext(t.Context(), bin, "--listen", "127.0.0.1:0", "--pool-size", "1", "--log-level", "debug")
 	stdoutPipe, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestBinary(t *testing.T) {
 	})
 	stdout := bufio.NewReader(stdoutPipe)
 	base := readBanner(t, stdout)
-	go io.Copy(io.Discard, stdout)
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 
 	if status, _ := call(t, http.MethodGet, base+sandbox.PathHealth, "", nil); status != http.StatusOK {
 		t.Fatalf("health: %d", status)

@@ -88,7 +88,7 @@ func TestAdminHealthAndReadiness(t *testing.T) {
 
 	get := func(method, path string) (int, string) {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), method, path, nil))
 		return rec.Code, rec.Body.String()
 	}
 	tests := []struct {
@@ -119,7 +119,7 @@ func TestAdminHealthAndReadiness(t *testing.T) {
 
 	// A nil readiness function means always ready.
 	rec := httptest.NewRecorder()
-	tel.AdminHandler(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	tel.AdminHandler(nil).ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("nil ready: /readyz = %d, want 200", rec.Code)
 	}
@@ -128,7 +128,7 @@ func TestAdminHealthAndReadiness(t *testing.T) {
 func TestServeAdminListenerServesAndShutsDown(t *testing.T) {
 	isolateOTELEnv(t)
 	tel := setupForTest(t, Options{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,11 @@ func TestServeAdminListenerServesAndShutsDown(t *testing.T) {
 	}()
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get("http://" + addr + "/metrics")
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
 		wg.Wait()
@@ -162,7 +166,7 @@ func TestServeAdminListenerServesAndShutsDown(t *testing.T) {
 	if serveErr != nil {
 		t.Errorf("ServeAdminListener after cancel: %v, want nil", serveErr)
 	}
-	if conn, err := net.Dial("tcp", addr); err == nil {
+	if conn, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", addr); err == nil {
 		_ = conn.Close()
 		t.Errorf("admin port %s still accepts connections after shutdown", addr)
 	}
@@ -171,7 +175,7 @@ func TestServeAdminListenerServesAndShutsDown(t *testing.T) {
 func TestServeAdminFailsOnBusyPort(t *testing.T) {
 	isolateOTELEnv(t)
 	tel := setupForTest(t, Options{})
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	busy, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func TestGRPCServerStatsHandler(t *testing.T) {
 		countBefore = m.GetHistogram().GetSampleCount()
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestGRPCServerStatsHandler(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range sp.Attributes {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["rpc.method"] != method || attrs["rpc.response.status_code"] != "UNIMPLEMENTED" {
 		t.Errorf("span attributes %v, want rpc.method and rpc.response.status_code", attrs)

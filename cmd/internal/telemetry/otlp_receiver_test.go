@@ -94,7 +94,7 @@ func (r *grpcTraceReceiver) Export(_ context.Context, req *collectortrace.Export
 // its endpoint as an OTLP URL.
 func startGRPCTraceReceiver(t *testing.T) (*grpcTraceReceiver, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
