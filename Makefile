@@ -97,7 +97,7 @@ test: tools system-deps check-generate lint ## everything CI runs: generate chec
 	go test $(TEST_FLAGS) $(GO_PACKAGES)
 
 .PHONY: bench
-bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~4 min; docs/benchmarks.md)
+bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~2-3 min; docs/benchmarks.md)
 	bench/run.sh
 
 .PHONY: run
