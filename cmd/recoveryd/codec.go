@@ -145,7 +145,7 @@ func invalidUTF8Path(b []byte, md protoreflect.MessageDescriptor, depth int) []p
 func markUndecodable(msg proto.Message, problem decodeProblem, path []protoreflect.FieldDescriptor) {
 	payload := protowire.AppendVarint(nil, uint64(problem))
 	for _, fd := range path {
-		payload = protowire.AppendVarint(payload, uint64(fd.Number()))
+		payload = protowire.AppendVarint(payload, uint64(fd.Number())) //nolint:gosec // field numbers are 1 to 2^29-1.
 	}
 	marker := protowire.AppendTag(nil, markerField, protowire.BytesType)
 	marker = protowire.AppendBytes(marker, payload)
@@ -221,7 +221,7 @@ func markerViolation(md protoreflect.MessageDescriptor, payload []byte) *protova
 	path := &validate.FieldPath{}
 	for b := payload[max(n, 0):]; len(b) > 0 && md != nil; {
 		num, n := protowire.ConsumeVarint(b)
-		if n < 0 {
+		if n < 0 || num < uint64(protowire.MinValidNumber) || num > uint64(protowire.MaxValidNumber) {
 			break
 		}
 		b = b[n:]

@@ -209,7 +209,11 @@ func (u *testUpstream) recoverPlaintext(t *testing.T, backupID string) []byte {
 // fileContent is a file backup's bytes as the upstream stored them.
 func (u *testUpstream) fileContent(t *testing.T, backupID string) []byte {
 	t.Helper()
-	resp, err := u.http.Client().Get(u.http.URL + sandbox.PathInspectBackups + "/" + backupID + "/content")
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u.http.URL+sandbox.PathInspectBackups+"/"+backupID+"/content", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := u.http.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +227,7 @@ func (u *testUpstream) fileContent(t *testing.T, backupID string) []byte {
 
 func (u *testUpstream) getJSON(t *testing.T, method, path string, v any) {
 	t.Helper()
-	req, err := http.NewRequest(method, u.http.URL+path, nil)
+	req, err := http.NewRequestWithContext(t.Context(), method, u.http.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func TestMTLSThroughRun(t *testing.T) {
 		// TLS 1.2, because there the server's refusal ends the client's own
 		// handshake; under 1.3 the client finishes first and only learns of
 		// it as a broken connection, worded by timing.
-		creds := &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, RootCAs: pki.pool(),
+		creds := &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, RootCAs: pki.pool(), //nolint:gosec // TLS 1.2 on purpose, see above.
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &foreignCert.tls, nil }}
 		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(creds)))
 		if err != nil {

@@ -74,7 +74,7 @@ func checkReadable(flagName, path string) error {
 	case err != nil:
 		return fmt.Errorf("%s %s cannot be opened: %w", flagName, path, errors.Unwrap(err))
 	}
-	defer f.Close() //nolint:errcheck // read-only file.
+	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("%s %s cannot be read: %w", flagName, path, errors.Unwrap(err))

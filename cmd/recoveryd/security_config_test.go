@@ -25,7 +25,7 @@ func TestValidateSecurityFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	worldReadable := filepath.Join(dir, "world-readable.json")
-	if err := os.WriteFile(worldReadable, []byte(`{"callers": []}`), 0o644); err != nil {
+	if err := os.WriteFile(worldReadable, []byte(`{"callers": []}`), 0o644); err != nil { //nolint:gosec // the refusal under test.
 		t.Fatal(err)
 	}
 	badEntry := filepath.Join(dir, "bad-entry.json")
