@@ -8,4 +8,11 @@
 // registry under ./recoveryd-data and listens on 127.0.0.1:50051 with server
 // reflection on, so `go run ./cmd/recoveryd` is a working development server.
 // Flags have RECOVERY_* environment fallbacks; `recoveryd -help` lists them.
+//
+// Callers authenticate with bearer tokens listed (as SHA-256 digests) in
+// --caller-tokens-file, reloaded on SIGHUP, and optionally with client
+// certificates (--tls-cert, --tls-key, --client-ca); service/auth decides,
+// in the interceptor chain's auth position. With --environment production,
+// recoveryd refuses to start in any configuration productionProblems names,
+// one line per problem; in development it prints a banner of what is unsafe.
 package main

@@ -156,8 +156,12 @@ type serverSecurity struct {
 
 // secure builds the server's caller authentication and TLS from cfg. The
 // callers file's SIGHUP watcher is released with the app.
+//
+// NOTE: the watcher outlives run's ctx until the app closes: calls still
+// draining after SIGTERM are authenticated, and a SIGHUP meanwhile must
+// reload, not kill the process (its default once nobody watches).
 func (a *app) secure(ctx context.Context, cfg Config, opts runOptions) (serverSecurity, error) {
-	authn, stop, err := newAuthenticator(ctx, cfg, a.log.With("component", "auth"), opts.onCallersReload)
+	authn, stop, err := newAuthenticator(context.WithoutCancel(ctx), cfg, a.log.With("component", "auth"), opts.onCallersReload)
 	if err != nil {
 		return serverSecurity{}, err
 	}
