@@ -81,11 +81,33 @@ check-generate: generate ## fail if gen/ differs from what proto/ generates
 	  git status --porcelain -- gen; git --no-pager diff --stat -- gen; \
 	  echo "gen/ is stale: run 'make generate' and commit the result"; exit 1; fi
 
+# golangci-lint reads .golangci.yml (errorlint, gosec and a few more, each
+# justified there, plus the goimports grouping). --allow-serial-runners: two
+# `make lint` in one tree wait for each other instead of one failing.
 .PHONY: lint
-lint: tools $(PROTOVALIDATE_PROTO) ## buf lint, gofmt and go vet
+lint: tools $(PROTOVALIDATE_PROTO) ## buf lint, gofmt, go vet and golangci-lint
 	buf lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(GO_PACKAGES)
+	golangci-lint run --allow-serial-runners $(GO_PACKAGES)
+
+# The Go vulnerability database govulncheck reads; a mirror or a local copy
+# (GOVULNDB=file:///path/to/vulndb) can stand in for it.
+GOVULNDB ?= https://vuln.go.dev
+
+# NOTE: `make vuln` is not part of `make test`: it needs the database, which
+# a machine without internet access cannot reach. It fails, never passes,
+# when it cannot read the database.
+.PHONY: vuln
+vuln: $(BIN)/.govulncheck-$(GOVULNCHECK_VERSION) ## govulncheck: known vulnerabilities in the code paths we call (needs the Go vulnerability database)
+	@command -v curl >/dev/null || { echo "make vuln: curl is needed to check that the database is reachable (make system-deps installs it)"; exit 2; }
+	@if ! curl -fsS --max-time 20 -o /dev/null "$(GOVULNDB)/index/db.json"; then \
+	  echo "make vuln: FAILED: the Go vulnerability database at $(GOVULNDB) cannot be read from this machine,"; \
+	  echo "  so nothing was checked. Run it where $(GOVULNDB) is reachable, or set GOVULNDB to a mirror"; \
+	  echo "  or a local copy (GOVULNDB=file:///path/to/vulndb)."; \
+	  exit 2; \
+	fi
+	govulncheck -db "$(GOVULNDB)" $(GO_PACKAGES)
 
 .PHONY: build
 build: ## build recoveryd and sandboxd into .bin/
