@@ -100,11 +100,11 @@ GOVULNDB ?= https://vuln.go.dev
 # when it cannot read the database.
 .PHONY: vuln
 vuln: $(BIN)/.govulncheck-$(GOVULNCHECK_VERSION) ## govulncheck: known vulnerabilities in the code paths we call (needs the Go vulnerability database)
-	@command -v curl >/dev/null || { echo "make vuln: curl is needed to check that the database is reachable (make system-deps installs it)"; exit 2; }
+	@command -v curl >/dev/null || { echo "make vuln: curl is needed to check that the database is reachable (make system-deps installs it)" >&2; exit 2; }
 	@if ! curl -fsS --max-time 20 -o /dev/null "$(GOVULNDB)/index/db.json"; then \
-	  echo "make vuln: FAILED: the Go vulnerability database at $(GOVULNDB) cannot be read from this machine,"; \
-	  echo "  so nothing was checked. Run it where $(GOVULNDB) is reachable, or set GOVULNDB to a mirror"; \
-	  echo "  or a local copy (GOVULNDB=file:///path/to/vulndb)."; \
+	  { echo "make vuln: FAILED: the Go vulnerability database at $(GOVULNDB) cannot be read from this machine,"; \
+	    echo "  so nothing was checked. Run it where $(GOVULNDB) is reachable, or set GOVULNDB to a mirror"; \
+	    echo "  or a local copy (GOVULNDB=file:///path/to/vulndb)."; } >&2; \
 	  exit 2; \
 	fi
 	govulncheck -db "$(GOVULNDB)" $(GO_PACKAGES)
