@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -43,6 +44,20 @@ func wantDenied(t *testing.T, err error, caller testCaller, customerID string) {
 	}
 	if d.message != reasonSpecs[ReasonOrganisationNotAllowed].message {
 		t.Errorf("message %q is not the fixed one", d.message)
+	}
+}
+
+// wantKeyDenied checks err is the service's PermissionDenied for caller
+// using key, and that it names the key but not the organisation owning it.
+func wantKeyDenied(t *testing.T, err error, caller testCaller, key *recoveryv1.RecoveryKey) {
+	t.Helper()
+	d := wantStatus(t, err, codes.PermissionDenied, ReasonOrganisationNotAllowed)
+	want := map[string]string{"key_id": key.GetKeyId(), "caller": caller.name}
+	if diff := cmp.Diff(want, d.info.GetMetadata()); diff != "" {
+		t.Errorf("ErrorInfo metadata (-want +got):\n%s", diff)
+	}
+	if strings.Contains(d.message, key.GetOrganisation().GetCustomerId()) {
+		t.Errorf("message %q names the organisation owning the key", d.message)
 	}
 }
 
@@ -177,7 +192,7 @@ func TestAuthorizeSecureData(t *testing.T) {
 			sandboxBefore, registryBefore := len(f.sandboxBackups()), len(f.registryBackups())
 			resp, err := f.client.SecureData(as(t, tt.caller), secureDataTo(tt.key, tt.byPublicKey, idem))
 			if !tt.allowed {
-				wantDenied(t, err, tt.caller, tt.key.GetOrganisation().GetCustomerId())
+				wantKeyDenied(t, err, tt.caller, tt.key)
 				if n := len(f.sandboxBackups()); n != sandboxBefore {
 					t.Errorf("the upstream stored %d backups for a refused request", n-sandboxBefore)
 				}
@@ -247,7 +262,7 @@ func TestAuthorizeSecureFile(t *testing.T) {
 				if tt.header.GetKeyId() == org2Key.GetKeyId() {
 					owner = org2Key
 				}
-				wantDenied(t, err, tt.caller, owner.GetOrganisation().GetCustomerId())
+				wantKeyDenied(t, err, tt.caller, owner)
 				// Refused before the upload began: not one byte reached
 				// the upstream.
 				select {
@@ -297,19 +312,18 @@ func TestAuthorizeSecureFile(t *testing.T) {
 func TestAuthorizeGetKey(t *testing.T) {
 	f, org1Key, org2Key := authzFixture(t, fixtureOptions{})
 	tests := []struct {
-		name    string
-		caller  testCaller
-		keyID   string
-		want    *recoveryv1.RecoveryKey
-		code    codes.Code
-		reason  string
-		orgMeta string
+		name   string
+		caller testCaller
+		keyID  string
+		want   *recoveryv1.RecoveryKey
+		code   codes.Code
+		reason string
 	}{
-		{"own organisation", walletAPI, org1Key.GetKeyId(), org1Key, codes.OK, "", ""},
-		{"every organisation", support, org2Key.GetKeyId(), org2Key, codes.OK, "", ""},
-		{"other organisation", walletAPI, org2Key.GetKeyId(), nil, codes.PermissionDenied, ReasonOrganisationNotAllowed, "org-2"},
-		{"other organisation of org-2's worker", org2Worker, org1Key.GetKeyId(), nil, codes.PermissionDenied, ReasonOrganisationNotAllowed, "org-1"},
-		{"unknown key", walletAPI, "6f1c2a9e-0000-4000-8000-000000000009", nil, codes.NotFound, ReasonKeyNotFound, ""},
+		{"own organisation", walletAPI, org1Key.GetKeyId(), org1Key, codes.OK, ""},
+		{"every organisation", support, org2Key.GetKeyId(), org2Key, codes.OK, ""},
+		{"other organisation", walletAPI, org2Key.GetKeyId(), nil, codes.PermissionDenied, ReasonOrganisationNotAllowed},
+		{"other organisation of org-2's worker", org2Worker, org1Key.GetKeyId(), nil, codes.PermissionDenied, ReasonOrganisationNotAllowed},
+		{"unknown key", walletAPI, "6f1c2a9e-0000-4000-8000-000000000009", nil, codes.NotFound, ReasonKeyNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -326,7 +340,11 @@ func TestAuthorizeGetKey(t *testing.T) {
 					t.Errorf("assigned_by = %q, want %q", resp.GetKey().GetAssignedBy(), support.name)
 				}
 			case codes.PermissionDenied:
-				wantDenied(t, err, tt.caller, tt.orgMeta)
+				key := org1Key
+				if tt.keyID == org2Key.GetKeyId() {
+					key = org2Key
+				}
+				wantKeyDenied(t, err, tt.caller, key)
 			default:
 				wantStatus(t, err, tt.code, tt.reason)
 			}

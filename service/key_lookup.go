@@ -50,7 +50,7 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 	if err != nil {
 		return nil, nil, registryFailure(err)
 	}
-	if err := s.authz.Authorize(ctx, key.CustomerID); err != nil {
+	if err := s.authorizeKey(ctx, key); err != nil {
 		return nil, nil, err
 	}
 	pub, err := keycrypto.ParsePublicKeyHex(key.PublicKeyHex)
@@ -59,4 +59,26 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 	}
 	annotate(ctx, attribute.String("key_id", key.KeyID), attribute.String("key_environment", key.KeyEnvironment))
 	return key, pub, nil
+}
+
+// authorizeKey checks the call may act for the organisation that owns key.
+//
+// NOTE: a refusal names the key the caller sent, never the organisation that
+// owns it: a caller that may not act for that organisation must not learn
+// which organisation it is.
+func (s *Server) authorizeKey(ctx context.Context, key *registry.Key) error {
+	err := s.authz.Authorize(ctx, key.CustomerID)
+	if err == nil {
+		return nil
+	}
+	f, ok := authRefusal(err)
+	if !ok || f.reason != ReasonOrganisationNotAllowed {
+		return err
+	}
+	metadata := map[string]string{"key_id": key.KeyID}
+	if caller, ok := f.metadata["caller"]; ok {
+		metadata["caller"] = caller
+	}
+	f.metadata = metadata
+	return f
 }

@@ -29,7 +29,7 @@ func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*re
 		}
 		return nil, s.statusFromError(ctx, "GetKey", registryFailure(err))
 	}
-	if err := s.authz.Authorize(ctx, key.CustomerID); err != nil {
+	if err := s.authorizeKey(ctx, key); err != nil {
 		return nil, s.statusFromError(ctx, "GetKey", err)
 	}
 	out, err := keyToProto(key)
