@@ -95,49 +95,58 @@ const maxDiagnoseDepth = 16
 // string field that is not UTF-8 (field descriptors from the top), or
 // problemMalformed with no path.
 func diagnose(data []byte, md protoreflect.MessageDescriptor) ([]protoreflect.FieldDescriptor, decodeProblem) {
-	if path := invalidUTF8Path(data, md, 0); path != nil {
+	if path, _ := invalidUTF8Path(data, md, 0); path != nil {
 		return path, problemInvalidUTF8
 	}
 	return nil, problemMalformed
 }
 
-// invalidUTF8Path walks the wire bytes of one md message and returns the
-// path to the first string field whose bytes are not UTF-8, or nil.
-func invalidUTF8Path(b []byte, md protoreflect.MessageDescriptor, depth int) []protoreflect.FieldDescriptor {
+// invalidUTF8Path walks the wire bytes of one md message in order, as
+// protobuf decodes them, and returns the path to the first string field
+// whose bytes are not UTF-8. It stops, with malformed set, at the first
+// bytes that are not protobuf: protobuf stops there too, so a string after
+// them is not what made it fail.
+func invalidUTF8Path(b []byte, md protoreflect.MessageDescriptor, depth int) (path []protoreflect.FieldDescriptor, malformed bool) {
 	if depth > maxDiagnoseDepth {
-		return nil
+		return nil, true
 	}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil
+		// NOTE: ConsumeTag admits numbers above the largest valid one;
+		// protobuf refuses them, so the walk stops there too.
+		if n < 0 || num > protowire.MaxValidNumber {
+			return nil, true
 		}
 		b = b[n:]
 		fd := md.Fields().ByNumber(num)
 		if typ != protowire.BytesType || fd == nil {
 			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return nil
+				return nil, true
 			}
 			b = b[n:]
 			continue
 		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return nil
+			return nil, true
 		}
 		b = b[n:]
 		switch fd.Kind() {
 		case protoreflect.StringKind:
 			if !utf8.Valid(v) {
-				return []protoreflect.FieldDescriptor{fd}
+				return []protoreflect.FieldDescriptor{fd}, false
 			}
 		case protoreflect.MessageKind:
-			if sub := invalidUTF8Path(v, fd.Message(), depth+1); sub != nil {
-				return append([]protoreflect.FieldDescriptor{fd}, sub...)
+			sub, bad := invalidUTF8Path(v, fd.Message(), depth+1)
+			if sub != nil {
+				return append([]protoreflect.FieldDescriptor{fd}, sub...), false
+			}
+			if bad {
+				return nil, true
 			}
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // markUndecodable writes the marker into msg's unknown fields: the problem,
