@@ -51,7 +51,7 @@ const (
 	ReasonStreamOutOfOrder            = "STREAM_OUT_OF_ORDER"
 	ReasonEmptyFile                   = "EMPTY_FILE"
 	ReasonUpstreamRejectedRequest     = "UPSTREAM_REJECTED_REQUEST"
-	ReasonUpstreamCredentialsRejected = "UPSTREAM_CREDENTIALS_REJECTED"
+	ReasonUpstreamCredentialsRejected = "UPSTREAM_CREDENTIALS_REJECTED" //nolint:gosec // G101: an error-reason name, not a credential
 	ReasonKeyNotFoundUpstream         = "KEY_NOT_FOUND_UPSTREAM"
 	ReasonUpstreamContractMismatch    = "UPSTREAM_CONTRACT_MISMATCH"
 	ReasonUpstreamRateLimited         = "UPSTREAM_RATE_LIMITED"

@@ -341,7 +341,7 @@ func (f *fixture) sandboxBackups() []sandboxBackup {
 // sandboxContent is the bytes the upstream stored for a backup.
 func (f *fixture) sandboxContent(backupID string) []byte {
 	f.t.Helper()
-	resp, err := http.Get(f.upstream.URL + "/sandbox/v1/backups/" + backupID + "/content")
+	resp, err := f.sandboxDo(http.MethodGet, "/sandbox/v1/backups/"+backupID+"/content")
 	if err != nil {
 		f.t.Fatalf("GET content: %v", err)
 	}
@@ -356,7 +356,7 @@ func (f *fixture) sandboxContent(backupID string) []byte {
 // sandboxRecover runs the recovery flow: the enclave decrypts a data backup.
 func (f *fixture) sandboxRecover(backupID string) []byte {
 	f.t.Helper()
-	resp, err := http.Post(f.upstream.URL+"/sandbox/v1/backups/"+backupID+"/recover", "application/json", nil)
+	resp, err := f.sandboxDo(http.MethodPost, "/sandbox/v1/backups/"+backupID+"/recover")
 	if err != nil {
 		f.t.Fatalf("POST recover: %v", err)
 	}
@@ -373,9 +373,19 @@ func (f *fixture) sandboxRecover(backupID string) []byte {
 	return body.Plaintext
 }
 
+// sandboxDo sends a body-less request to the sandbox's inspection API,
+// bound to the test's context.
+func (f *fixture) sandboxDo(method, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(f.t.Context(), method, f.upstream.URL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
+}
+
 func (f *fixture) getJSON(path string, into any) {
 	f.t.Helper()
-	resp, err := http.Get(f.upstream.URL + path)
+	resp, err := f.sandboxDo(http.MethodGet, path)
 	if err != nil {
 		f.t.Fatalf("GET %s: %v", path, err)
 	}
@@ -395,7 +405,7 @@ func (f *fixture) assignDirectly(user, customerID string) {
 	body := `{"user_identifier":"` + user + `","key_type":"rsa4096","key_environment":"HOT",` +
 		`"organisation":{"customer_id":"` + customerID + `","customer_name":"Elsewhere Ltd"},` +
 		`"package":{"package_id":"pkg-1","package_name":"Gold"}}`
-	req, err := http.NewRequest(http.MethodPost, f.upstream.URL+"/v1/partner/keys", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(f.t.Context(), http.MethodPost, f.upstream.URL+"/v1/partner/keys", strings.NewReader(body))
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func chunksOf(file []byte, size int) []*recoveryv1.SecureFileRequest {
 func pattern(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
-		b[i] = byte(i*31) ^ byte(i>>8) ^ seed
+		b[i] = byte(i*31%256) ^ byte(i>>8%256) ^ seed
 	}
 	return b
 }

@@ -144,7 +144,7 @@ func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
 	}
 	for _, a := range verify[0].Attributes() {
 		if want, ok := wantAttrs[a.Key]; ok && a.Value != want {
-			t.Errorf("verify span %s = %v, want %v", a.Key, a.Value.Emit(), want.Emit())
+			t.Errorf("verify span %s = %v, want %v", a.Key, a.Value.String(), want.String())
 		}
 		delete(wantAttrs, a.Key)
 	}
@@ -160,7 +160,7 @@ func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
 	for _, s := range spanRecorder.Ended() {
 		for _, a := range s.Attributes() {
 			for _, bad := range forbidden {
-				if strings.Contains(a.Value.Emit(), bad) {
+				if strings.Contains(a.Value.String(), bad) {
 					t.Errorf("span %s attribute %s carries secret or key material", s.Name(), a.Key)
 				}
 			}

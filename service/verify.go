@@ -74,7 +74,7 @@ func (s *Server) checkAssignment(ctx context.Context, terms registry.KeyTerms, r
 		// was filled: refresh once, then decide.
 		refreshed, rerr := s.keys.Refresh(ctx)
 		if rerr != nil {
-			return nil, verificationInvalidSignature, fmt.Errorf("%w (refreshing the verification keys failed: %v)", err, rerr)
+			return nil, verificationInvalidSignature, fmt.Errorf("%w (refreshing the verification keys failed: %w)", err, rerr)
 		}
 		err = keycrypto.VerifySignature(refreshed, signed)
 	}
