@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -223,5 +226,33 @@ func TestDevelopmentBanner(t *testing.T) {
 				t.Errorf("production banner = %q, want none", b)
 			}
 		})
+	}
+}
+
+// TestMainRefusesUnsafeProduction runs recoveryd's main as a process, with
+// the process environment's GODEBUG: it exits with the usage code before
+// starting anything, printing one line per problem.
+func TestMainRefusesUnsafeProduction(t *testing.T) {
+	cmd := exec.CommandContext(testCtx(t), os.Args[0], "--environment", "production", "--data-dir", t.TempDir())
+	cmd.Env = []string{runMainEnv + "=1", "GODEBUG=x509negativeserial=1", "PATH=" + os.Getenv("PATH")}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitUsage {
+		t.Fatalf("recoveryd --environment production = %v, want exit code %d\nstderr:\n%s", err, exitUsage, stderr.String())
+	}
+	want := strings.Join([]string{
+		"recoveryd: configuration error:",
+		guardEmbedded,
+		guardNoCallerAuth,
+		guardGODEBUGPrefix + "GODEBUG x509negativeserial=1" + guardGODEBUGSuffix,
+		"",
+	}, "\n")
+	if stderr.String() != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout: %s", stdout.String())
 	}
 }
