@@ -233,7 +233,7 @@ func TestDevelopmentBanner(t *testing.T) {
 // the process environment's GODEBUG: it exits with the usage code before
 // starting anything, printing one line per problem.
 func TestMainRefusesUnsafeProduction(t *testing.T) {
-	cmd := exec.CommandContext(testCtx(t), os.Args[0], "--environment", "production", "--data-dir", t.TempDir())
+	cmd := exec.CommandContext(testCtx(t), os.Args[0], "--environment", "production", "--data-dir", t.TempDir()) //nolint:gosec // this test binary, re-executed.
 	cmd.Env = []string{runMainEnv + "=1", "GODEBUG=x509negativeserial=1", "PATH=" + os.Getenv("PATH")}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
