@@ -97,7 +97,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (er
 
 	lis := opts.listener
 	if lis == nil {
-		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+		if lis, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen); err != nil {
 			return fmt.Errorf("listening on --listen %s: %w", cfg.Listen, err)
 		}
 	}

@@ -87,7 +87,7 @@ func TestUndecodableRequests(t *testing.T) {
 	up := startUpstream(t, t.TempDir(), log, nil)
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

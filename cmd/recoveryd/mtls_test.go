@@ -36,7 +36,7 @@ func TestMTLSThroughRun(t *testing.T) {
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(dir, "callers.json"), walletAPI, otherOrgAPI)
 	cfg.TLSCert, cfg.TLSKey, cfg.ClientCA = server.certFile, server.keyFile, pki.caFile
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
