@@ -89,7 +89,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (er
 		return err
 	}
 	defer func() { err = errors.Join(err, a.close()) }()
-	stopAdmin, err := startAdmin(cfg, log, tel, a.health.Server)
+	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health.Server)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 	}
 	a.closers = append(a.closers, store.Close)
 
-	client, keys, err := a.connectUpstream(cfg, opts)
+	client, keys, err := a.connectUpstream(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -181,9 +181,9 @@ func openRegistry(ctx context.Context, cfg Config, log *slog.Logger) (*registry.
 
 // connectUpstream builds the upstream client and the verification key
 // source: the configured upstream, or the embedded sandbox.
-func (a *app) connectUpstream(cfg Config, opts runOptions) (*upstream.Client, upstream.KeySource, error) {
+func (a *app) connectUpstream(ctx context.Context, cfg Config, opts runOptions) (*upstream.Client, upstream.KeySource, error) {
 	if cfg.embeddedSandbox() {
-		return a.connectEmbeddedSandbox(cfg, opts)
+		return a.connectEmbeddedSandbox(ctx, cfg, opts)
 	}
 	token, err := upstream.LoadToken(cfg.UpstreamTokenFile)
 	if err != nil {
@@ -213,8 +213,8 @@ func (a *app) connectUpstream(cfg Config, opts runOptions) (*upstream.Client, up
 
 // connectEmbeddedSandbox starts the emulator in-process and trusts its
 // JWKS, fetched over its loopback listener like a remote one.
-func (a *app) connectEmbeddedSandbox(cfg Config, opts runOptions) (*upstream.Client, upstream.KeySource, error) {
-	sb, err := startEmbeddedSandbox(a.log, cfg.DataDir, opts.sandboxKeySource)
+func (a *app) connectEmbeddedSandbox(ctx context.Context, cfg Config, opts runOptions) (*upstream.Client, upstream.KeySource, error) {
+	sb, err := startEmbeddedSandbox(ctx, a.log, cfg.DataDir, opts.sandboxKeySource)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -43,7 +43,7 @@ func findTool(t *testing.T, name, install string) string {
 func startTCPServer(t *testing.T) (*testServer, string) {
 	t.Helper()
 	log, _ := newTestLogger(t)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

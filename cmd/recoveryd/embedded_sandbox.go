@@ -41,7 +41,7 @@ type embeddedSandbox struct {
 // startEmbeddedSandbox starts the emulator with its state under dataDir.
 // keySource nil means the emulator's own background key pool (RSA-4096
 // generation); tests pass the committed test key pool.
-func startEmbeddedSandbox(log *slog.Logger, dataDir string, keySource func() (*rsa.PrivateKey, error)) (*embeddedSandbox, error) {
+func startEmbeddedSandbox(ctx context.Context, log *slog.Logger, dataDir string, keySource func() (*rsa.PrivateKey, error)) (*embeddedSandbox, error) {
 	dir := filepath.Join(dataDir, sandboxDirName)
 	emulator, err := sandbox.New(sandbox.Config{
 		DataDir:   dir,
@@ -51,7 +51,7 @@ func startEmbeddedSandbox(log *slog.Logger, dataDir string, keySource func() (*r
 	if err != nil {
 		return nil, fmt.Errorf("starting the embedded sandbox (state in %s): %w", dir, err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("listening for the embedded sandbox: %w", err), emulator.Close())
 	}

@@ -75,7 +75,7 @@ func (r *otlpReceiver) spans() []otlpSpan {
 // endpoint as an OTLP URL; it stops at cleanup.
 func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 // TestStartupFailures: a run that cannot start says why, in words a person
 // can act on, without leaking secrets, and returns instead of serving.
 func TestStartupFailures(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	busy, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

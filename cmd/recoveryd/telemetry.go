@@ -49,11 +49,11 @@ func shutdownTelemetry(tel *telemetry.Telemetry) error {
 //
 // NOTE: it listens before returning, so a busy port fails the start, and it
 // keeps serving until stop, so /readyz answers 503 while calls drain.
-func startAdmin(cfg Config, log *slog.Logger, tel *telemetry.Telemetry, hs *health.Server) (stop func() error, err error) {
+func startAdmin(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetry.Telemetry, hs *health.Server) (stop func() error, err error) {
 	if cfg.AdminListen == "" {
 		return func() error { return nil }, nil
 	}
-	ln, err := net.Listen("tcp", cfg.AdminListen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.AdminListen)
 	if err != nil {
 		return nil, fmt.Errorf("listening on --admin-listen %s: %w", cfg.AdminListen, err)
 	}
