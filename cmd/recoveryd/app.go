@@ -116,7 +116,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 		}
 	}()
 
-	store, err := openRegistry(ctx, cfg, log.With("component", "registry"))
+	store, err := openRegistry(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}

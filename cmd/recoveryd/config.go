@@ -347,7 +347,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("verification_keys_file", c.VerificationKeysFile),
 		slog.String("database_url", redactDatabaseURL(c.DatabaseURL)),
 		slog.Int64("max_file_bytes", c.MaxFileBytes),
-		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.String("caller_tokens_file", c.CallerTokensFile),
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),
