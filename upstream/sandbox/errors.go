@@ -109,6 +109,11 @@ func writeError(w http.ResponseWriter, e *apiError) {
 		w.Header().Set(headerWWWAuthenticate, `Bearer realm="sandbox"`)
 	case http.StatusTooManyRequests:
 		w.Header().Set(headerRetryAfter, strconv.Itoa(e.RetryAfter))
+	case http.StatusRequestEntityTooLarge:
+		// NOTE: closing the connection makes net/http answer at once;
+		// otherwise it first reads up to 256 KiB more of the unread upload,
+		// and a client that streams slowly sees the 413 late.
+		w.Header().Set("Connection", "close")
 	}
 	writeJSON(w, e.Status, e)
 }

@@ -60,6 +60,9 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// closed: the server asked to close the connection (net/http strips
+	// "Connection: close" from header and reports it here).
+	closed bool
 }
 
 // errorBody decodes the contract's ErrorResponse.
@@ -114,7 +117,7 @@ func (h *harness) send(req *http.Request) response {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: data}
+	return response{status: resp.StatusCode, header: resp.Header, body: data, closed: resp.Close}
 }
 
 // postJSON posts v (a string is sent verbatim) with the partner token.

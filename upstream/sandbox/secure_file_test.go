@@ -64,6 +64,9 @@ func TestSecureFileFailures(t *testing.T) {
 			if tc.field != "" && e.Fields[tc.field] == "" {
 				t.Errorf("fields lack %q: %+v", tc.field, e)
 			}
+			if tc.status == http.StatusRequestEntityTooLarge && !resp.closed {
+				t.Errorf("413 without Connection: close: the server would read more of the upload before answering")
+			}
 		})
 	}
 	t.Run("body not multipart", func(t *testing.T) {
