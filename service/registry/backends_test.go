@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
@@ -16,14 +15,11 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/walletprovider/recoveryservice/service/registry/registrytest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	stopTestPostgres()
-	os.Exit(code)
-}
+// TestMain stops the shared test PostgreSQL once the tests are done.
+func TestMain(m *testing.M) { os.Exit(registrytest.StopAfter(m).Run()) }
 
 // testDB is one test's own database on one backend. open opens another
 // Store on it (another "replica" when called twice); inspect opens one that
@@ -136,35 +132,10 @@ func newSQLiteDB(t testing.TB) testDB {
 	}
 }
 
-// newPostgresDB is a schema of its own in the shared test database, chosen
-// through search_path, dropped when the test ends.
+// newPostgresDB is a schema of its own on the shared test server
+// (registrytest), dropped when the test ends.
 func newPostgresDB(t testing.TB) testDB {
-	base := postgresURL(t)
-	schema := "test_" + randomHex(t, 8)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to the test PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connect to drop schema: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	dbURL, err := withSearchPath(base, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dbURL := registrytest.Postgres(t)
 	return testDB{
 		backend: "postgresql",
 		open: func(opts ...Option) (*Store, error) {
@@ -173,15 +144,6 @@ func newPostgresDB(t testing.TB) testDB {
 		tablesQuery: `SELECT table_name::text FROM information_schema.tables
 			WHERE table_schema = current_schema() ORDER BY table_name`,
 	}
-}
-
-func randomHex(t testing.TB, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // testClock is a clock tests move by hand, so lease expiry and ordering

@@ -1,11 +1,10 @@
-package registry
+package registrytest
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -13,63 +12,34 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// postgresURLEnv names an existing server to test against instead of the
-// one the tests start themselves.
-const postgresURLEnv = "RECOVERY_TEST_POSTGRES_URL"
-
-// testPostgres is the PostgreSQL server the tests share: started on first
-// use, stopped by TestMain.
-var testPostgres struct {
-	once sync.Once
-	url  string // of a database the tests may create schemas in
-	err  error
-	stop func()
-}
-
-// postgresURL returns the shared server's URL, starting it on first use.
-// A machine without the server fails the test loudly: the registry's
-// PostgreSQL code is never skipped.
-func postgresURL(t testing.TB) string {
-	t.Helper()
-	testPostgres.once.Do(func() {
-		if u := os.Getenv(postgresURLEnv); u != "" {
-			testPostgres.url = u
-			return
-		}
-		testPostgres.url, testPostgres.stop, testPostgres.err = startPostgres()
-	})
-	if testPostgres.err != nil {
-		t.Fatalf("PostgreSQL for the registry tests: %v", testPostgres.err)
-	}
-	return testPostgres.url
-}
-
-func stopTestPostgres() {
-	if testPostgres.stop != nil {
-		testPostgres.stop()
-	}
-}
-
 // debianInitdb is where Debian's postgresql packages install initdb.
 const debianInitdb = "/usr/lib/postgresql/*/bin/initdb"
 
-// postgresBinDir finds the newest PostgreSQL server installation whose
-// initdb matches pattern (debianInitdb).
-func postgresBinDir(pattern string) (string, error) {
+// testDatabase is the database the started server's tests make their
+// schemas in.
+const testDatabase = "registrytest"
+
+// Bounds of starting and stopping the server: generous, since the machine
+// may be busy; only a broken server reaches them.
+const (
+	startTimeout = 60 * time.Second
+	stopTimeout  = 30 * time.Second
+)
+
+// binDir finds the newest PostgreSQL server installation whose initdb
+// matches pattern (debianInitdb).
+func binDir(pattern string) (string, error) {
 	matches, _ := filepath.Glob(pattern)
 	if len(matches) == 0 {
 		return "", errors.New("initdb not found (" + pattern + "): " +
 			"install the server with `apt-get install postgresql` (make system-deps does), " +
-			"or point " + postgresURLEnv + " at a server")
+			"or point " + URLEnv + " at a server")
 	}
 	version := func(p string) int {
 		v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(p))))
@@ -79,41 +49,52 @@ func postgresBinDir(pattern string) (string, error) {
 	return filepath.Dir(matches[0]), nil
 }
 
-// startPostgres runs initdb in a temporary directory, then the server on a
+// postgresCredential is who the server runs as: the postgres system user
+// when this process is root (PostgreSQL refuses to run as root), else nil
+// (this process's own user).
+func postgresCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil // nil: run as this process's own user
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root needs the postgres system user (apt-get install postgresql creates it): %w", err)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("postgres user's uid %q: %w", u.Uid, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("postgres user's gid %q: %w", u.Gid, err)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// startServer runs initdb in a temporary directory, then the server on a
 // free loopback port, tuned for a fast start rather than durability, and
-// creates the database the tests use. PostgreSQL refuses to run as root, so
-// as root both run as the postgres system user.
+// creates the database the tests use.
 //
 // The server is the test binary's own child with a parent-death signal, so
 // a test binary killed by a timeout or a panic does not leave it running;
-// a normal end stops it with pg_ctl stop -m fast.
-func startPostgres() (dbURL string, stop func(), err error) {
-	bin, err := postgresBinDir(debianInitdb)
+// a normal end (StopAfter) stops it with pg_ctl stop -m fast.
+func startServer() (dbURL string, stop func(), err error) {
+	bin, err := binDir(debianInitdb)
+	if err != nil {
+		return "", nil, err
+	}
+	cred, err := postgresCredential()
 	if err != nil {
 		return "", nil, err
 	}
 	parent := os.TempDir()
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return "", nil, fmt.Errorf("running as root needs the postgres system user (apt-get install postgresql creates it): %w", err)
-		}
-		uid, err := strconv.ParseUint(u.Uid, 10, 32)
-		if err != nil {
-			return "", nil, fmt.Errorf("postgres user's uid %q: %w", u.Uid, err)
-		}
-		gid, err := strconv.ParseUint(u.Gid, 10, 32)
-		if err != nil {
-			return "", nil, fmt.Errorf("postgres user's gid %q: %w", u.Gid, err)
-		}
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if cred != nil {
 		// The postgres user must be able to reach the directory.
 		if fi, err := os.Stat(parent); err != nil || fi.Mode().Perm()&0o001 == 0 {
 			parent = "/tmp"
 		}
 	}
-	dir, err := os.MkdirTemp(parent, "registry-postgres-")
+	dir, err := os.MkdirTemp(parent, "registrytest-postgres-")
 	if err != nil {
 		return "", nil, err
 	}
@@ -128,7 +109,7 @@ func startPostgres() (dbURL string, stop func(), err error) {
 		}
 	}
 	command := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.Command(filepath.Join(bin, name), args...) //nolint:noctx // the server outlives every test; pg_ctl stop or Pdeathsig ends it
+		cmd := exec.Command(filepath.Join(bin, name), args...) //nolint:noctx,gosec // Debian's server binaries with arguments composed here; the server outlives every test, pg_ctl stop or Pdeathsig ends it
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -152,7 +133,7 @@ func startPostgres() (dbURL string, stop func(), err error) {
 		return "", nil, err
 	}
 	logPath := filepath.Join(dir, "server.log")
-	logFile, err := os.Create(logPath)
+	logFile, err := os.Create(logPath) //nolint:gosec // a path in the temporary directory made above
 	if err != nil {
 		return "", nil, err
 	}
@@ -195,26 +176,26 @@ func startPostgres() (dbURL string, stop func(), err error) {
 		select {
 		case <-exited:
 			_ = os.RemoveAll(dir)
-		case <-time.After(30 * time.Second):
+		case <-time.After(stopTimeout):
 			fmt.Fprintln(os.Stderr, "the test PostgreSQL did not exit; leaving", dir)
 		}
 	}
-	serverLog := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	serverLog := func() string { b, _ := os.ReadFile(logPath); return string(b) } //nolint:gosec // the server log written above
 
 	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=5", port)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	conn, err := connectWhenReady(ctx, admin, exited)
 	if err != nil {
 		stop()
 		return "", nil, fmt.Errorf("the test PostgreSQL did not accept connections: %w\nserver log:\n%s", err, serverLog())
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE DATABASE registry_test`); err != nil {
+	defer func() { _ = conn.Close(ctx) }()
+	if _, err := conn.Exec(ctx, `CREATE DATABASE `+testDatabase); err != nil {
 		stop()
 		return "", nil, err
 	}
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/registry_test?sslmode=disable", port), stop, nil
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", port, testDatabase), stop, nil
 }
 
 // connectWhenReady retries connecting while the server starts up, giving up
@@ -235,6 +216,7 @@ func connectWhenReady(ctx context.Context, url string, exited <-chan struct{}) (
 	}
 }
 
+// freePort asks the kernel for a loopback port nobody is listening on.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a port probe, closed at once: nothing to cancel
 	if err != nil {
@@ -242,20 +224,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// withSearchPath returns base with search_path set to schema, in either of
-// the connection string forms pgx accepts.
-func withSearchPath(base, schema string) (string, error) {
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			return "", err
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String(), nil
-	}
-	return base + " search_path=" + schema, nil
 }
