@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/walletprovider/recoveryservice/service/registry/registrytest"
 )
 
 // runMainEnv, set to "1", makes the test binary run recoveryd's main with
@@ -14,11 +16,12 @@ const runMainEnv = "RECOVERYD_TEST_RUN_MAIN"
 
 // TestMain fails the package if any test leaves a goroutine behind: every
 // run must release what it started (servers, the embedded sandbox,
-// readiness checks, uploads).
+// readiness checks, uploads). The test PostgreSQL, when a test started one,
+// is stopped before goleak looks.
 func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
 		main()
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(registrytest.StopAfter(m))
 }
