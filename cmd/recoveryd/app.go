@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
@@ -43,6 +44,9 @@ type runOptions struct {
 	// onCallersReload, when set, is told the outcome of every reload of
 	// the callers file after the first (SIGHUP reloads are asynchronous).
 	onCallersReload func(error)
+	// readinessInterval, when set, replaces readinessProbeInterval, so a
+	// test sees a registry outage within milliseconds.
+	readinessInterval time.Duration
 }
 
 // app is a wired recoveryd: the gRPC server, its health, what must answer
@@ -52,7 +56,7 @@ type app struct {
 	cfg       Config
 	grpc      *grpc.Server
 	health    *healthService
-	readiness []readinessCheck
+	readiness *readiness
 	// closers run in reverse order on close.
 	closers []func() error
 }
@@ -144,8 +148,9 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec); err != nil {
 		return nil, err
 	}
-	a.readiness = []readinessCheck{
-		{name: "registry", check: store.Ping},
+	registryCheck := readinessCheck{name: "registry", check: store.Ping}
+	startup := []readinessCheck{
+		registryCheck,
 		// NOTE: fetching the verification keys once proves both that the
 		// JWKS is reachable and that its content parses; AssignKey cannot
 		// work without them.
@@ -154,6 +159,8 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 			return err
 		}},
 	}
+	// Only the registry is re-probed once SERVING: see readiness.reprobe.
+	a.readiness = newReadiness(log.With("component", "readiness"), a.health, startup, []readinessCheck{registryCheck}, opts.readinessInterval)
 	return a, nil
 }
 

@@ -37,6 +37,13 @@ func (h *healthService) markServing() {
 	h.SetServingStatus(serviceName, healthpb.HealthCheckResponse_SERVING)
 }
 
+// markNotServing reports the server, and the RecoveryService, NOT_SERVING
+// while a dependency is down; markServing undoes it.
+func (h *healthService) markNotServing() {
+	h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	h.SetServingStatus(serviceName, healthpb.HealthCheckResponse_NOT_SERVING)
+}
+
 // drain reports NOT_SERVING for good and ends every Watch stream once it
 // has told its client so.
 func (h *healthService) drain() {

@@ -11,71 +11,23 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Readiness retry pacing: quick at first (the embedded sandbox is up within
-// milliseconds), then no more than one round of checks every few seconds
-// against an upstream that is down.
-const (
-	readinessFirstRetry = 100 * time.Millisecond
-	readinessMaxRetry   = 5 * time.Second
-	// readinessCheckTimeout bounds one check (a JWKS fetch, a database ping).
-	readinessCheckTimeout = 10 * time.Second
-)
-
-// readinessCheck is one dependency that must answer before recoveryd
-// reports SERVING.
-type readinessCheck struct {
-	name  string
-	check func(ctx context.Context) error
-}
-
-// awaitReady runs the checks until all pass in one round, then marks the
-// server SERVING. It gives up silently when ctx ends (shutdown).
-func awaitReady(ctx context.Context, log *slog.Logger, hs *healthService, checks []readinessCheck) {
-	delay := readinessFirstRetry
-	for attempt := 1; ; attempt++ {
-		failed := ""
-		for _, c := range checks {
-			cctx, cancel := context.WithTimeout(ctx, readinessCheckTimeout)
-			err := c.check(cctx)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				failed = c.name
-				log.Warn("not ready yet", "check", c.name, "attempt", attempt, "retry_in", delay.String(), "error", err)
-				break
-			}
-		}
-		if failed == "" {
-			hs.markServing()
-			log.Info("ready: health SERVING", "attempts", attempt)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, readinessMaxRetry)
-	}
-}
-
-// serve serves srv on lis until ctx ends, with checks deciding when health
-// turns SERVING, then shuts down: health NOT_SERVING first (so balancers
+// serve serves srv on lis until ctx ends, with rd deciding health (SERVING
+// once ready, NOT_SERVING while a re-probe fails), then shuts down: the
+// readiness checks stop, health goes NOT_SERVING for good (so balancers
 // stop sending new calls), then GracefulStop for in-flight calls, and Stop
 // once timeout has passed.
-func serve(ctx context.Context, log *slog.Logger, srv *grpc.Server, hs *healthService, checks []readinessCheck, lis net.Listener, timeout time.Duration) error {
-	readyCtx, stopReadiness := context.WithCancel(ctx)
+func serve(ctx context.Context, log *slog.Logger, srv *grpc.Server, hs *healthService, rd *readiness, lis net.Listener, timeout time.Duration) error {
+	readyCtx, cancelReadiness := context.WithCancel(ctx)
 	readinessDone := make(chan struct{})
 	go func() {
 		defer close(readinessDone)
-		awaitReady(readyCtx, log, hs, checks)
+		rd.run(readyCtx)
 	}()
-	defer func() {
-		stopReadiness()
+	stopReadiness := func() {
+		cancelReadiness()
 		<-readinessDone
-	}()
+	}
+	defer stopReadiness()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -89,6 +41,9 @@ func serve(ctx context.Context, log *slog.Logger, srv *grpc.Server, hs *healthSe
 	}
 
 	log.Info("shutting down: health NOT_SERVING, draining calls", "timeout", timeout.String())
+	// NOTE: readiness has returned before drain, so no re-probe can race
+	// the drain; the health server would ignore it anyway, but the log
+	// would then claim SERVING during shutdown.
 	stopReadiness()
 	hs.drain()
 	stopped := make(chan struct{})
