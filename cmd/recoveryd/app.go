@@ -148,9 +148,9 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec); err != nil {
 		return nil, err
 	}
-	registryCheck := readinessCheck{name: "registry", check: store.Ping}
+	registryPing := registryCheck(store.Ping)
 	startup := []readinessCheck{
-		registryCheck,
+		registryPing,
 		// NOTE: fetching the verification keys once proves both that the
 		// JWKS is reachable and that its content parses; AssignKey cannot
 		// work without them.
@@ -160,7 +160,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (
 		}},
 	}
 	// Only the registry is re-probed once SERVING: see readiness.reprobe.
-	a.readiness = newReadiness(log.With("component", "readiness"), a.health, startup, []readinessCheck{registryCheck}, opts.readinessInterval)
+	a.readiness = newReadiness(log.With("component", "readiness"), a.health, startup, []readinessCheck{registryPing}, opts.readinessInterval)
 	return a, nil
 }
 

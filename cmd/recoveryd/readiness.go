@@ -3,6 +3,8 @@ package main
 import (
 	"cmp"
 	"context"
+	"database/sql/driver"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -33,6 +35,11 @@ const (
 	// that takes longer to answer a ping is as good as down for callers.
 	readinessProbeTimeout = 3 * time.Second
 )
+
+// registryStaleConnRetries bounds the extra pings of one registry check:
+// more than the connections the registry keeps idle (16 for PostgreSQL by
+// default), each of which a database restart may have left dead.
+const registryStaleConnRetries = 32
 
 // readinessMeterName scopes recoveryd's own instruments.
 const readinessMeterName = "github.com/walletprovider/recoveryservice/cmd/recoveryd"
@@ -175,4 +182,24 @@ func runChecks(ctx context.Context, checks []readinessCheck, timeout time.Durati
 		}
 	}
 	return "", nil
+}
+
+// registryCheck pings the registry the way database/sql runs a query. A
+// pooled connection the server closed while it sat idle (a restart that is
+// over, an idle timeout, a proxy) fails a ping with driver.ErrBadConn and
+// leaves the pool; database/sql would retry a query on another connection,
+// but not a ping. So the check pings again while that is the error: a
+// database that is back passes on a fresh connection, one that is still
+// down refuses it and the check fails with the database's own reason.
+func registryCheck(ping func(context.Context) error) readinessCheck {
+	return readinessCheck{name: "registry", check: func(ctx context.Context) error {
+		err := ping(ctx)
+		for range registryStaleConnRetries {
+			if !errors.Is(err, driver.ErrBadConn) || ctx.Err() != nil {
+				break
+			}
+			err = ping(ctx)
+		}
+		return err
+	}}
 }
