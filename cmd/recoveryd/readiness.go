@@ -27,7 +27,8 @@ const (
 // Re-probing once SERVING: a balancer polls health every few seconds, so a
 // registry outage shows within one balancer interval or two.
 const (
-	// readinessProbeInterval is how long after one re-probe the next starts.
+	// readinessProbeInterval is how often a re-probe starts (a probe that
+	// runs longer skips the ticks it missed rather than queueing them).
 	readinessProbeInterval = 5 * time.Second
 	// readinessProbeTimeout bounds one re-probe. A ping waits for a free
 	// pooled connection (SQLite has a single writer), so it is generous
