@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -44,13 +45,24 @@ func sumOf(t *testing.T, reader *sdkmetric.ManualReader, name string, attrs ...a
 	return total
 }
 
+// metricsReader is the reader of the SDK meter provider installed once per
+// test process.
+//
+// NOTE: once: the global delegate forwards the package's instruments to the
+// first provider set and never to a later one, so a second installation (as
+// with -count=2) would read nothing.
+var metricsReader = sync.OnceValue(func() *sdkmetric.ManualReader {
+	reader := sdkmetric.NewManualReader()
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	return reader
+})
+
 // TestDecisionsAndReloadsAreCounted installs an SDK meter provider (the
 // only test that does; instruments created before it are forwarded by the
 // global delegate) and checks the counters move with refusals, grants,
 // denials and reloads.
 func TestDecisionsAndReloadsAreCounted(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	reader := metricsReader()
 
 	path := testCallersFile(t)
 	a := newAuthenticator(t, auth.Config{CallersFile: path}, nil)
