@@ -20,7 +20,9 @@ BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
 
 GO_PACKAGES := ./...
-TEST_FLAGS  ?= -count=1 -timeout=20m
+# -race: the flows are concurrent (reservations, pipes, health watchers),
+# and a data race is a bug whether or not a test happens to lose it.
+TEST_FLAGS  ?= -race -count=1 -timeout=20m
 
 define go_tool
 $(BIN)/.$(1)-$(3):
