@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,10 +22,13 @@ import (
 // generator produces size deterministic pseudo-random bytes, hashing them
 // as it goes, and calls hook (if set) before each Read with the bytes
 // produced so far; a hook error is returned by Read.
+//
+// NOTE: produced is atomic because SecureFile may return (on a cancelled
+// context) while its writer goroutine is still inside Read.
 type generator struct {
 	rng      *rand.ChaCha8
 	size     int64
-	produced int64
+	produced atomic.Int64
 	sum      hash.Hash
 	hook     func(produced int64) error
 }
@@ -34,18 +38,19 @@ func newGenerator(size int64) *generator {
 }
 
 func (g *generator) Read(p []byte) (int, error) {
+	produced := g.produced.Load()
 	if g.hook != nil {
-		if err := g.hook(g.produced); err != nil {
+		if err := g.hook(produced); err != nil {
 			return 0, err
 		}
 	}
-	if g.produced >= g.size {
+	if produced >= g.size {
 		return 0, io.EOF
 	}
-	p = p[:min(int64(len(p)), g.size-g.produced)]
+	p = p[:min(int64(len(p)), g.size-produced)]
 	_, _ = g.rng.Read(p)
 	g.sum.Write(p)
-	g.produced += int64(len(p))
+	g.produced.Add(int64(len(p)))
 	return len(p), nil
 }
 
@@ -147,8 +152,8 @@ func TestSecureFileContextCancelled(t *testing.T) {
 		if !errors.As(err, &uerr) || !errors.Is(err, context.Canceled) || uerr.Kind != KindUnavailable {
 			t.Fatalf("error = %v, want KindUnavailable wrapping context.Canceled", err)
 		}
-		if g.produced >= g.size {
-			t.Fatalf("the whole file was read (%d bytes) despite the cancel", g.produced)
+		if n := g.produced.Load(); n >= g.size {
+			t.Fatalf("the whole file was read (%d bytes) despite the cancel", n)
 		}
 	})
 
