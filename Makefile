@@ -20,6 +20,8 @@ BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
 
 GO_PACKAGES := ./...
+# The git revision `make breaking` compares the contract with.
+BREAKING_AGAINST ?= main
 # -race: the flows are concurrent (reservations, pipes, health watchers),
 # and a data race is a bug whether or not a test happens to lose it.
 TEST_FLAGS  ?= -race -count=1 -timeout=20m
@@ -89,6 +91,16 @@ check-generate: generate ## fail if gen/ differs from what proto/ generates
 # golangci-lint reads .golangci.yml (errorlint, gosec and a few more, each
 # justified there, plus the goimports grouping). --allow-serial-runners: two
 # `make lint` in one tree wait for each other instead of one failing.
+.PHONY: breaking
+breaking: $(BUILD_TOOL_STAMPS) $(PROTOVALIDATE_PROTO) ## buf breaking: the contract against main (BREAKING_AGAINST=rev to change)
+	@# NOTE: the revision's tree lacks the ignored third_party/, so it is
+	@# built with ours before comparing.
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  git archive '$(BREAKING_AGAINST)' | tar -x -C "$$tmp"; \
+	  mkdir -p "$$tmp/third_party" && cp -r third_party/protovalidate "$$tmp/third_party/"; \
+	  (cd "$$tmp" && buf build proto -o image.binpb); \
+	  buf breaking proto --against "$$tmp/image.binpb" && echo "proto/: no breaking change against $(BREAKING_AGAINST)"
+
 .PHONY: lint
 lint: $(BUILD_TOOL_STAMPS) $(PROTOVALIDATE_PROTO) ## buf lint, gofmt, go vet and golangci-lint
 	buf lint
@@ -120,7 +132,7 @@ build: ## build recoveryd and sandboxd into .bin/
 	go build -o $(BIN)/sandboxd ./cmd/sandboxd
 
 .PHONY: test
-test: $(BUILD_TOOL_STAMPS) system-deps check-generate lint ## everything CI runs: generate check, lint, all tests
+test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everything CI runs: generate check, breaking check, lint, all tests
 	go test $(TEST_FLAGS) $(GO_PACKAGES)
 
 .PHONY: bench
