@@ -96,7 +96,8 @@ breaking: $(BUILD_TOOL_STAMPS) $(PROTOVALIDATE_PROTO) ## buf breaking: the contr
 	@# NOTE: the revision's tree lacks the ignored third_party/, so it is
 	@# built with ours before comparing.
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	  git archive '$(BREAKING_AGAINST)' | tar -x -C "$$tmp"; \
+	  rev=$$(git rev-parse -q --verify '$(BREAKING_AGAINST)^{commit}' || git rev-parse -q --verify 'origin/$(BREAKING_AGAINST)^{commit}' || git rev-parse HEAD); \
+	  git archive "$$rev" | tar -x -C "$$tmp"; \
 	  mkdir -p "$$tmp/third_party" && cp -r third_party/protovalidate "$$tmp/third_party/"; \
 	  (cd "$$tmp" && buf build proto -o image.binpb); \
 	  buf breaking proto --against "$$tmp/image.binpb" && echo "proto/: no breaking change against $(BREAKING_AGAINST)"
