@@ -110,6 +110,22 @@ const keyColumns = `id, user_identifier, customer_id, customer_name, package_id,
 	key_environment, caller, state, reason, reservation_token, reserved_at,
 	key_id, public_key_hex, fingerprint, assigned_at`
 
+// The SQL of ReserveAssignment, GetKey and GetKeyByPublicKey, prepared once
+// per Store (statements.go).
+const (
+	// reserveKeySQL inserts a pending row unless the pair has one; the
+	// pair's UNIQUE constraint, not a prior read, decides who reserves.
+	reserveKeySQL = `
+		INSERT INTO keys (user_identifier, customer_id, customer_name, package_id, package_name,
+			key_environment, caller, state, reservation_token, reserved_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)
+		ON CONFLICT (user_identifier, customer_id) DO NOTHING
+		RETURNING id`
+	findKeySQL        = `SELECT ` + keyColumns + ` FROM keys WHERE user_identifier = $1 AND customer_id = $2`
+	keyByIDSQL        = `SELECT ` + keyColumns + ` FROM keys WHERE key_id = $1 AND state = 'assigned'`
+	keyByPublicKeySQL = `SELECT ` + keyColumns + ` FROM keys WHERE public_key_hex = $1 AND state = 'assigned'`
+)
+
 // keyRow is one row of keys, as scanned.
 type keyRow struct {
 	id          int64
@@ -206,12 +222,7 @@ func (s *Store) reserveAssignment(ctx context.Context, tx *sql.Tx, terms KeyTerm
 	now := s.now()
 	token := newToken()
 	var id int64
-	err = tx.QueryRowContext(ctx, `
-		INSERT INTO keys (user_identifier, customer_id, customer_name, package_id, package_name,
-			key_environment, caller, state, reservation_token, reserved_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)
-		ON CONFLICT (user_identifier, customer_id) DO NOTHING
-		RETURNING id`,
+	err = s.stmts.reserveKey.queryRowTx(ctx, tx,
 		terms.UserIdentifier, terms.CustomerID, terms.CustomerName, terms.PackageID, terms.PackageName,
 		terms.KeyEnvironment, terms.Caller, token, s.dialect.timeArg(now),
 	).Scan(&id)
@@ -224,9 +235,7 @@ func (s *Store) reserveAssignment(ctx context.Context, tx *sql.Tx, terms KeyTerm
 
 	// NOTE: a separate statement, so that on PostgreSQL (READ COMMITTED) it
 	// sees the row whose commit the INSERT waited for.
-	row, err := scanKeyRow(tx.QueryRowContext(ctx,
-		`SELECT `+keyColumns+` FROM keys WHERE user_identifier = $1 AND customer_id = $2`,
-		terms.UserIdentifier, terms.CustomerID))
+	row, err := scanKeyRow(s.stmts.findKey.queryRowTx(ctx, tx, terms.UserIdentifier, terms.CustomerID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, false, nil // released since the INSERT: try again
 	}
@@ -371,7 +380,7 @@ func (s *Store) GetKey(ctx context.Context, keyID string) (k *Key, err error) {
 	if err := checkText("key_id", keyID, true); err != nil {
 		return nil, err
 	}
-	return s.getKey(ctx, `key_id = $1`, keyID)
+	return getKey(s.stmts.keyByID.queryRow(ctx, keyID))
 }
 
 // GetKeyByPublicKey returns a recorded key by hex public key, any case (ErrNotFound).
@@ -386,12 +395,12 @@ func (s *Store) GetKeyByPublicKey(ctx context.Context, publicKeyHex string) (k *
 	if err != nil {
 		return nil, err
 	}
-	return s.getKey(ctx, `public_key_hex = $1`, publicKey)
+	return getKey(s.stmts.keyByPublicKey.queryRow(ctx, publicKey))
 }
 
-func (s *Store) getKey(ctx context.Context, where string, arg any) (*Key, error) {
-	row, err := scanKeyRow(s.read.QueryRowContext(ctx,
-		`SELECT `+keyColumns+` FROM keys WHERE `+where+` AND state = 'assigned'`, arg))
+// getKey scans the recorded key a lookup found.
+func getKey(r *sql.Row) (*Key, error) {
+	row, err := scanKeyRow(r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no recorded key", ErrNotFound)
 	}

@@ -85,6 +85,34 @@ const (
 const backupColumns = `backup_id, backup_type, key_id, customer_id, package_id, checksum_sha256,
 	size_bytes, description, content_type, original_filename, stored_at, caller, idempotency_key`
 
+// The SQL of ReserveBackup, CompleteBackup and RecordBackup, prepared once
+// per Store (statements.go).
+const (
+	// reserveBackupSQL inserts a pending idempotency row unless (scope, key)
+	// has one; the UNIQUE constraint decides who reserves.
+	reserveBackupSQL = `
+		INSERT INTO backups (state, idempotency_scope, idempotency_key, request_hash, reservation_token, reserved_at)
+		VALUES ('pending', $1, $2, $3, $4, $5)
+		ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
+		RETURNING id`
+	findBackupSQL = `
+		SELECT id, state, request_hash, reservation_token, reserved_at FROM backups
+		WHERE idempotency_scope = $1 AND idempotency_key = $2`
+	backupByRowIDSQL = `SELECT ` + backupColumns + ` FROM backups WHERE id = $1`
+	// backupKeySQL finds the recorded key a backup names (resolveBackupKey).
+	backupKeySQL      = `SELECT customer_id, package_id FROM keys WHERE key_id = $1 AND state = 'assigned'`
+	completeBackupSQL = `
+		UPDATE backups SET state = 'stored', reservation_token = NULL, reason = '',
+			backup_id = $1, backup_type = $2, key_id = $3, customer_id = $4, package_id = $5,
+			checksum_sha256 = $6, size_bytes = $7, description = $8, content_type = $9,
+			original_filename = $10, caller = $11, stored_at = $12
+		WHERE reservation_token = $13 AND state = 'pending'`
+	recordBackupSQL = `
+		INSERT INTO backups (state, backup_id, backup_type, key_id, customer_id, package_id,
+			checksum_sha256, size_bytes, description, content_type, original_filename, caller, stored_at)
+		VALUES ('stored', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+)
+
 func scanBackup(sc interface{ Scan(...any) error }) (Backup, error) {
 	var (
 		b        Backup
@@ -141,11 +169,7 @@ func (s *Store) reserveBackup(ctx context.Context, tx *sql.Tx, scope, idempotenc
 	now := s.now()
 	token := newToken()
 	var id int64
-	err = tx.QueryRowContext(ctx, `
-		INSERT INTO backups (state, idempotency_scope, idempotency_key, request_hash, reservation_token, reserved_at)
-		VALUES ('pending', $1, $2, $3, $4, $5)
-		ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
-		RETURNING id`,
+	err = s.stmts.reserveBackup.queryRowTx(ctx, tx,
 		scope, idempotencyKey, requestHash, token, s.dialect.timeArg(now),
 	).Scan(&id)
 	switch {
@@ -162,9 +186,7 @@ func (s *Store) reserveBackup(ctx context.Context, tx *sql.Tx, scope, idempotenc
 	)
 	// NOTE: a separate statement, so that on PostgreSQL (READ COMMITTED) it
 	// sees the row whose commit the INSERT waited for.
-	err = tx.QueryRowContext(ctx, `
-		SELECT id, state, request_hash, reservation_token, reserved_at FROM backups
-		WHERE idempotency_scope = $1 AND idempotency_key = $2`,
+	err = s.stmts.findBackup.queryRowTx(ctx, tx,
 		scope, idempotencyKey).Scan(&id, &state, &hash, &rowToken, &reservedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, false, nil // released since the INSERT: try again
@@ -179,7 +201,7 @@ func (s *Store) reserveBackup(ctx context.Context, tx *sql.Tx, scope, idempotenc
 	case state == backupUnknown:
 		return BackupReservation{State: BackupUnknown}, true, nil
 	case state == backupStored:
-		b, err := scanBackup(tx.QueryRowContext(ctx, `SELECT `+backupColumns+` FROM backups WHERE id = $1`, id))
+		b, err := scanBackup(s.stmts.backupByRowID.queryRowTx(ctx, tx, id))
 		if err != nil {
 			return res, false, fmt.Errorf("registry: reserve backup: %w", err)
 		}
@@ -250,8 +272,7 @@ func (s *Store) checkBackup(b Backup) (Backup, error) {
 // find every backup.
 func (s *Store) resolveBackupKey(ctx context.Context, tx *sql.Tx, b *Backup) error {
 	var customerID, packageID string
-	err := tx.QueryRowContext(ctx,
-		`SELECT customer_id, package_id FROM keys WHERE key_id = $1 AND state = 'assigned'`,
+	err := s.stmts.backupKey.queryRowTx(ctx, tx,
 		b.KeyID).Scan(&customerID, &packageID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: the backup's key is not recorded", ErrNotFound)
@@ -291,12 +312,7 @@ func (s *Store) CompleteBackup(ctx context.Context, token string, b Backup) (err
 		if err := s.resolveBackupKey(ctx, tx, &b); err != nil {
 			return err
 		}
-		r, err := tx.ExecContext(ctx, `
-			UPDATE backups SET state = 'stored', reservation_token = NULL, reason = '',
-				backup_id = $1, backup_type = $2, key_id = $3, customer_id = $4, package_id = $5,
-				checksum_sha256 = $6, size_bytes = $7, description = $8, content_type = $9,
-				original_filename = $10, caller = $11, stored_at = $12
-			WHERE reservation_token = $13 AND state = 'pending'`,
+		r, err := s.stmts.completeBackup.execTx(ctx, tx,
 			b.BackupID, b.BackupType, b.KeyID, b.CustomerID, b.PackageID,
 			b.Checksum, b.SizeBytes, b.Metadata.Description, b.Metadata.ContentType,
 			b.Metadata.OriginalFilename, b.Caller, s.dialect.timeArg(b.StoredAt), token)
@@ -363,10 +379,7 @@ func (s *Store) RecordBackup(ctx context.Context, b Backup) (err error) {
 		if err := s.resolveBackupKey(ctx, tx, &b); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `
-			INSERT INTO backups (state, backup_id, backup_type, key_id, customer_id, package_id,
-				checksum_sha256, size_bytes, description, content_type, original_filename, caller, stored_at)
-			VALUES ('stored', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		_, err := s.stmts.recordBackup.execTx(ctx, tx,
 			b.BackupID, b.BackupType, b.KeyID, b.CustomerID, b.PackageID,
 			b.Checksum, b.SizeBytes, b.Metadata.Description, b.Metadata.ContentType,
 			b.Metadata.OriginalFilename, b.Caller, s.dialect.timeArg(b.StoredAt))

@@ -37,3 +37,42 @@ func BenchmarkAssignment(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReserveAssignmentRecorded is ReserveAssignment for a pair whose
+// key is recorded (a repeat AssignKey's registry work) on SQLite, with the
+// hot-path statements prepared once (impl=ours) against the same Store
+// sending their text each time (impl=baseline), so the pair shows what
+// preparing saves. PostgreSQL is left out: it prepares nothing itself (pgx
+// caches statements per connection), so both halves would be the same path.
+func BenchmarkReserveAssignmentRecorded(b *testing.B) {
+	for _, impl := range []struct {
+		name string
+		opts []Option
+	}{
+		{"baseline", []Option{withTextStatements()}},
+		{"ours", nil},
+	} {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			s, err := newSQLiteDB(b).open(append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, impl.opts...)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			tm := terms(1, 1)
+			res, err := s.ReserveAssignment(ctx, tm, time.Minute)
+			if err != nil || res.State != AssignmentReserved {
+				b.Fatalf("reserve: %+v, %v", res, err)
+			}
+			if err := s.CompleteAssignment(ctx, res.Token, testKey(1)); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if res, err := s.ReserveAssignment(ctx, tm, time.Minute); err != nil || res.State != AssignmentRecorded {
+					b.Fatalf("repeat: %+v, %v", res, err)
+				}
+			}
+		})
+	}
+}

@@ -23,6 +23,10 @@ type dialect interface {
 	foreignKeyViolation(err error) bool
 	// migrationsTable is the DDL of schema_migrations.
 	migrationsTable() string
+	// reusesPreparedStatements reports whether the Store prepares its
+	// hot-path statements once and reuses them (statements.go) rather than
+	// sending their text each time.
+	reusesPreparedStatements() bool
 	// lockMigrations keeps other processes from migrating the same database
 	// until unlock is called; conn is the connection that migrates.
 	lockMigrations(ctx context.Context, conn *sql.Conn) (unlock func(), err error)

@@ -74,6 +74,12 @@ func (postgresDialect) foreignKeyViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == pgForeignKeyViolation
 }
 
+// reusesPreparedStatements is false: pgx already prepares each statement
+// once per connection and caches it, and it drops a cached statement that
+// fails (say, after another replica's migration changed a table under it),
+// which a database/sql prepared statement would keep failing with.
+func (postgresDialect) reusesPreparedStatements() bool { return false }
+
 func (postgresDialect) migrationsTable() string {
 	return `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    BIGINT PRIMARY KEY,

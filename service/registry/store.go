@@ -28,6 +28,10 @@ type Store struct {
 	// writer; on PostgreSQL it is the same pool as write.
 	read *sql.DB
 
+	// stmts are the hot paths' statements, prepared once where the dialect
+	// reuses them.
+	stmts statements
+
 	dialect dialect
 	now     func() time.Time
 	log     *slog.Logger
@@ -44,6 +48,10 @@ type options struct {
 	meterProvider  metric.MeterProvider
 	maxConns       int
 	migrations     fs.FS // tests substitute a broken set
+	// textStatements sends every statement as text, preparing none: with
+	// a substitute migration set (the registry's tables may be missing) and
+	// in benchmarks that measure what preparing saves.
+	textStatements bool
 }
 
 // WithClock sets the clock used for reserved_at, assigned_at, stored_at
@@ -75,7 +83,13 @@ func WithMaxConns(n int) Option {
 }
 
 func withMigrations(fsys fs.FS) Option {
-	return func(o *options) { o.migrations = fsys }
+	return func(o *options) { o.migrations, o.textStatements = fsys, true }
+}
+
+// withTextStatements makes a Store prepare nothing, so that a benchmark can
+// measure the text path beside the prepared one.
+func withTextStatements() Option {
+	return func(o *options) { o.textStatements = true }
 }
 
 func buildOptions(opts []Option) options {
@@ -94,12 +108,14 @@ func buildOptions(opts []Option) options {
 	return o
 }
 
-// open finishes Open{SQLite,Postgres}: it migrates and assembles the Store.
-// It closes the pools when it fails so callers need not.
+// open finishes Open{SQLite,Postgres}: it migrates, prepares the hot-path
+// statements where the dialect reuses them, and assembles the Store. It
+// closes the pools when it fails so callers need not.
 func open(ctx context.Context, d dialect, write, read *sql.DB, o options) (*Store, error) {
 	s := &Store{
 		write:   write,
 		read:    read,
+		stmts:   newStatements(write, read),
 		dialect: d,
 		now:     func() time.Time { return o.clock().UTC().Truncate(time.Microsecond) },
 		log:     o.logger.With("component", "registry", "backend", d.name()),
@@ -109,12 +125,19 @@ func open(ctx context.Context, d dialect, write, read *sql.DB, o options) (*Stor
 		_ = s.Close()
 		return nil, err
 	}
+	// NOTE: after migrating: the statements name the registry's tables.
+	if d.reusesPreparedStatements() && !o.textStatements {
+		if err := s.stmts.prepare(ctx); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
-// Close releases the database.
+// Close releases the prepared statements and the database.
 func (s *Store) Close() error {
-	err := s.write.Close()
+	err := errors.Join(s.stmts.close(), s.write.Close())
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
 	}
