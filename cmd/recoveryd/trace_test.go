@@ -14,6 +14,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry/otlptest"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
@@ -220,7 +221,7 @@ func TestOneTraceFromCallerToUpstream(t *testing.T) {
 // recoveryd exports a call's spans over the network to an OTLP/gRPC
 // collector, flushed when it stops.
 func TestSpansExportedOverOTLP(t *testing.T) {
-	receiver, endpoint := startOTLPReceiver(t)
+	receiver, endpoint := otlptest.StartGRPC(t)
 	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
@@ -235,27 +236,27 @@ func TestSpansExportedOverOTLP(t *testing.T) {
 	}
 
 	var server, client, registry int
-	for _, s := range receiver.spans() {
-		if s.traceID != exportedTraceID {
+	for _, s := range receiver.Spans() {
+		if s.TraceID != exportedTraceID {
 			continue
 		}
-		if s.service != telemetryServiceName {
-			t.Errorf("span %s exported with service.name %q, want %q", s.name, s.service, telemetryServiceName)
+		if s.ServiceName != telemetryServiceName {
+			t.Errorf("span %s exported with service.name %q, want %q", s.Name, s.ServiceName, telemetryServiceName)
 		}
 		switch {
-		case s.kind == tracepb.Span_SPAN_KIND_SERVER && s.name == "recovery.v1.RecoveryService/AssignKey":
+		case s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Name == "recovery.v1.RecoveryService/AssignKey":
 			server++
-			if s.parentID != callerSpanID {
-				t.Errorf("exported server span's parent = %s, want %s", s.parentID, callerSpanID)
+			if s.ParentID != callerSpanID {
+				t.Errorf("exported server span's parent = %s, want %s", s.ParentID, callerSpanID)
 			}
-		case s.kind == tracepb.Span_SPAN_KIND_CLIENT && s.name == http.MethodPost+" "+sandbox.PathAssignKey:
+		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT && s.Name == http.MethodPost+" "+sandbox.PathAssignKey:
 			client++
-		case s.kind == tracepb.Span_SPAN_KIND_CLIENT && strings.HasPrefix(s.name, "registry."):
+		case s.Kind == tracepb.Span_SPAN_KIND_CLIENT && strings.HasPrefix(s.Name, "registry."):
 			registry++
 		}
 	}
 	if server != 1 || client != 1 || registry == 0 {
 		t.Errorf("collector received %d server, %d upstream client and %d registry spans of the call, want 1, 1, >0; all: %+v",
-			server, client, registry, receiver.spans())
+			server, client, registry, receiver.Spans())
 	}
 }

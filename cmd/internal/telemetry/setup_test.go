@@ -3,7 +3,6 @@ package telemetry
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry/otlptest"
 )
 
 // startProbeSpan starts and ends one span through the global API, the way
@@ -79,12 +80,12 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 			isolateOTELEnv(t)
 			// Both receivers run; the protocol decides which one must get
 			// the span, and the other must get nothing.
-			grpcRcv, grpcURL := startGRPCTraceReceiver(t)
-			httpRcv, httpURL := startHTTPTraceReceiver(t)
+			grpcRcv, grpcURL := otlptest.StartGRPC(t)
+			httpRcv, httpURL := otlptest.StartHTTP(t)
 			wantHTTP := tt.protocol != "grpc" || tt.env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
-			endpoint, want, other := grpcURL, &grpcRcv.traceSink, &httpRcv.traceSink
+			endpoint, want, other := grpcURL, &grpcRcv.Sink, &httpRcv.Sink
 			if wantHTTP {
-				endpoint, want, other = httpURL, &httpRcv.traceSink, &grpcRcv.traceSink
+				endpoint, want, other = httpURL, &httpRcv.Sink, &grpcRcv.Sink
 			}
 			t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
@@ -103,33 +104,33 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 			sc := startProbeSpan("otlp-probe")
 			shutdownNow(t, tel)
 
-			spans := want.spans()
+			spans := want.Spans()
 			if len(spans) != 1 {
 				t.Fatalf("receiver got %d spans, want 1: %+v", len(spans), spans)
 			}
 			got := spans[0]
-			if got.name != "otlp-probe" {
-				t.Errorf("span name %q, want otlp-probe", got.name)
+			if got.Name != "otlp-probe" {
+				t.Errorf("span name %q, want otlp-probe", got.Name)
 			}
-			if hex.EncodeToString(got.traceID) != sc.TraceID().String() || hex.EncodeToString(got.spanID) != sc.SpanID().String() {
-				t.Errorf("span ids %x/%x, want %s/%s", got.traceID, got.spanID, sc.TraceID(), sc.SpanID())
+			if got.TraceID != sc.TraceID().String() || got.SpanID != sc.SpanID().String() {
+				t.Errorf("span ids %s/%s, want %s/%s", got.TraceID, got.SpanID, sc.TraceID(), sc.SpanID())
 			}
-			if got.serviceName != tt.wantService {
-				t.Errorf("service.name %q, want %q", got.serviceName, tt.wantService)
+			if got.ServiceName != tt.wantService {
+				t.Errorf("service.name %q, want %q", got.ServiceName, tt.wantService)
 			}
 			for k, v := range tt.wantRes {
-				if got.resource[k] != v {
-					t.Errorf("resource %s = %q, want %q (resource %v)", k, got.resource[k], v, got.resource)
+				if got.Resource[k] != v {
+					t.Errorf("resource %s = %q, want %q (resource %v)", k, got.Resource[k], v, got.Resource)
 				}
 			}
-			if got.attrs["key_id"] != "key-123" {
-				t.Errorf("span attribute key_id = %q, want key-123", got.attrs["key_id"])
+			if got.Attrs["key_id"] != "key-123" {
+				t.Errorf("span attribute key_id = %q, want key-123", got.Attrs["key_id"])
 			}
-			if n := other.requestCount(); n != 0 {
+			if n := other.RequestCount(); n != 0 {
 				t.Errorf("the receiver for the other protocol got %d requests", n)
 			}
-			if len(httpRcv.badRequests) != 0 {
-				t.Errorf("HTTP receiver rejected requests: %v", httpRcv.badRequests)
+			if len(httpRcv.BadRequests()) != 0 {
+				t.Errorf("HTTP receiver rejected requests: %v", httpRcv.BadRequests())
 			}
 		})
 	}
@@ -139,7 +140,7 @@ func TestSetupNoneExportsNothing(t *testing.T) {
 	for _, value := range []string{"none", "", " NONE "} {
 		t.Run("OTEL_TRACES_EXPORTER="+value, func(t *testing.T) {
 			isolateOTELEnv(t)
-			grpcRcv, endpoint := startGRPCTraceReceiver(t)
+			grpcRcv, endpoint := otlptest.StartGRPC(t)
 			// Everything else points at a live receiver, so only the
 			// exporter choice keeps the span from arriving.
 			t.Setenv("OTEL_TRACES_EXPORTER", value)
@@ -154,7 +155,7 @@ func TestSetupNoneExportsNothing(t *testing.T) {
 			sc := startProbeSpan("none-probe")
 			shutdownNow(t, tel)
 
-			if n := grpcRcv.requestCount(); n != 0 {
+			if n := grpcRcv.RequestCount(); n != 0 {
 				t.Errorf("receiver got %d export requests with exporter %q", n, value)
 			}
 			// The trace still exists, so logs and the upstream call carry it.
@@ -167,7 +168,7 @@ func TestSetupNoneExportsNothing(t *testing.T) {
 
 func TestSetupConsoleExporter(t *testing.T) {
 	isolateOTELEnv(t)
-	grpcRcv, endpoint := startGRPCTraceReceiver(t)
+	grpcRcv, endpoint := otlptest.StartGRPC(t)
 	t.Setenv("OTEL_TRACES_EXPORTER", "console,otlp")
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
@@ -186,7 +187,7 @@ func TestSetupConsoleExporter(t *testing.T) {
 			t.Errorf("console output lacks %s:\n%s", want, out)
 		}
 	}
-	if spans := grpcRcv.spans(); len(spans) != 1 || spans[0].name != "console-probe" {
+	if spans := grpcRcv.Spans(); len(spans) != 1 || spans[0].Name != "console-probe" {
 		t.Errorf("with console,otlp the OTLP receiver got %+v, want the one span", spans)
 	}
 }

@@ -1,9 +1,14 @@
-package telemetry
+// Package otlptest runs real OpenTelemetry trace collector endpoints (the
+// collector's OTLP wire protocol, over gRPC or HTTP/protobuf) on loopback,
+// so tests can check what a process exports over the network. Test support
+// only: production code never imports it.
+package otlptest
 
 import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
@@ -13,54 +18,69 @@ import (
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
-// receivedSpan is one span as an OTLP collector received it.
-type receivedSpan struct {
-	serviceName string
-	resource    map[string]string
-	name        string
-	traceID     []byte
-	spanID      []byte
-	attrs       map[string]string
+// Span is one span as a collector received it; ids are lowercase hex.
+type Span struct {
+	ServiceName string            // the resource's service.name
+	Resource    map[string]string // the resource's string attributes
+	Name        string
+	Kind        tracepb.Span_SpanKind
+	TraceID     string
+	SpanID      string
+	ParentID    string            // "" for a root span
+	Attrs       map[string]string // the span's string attributes
 }
 
-// traceSink stores what a receiver was sent, whatever the transport.
-type traceSink struct {
-	mu       sync.Mutex
-	requests []*collectortrace.ExportTraceServiceRequest
+// Sink stores what a receiver was sent, whatever the transport.
+type Sink struct {
+	mu          sync.Mutex
+	requests    []*collectortrace.ExportTraceServiceRequest
+	badRequests []string
 }
 
-func (s *traceSink) add(req *collectortrace.ExportTraceServiceRequest) {
+func (s *Sink) add(req *collectortrace.ExportTraceServiceRequest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = append(s.requests, req)
 }
 
-func (s *traceSink) requestCount() int {
+// RequestCount is how many export requests arrived.
+func (s *Sink) RequestCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.requests)
 }
 
-func (s *traceSink) spans() []receivedSpan {
+// BadRequests lists why requests were refused (HTTP receiver only).
+func (s *Sink) BadRequests() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []receivedSpan
+	return append([]string(nil), s.badRequests...)
+}
+
+// Spans flattens every span received so far.
+func (s *Sink) Spans() []Span {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Span
 	for _, req := range s.requests {
 		for _, rs := range req.GetResourceSpans() {
 			res := stringAttrs(rs.GetResource().GetAttributes())
 			for _, ss := range rs.GetScopeSpans() {
 				for _, sp := range ss.GetSpans() {
-					out = append(out, receivedSpan{
-						serviceName: res["service.name"],
-						resource:    res,
-						name:        sp.GetName(),
-						traceID:     sp.GetTraceId(),
-						spanID:      sp.GetSpanId(),
-						attrs:       stringAttrs(sp.GetAttributes()),
+					out = append(out, Span{
+						ServiceName: res["service.name"],
+						Resource:    res,
+						Name:        sp.GetName(),
+						Kind:        sp.GetKind(),
+						TraceID:     hex.EncodeToString(sp.GetTraceId()),
+						SpanID:      hex.EncodeToString(sp.GetSpanId()),
+						ParentID:    hex.EncodeToString(sp.GetParentSpanId()),
+						Attrs:       stringAttrs(sp.GetAttributes()),
 					})
 				}
 			}
@@ -77,28 +97,27 @@ func stringAttrs(kvs []*commonpb.KeyValue) map[string]string {
 	return m
 }
 
-// grpcTraceReceiver is a real OTLP/gRPC trace collector endpoint: the
-// collector's wire protocol, served on a loopback port.
-type grpcTraceReceiver struct {
+// GRPCReceiver is an OTLP/gRPC trace collector endpoint.
+type GRPCReceiver struct {
 	collectortrace.UnimplementedTraceServiceServer
-	traceSink
+	Sink
 }
 
 // Export implements collectortrace.TraceServiceServer.
-func (r *grpcTraceReceiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+func (r *GRPCReceiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
 	r.add(proto.Clone(req).(*collectortrace.ExportTraceServiceRequest))
 	return &collectortrace.ExportTraceServiceResponse{}, nil
 }
 
-// startGRPCTraceReceiver serves a receiver on 127.0.0.1 and returns it with
-// its endpoint as an OTLP URL.
-func startGRPCTraceReceiver(t *testing.T) (*grpcTraceReceiver, string) {
+// StartGRPC serves a GRPCReceiver on 127.0.0.1 until the test ends and
+// returns it with its endpoint as an OTLP URL.
+func StartGRPC(t testing.TB) (*GRPCReceiver, string) {
 	t.Helper()
 	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rcv := &grpcTraceReceiver{}
+	rcv := &GRPCReceiver{}
 	srv := grpc.NewServer()
 	collectortrace.RegisterTraceServiceServer(srv, rcv)
 	done := make(chan struct{})
@@ -113,13 +132,12 @@ func startGRPCTraceReceiver(t *testing.T) (*grpcTraceReceiver, string) {
 	return rcv, "http://" + ln.Addr().String()
 }
 
-// httpTraceReceiver is a real OTLP/HTTP (protobuf) trace collector endpoint.
-type httpTraceReceiver struct {
-	traceSink
-	badRequests []string
+// HTTPReceiver is an OTLP/HTTP (protobuf) trace collector endpoint.
+type HTTPReceiver struct {
+	Sink
 }
 
-func (r *httpTraceReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+func (r *HTTPReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	fail := func(code int, why string) {
 		r.mu.Lock()
 		r.badRequests = append(r.badRequests, why)
@@ -164,10 +182,11 @@ func (r *httpTraceReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) 
 	_, _ = io.Copy(w, bytes.NewReader(out))
 }
 
-// startHTTPTraceReceiver serves a receiver with httptest on loopback.
-func startHTTPTraceReceiver(t *testing.T) (*httpTraceReceiver, string) {
+// StartHTTP serves an HTTPReceiver with httptest on loopback until the test
+// ends and returns it with its base URL.
+func StartHTTP(t testing.TB) (*HTTPReceiver, string) {
 	t.Helper()
-	rcv := &httpTraceReceiver{}
+	rcv := &HTTPReceiver{}
 	srv := httptest.NewServer(rcv)
 	t.Cleanup(srv.Close)
 	return rcv, srv.URL
