@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 
@@ -202,21 +203,28 @@ func TestBadInput(t *testing.T) {
 
 	// Nothing changed: the upstream holds the one key and no backup, and
 	// the registry agrees.
+	wantOnlyKey(t, ctx, up, c, keyID)
+	if strings.Contains(logs.String(), strings.Repeat("s", 64)) {
+		t.Error("request bytes reached the logs")
+	}
+}
+
+// wantOnlyKey checks that nothing but the one key keyID was stored: the
+// upstream holds that key and no backup, and the registry agrees.
+func wantOnlyKey(t *testing.T, ctx context.Context, up *testUpstream, c recoveryv1.RecoveryServiceClient, keyID string) {
+	t.Helper()
 	if keys := up.sandboxKeys(t); len(keys) != 1 || keys[0].KeyID != keyID {
 		t.Errorf("upstream keys = %+v, want only %s", keys, keyID)
 	}
 	if backups := up.sandboxBackups(t); len(backups) != 0 {
-		t.Errorf("upstream stored %d backups from bad requests: %+v", len(backups), backups)
+		t.Errorf("upstream stored %d backups: %+v", len(backups), backups)
 	}
 	keys, err := c.ListKeys(ctx, &recoveryv1.ListKeysRequest{})
-	if err != nil || len(keys.GetKeys()) != 1 {
-		t.Errorf("ListKeys = %v, %v; want only the one key", keys, err)
+	if err != nil || len(keys.GetKeys()) != 1 || keys.GetKeys()[0].GetKeyId() != keyID {
+		t.Errorf("ListKeys = %v, %v; want only %s", keys, err, keyID)
 	}
 	backups, err := c.ListBackups(ctx, &recoveryv1.ListBackupsRequest{})
 	if err != nil || len(backups.GetBackups()) != 0 {
 		t.Errorf("ListBackups = %v, %v; want none", backups, err)
-	}
-	if strings.Contains(logs.String(), strings.Repeat("s", 64)) {
-		t.Error("request bytes reached the logs")
 	}
 }
