@@ -36,7 +36,7 @@ GHZ_MAX_SECONDS=${GHZ_MAX_SECONDS:-60}
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 
 # The packages holding paired benchmarks.
-GO_PACKAGES=(keycrypto cmd/recoveryd)
+GO_PACKAGES=(keycrypto cmd/recoveryd/app)
 # The RecoveryService's name in health checks.
 SERVICE=recovery.v1.RecoveryService
 # How long recoveryd may take to listen, turn SERVING and go idle.

@@ -1,18 +1,8 @@
-// Command recoveryd serves the RecoveryService over gRPC: it is the one place
-// where the configuration, the upstream adapter, the registry and the service
-// handlers are wired together and where the server's lifecycle (readiness,
-// health, graceful shutdown) is decided.
+// Command recoveryd serves the RecoveryService over gRPC. This package holds
+// only main and flag parsing: flags (with RECOVERY_* environment fallbacks;
+// `recoveryd -help` lists them) become an app.Config, which is validated and
+// run by package app, where the server is assembled.
 //
-// With no configuration it runs the upstream emulator in-process (the
-// "embedded sandbox"), trusts that emulator's signing keys, keeps its SQLite
-// registry under ./recoveryd-data and listens on 127.0.0.1:50051 with server
-// reflection on, so `go run ./cmd/recoveryd` is a working development server.
-// Flags have RECOVERY_* environment fallbacks; `recoveryd -help` lists them.
-//
-// Callers authenticate with bearer tokens listed (as SHA-256 digests) in
-// --caller-tokens-file, reloaded on SIGHUP, and optionally with client
-// certificates (--tls-cert, --tls-key, --client-ca); service/auth decides,
-// in the interceptor chain's auth position. With --environment production,
-// recoveryd refuses to start in any configuration productionProblems names,
-// one line per problem; in development it prints a banner of what is unsafe.
+// Exit codes: 0 after a clean shutdown (SIGTERM, SIGINT), 1 when the server
+// failed, 2 when the configuration is wrong and nothing was started.
 package main

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
+	"github.com/walletprovider/recoveryservice/cmd/recoveryd/app"
 )
 
 // Exit codes.
@@ -26,14 +25,10 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
-	if err == nil {
-		err = cfg.Validate()
-	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "recoveryd: configuration error:\n%v\n", err)
-		os.Exit(exitUsage)
+		configurationError(err)
 	}
-	log := newLogger(os.Stderr, cfg.LogLevel)
+	log := app.NewLogger(os.Stderr, cfg.LogLevel)
 	// Packages given no logger (nil → slog.Default()) log as JSON too.
 	slog.SetDefault(log)
 
@@ -44,15 +39,20 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	if err := run(ctx, cfg, log, runOptions{}); err != nil {
+	err = app.Run(ctx, cfg, log, app.Options{})
+	if invalid, ok := errors.AsType[*app.ConfigError](err); ok {
+		configurationError(invalid.Problems)
+	}
+	if err != nil {
 		log.Error("recoveryd failed", "error", err)
 		os.Exit(exitFailure)
 	}
 	log.Info("recoveryd stopped")
 }
 
-// newLogger writes JSON lines at level and above to w, with the trace_id and
-// span_id of the call a line was logged in.
-func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(telemetry.SlogHandler(w, level))
+// configurationError prints the problems with the flags, one per line, and
+// exits with exitUsage: nothing was started.
+func configurationError(problems error) {
+	fmt.Fprintf(os.Stderr, "recoveryd: configuration error:\n%v\n", problems)
+	os.Exit(exitUsage)
 }

@@ -1,0 +1,268 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc"
+
+	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
+	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+)
+
+// registryFileName is the SQLite registry's file under --data-dir.
+const registryFileName = "registry.db"
+
+// dataDirMode keeps the registry and the sandbox's private keys to the
+// service's own user.
+const dataDirMode = 0o700
+
+// Options are what tests (and only tests) change about a run.
+type Options struct {
+	// listener, when set, is served instead of listening on cfg.Listen.
+	listener net.Listener
+	// sandboxKeySource, when set, supplies the embedded sandbox's RSA keys
+	// instead of its background generator.
+	sandboxKeySource func() (*rsa.PrivateKey, error)
+	// spanProcessor, when set, also sees every span of the run (an
+	// in-memory recorder), besides the exporters OTEL_TRACES_EXPORTER picks.
+	spanProcessor sdktrace.SpanProcessor
+	// stderr receives the development banner; nil means os.Stderr.
+	stderr io.Writer
+	// onCallersReload, when set, is told the outcome of every reload of
+	// the callers file after the first (SIGHUP reloads are asynchronous).
+	onCallersReload func(error)
+	// readinessInterval, when set, replaces readinessProbeInterval, so a
+	// test sees a registry outage within milliseconds.
+	readinessInterval time.Duration
+}
+
+// ConfigError is Run's refusal of a configuration: nothing was started.
+// Problems holds one line per problem (Config.Validate).
+type ConfigError struct {
+	Problems error
+}
+
+func (e *ConfigError) Error() string { return "invalid configuration:\n" + e.Problems.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Problems }
+
+// app is a wired recoveryd: the gRPC server, its health, what must answer
+// before it is ready, and what to release when it stops.
+type app struct {
+	log       *slog.Logger
+	cfg       Config
+	grpc      *grpc.Server
+	health    *healthService
+	readiness *readiness
+	// closers run in reverse order on close.
+	closers []func() error
+}
+
+// Run builds recoveryd from cfg, serves until ctx ends, shuts down
+// gracefully and releases everything it opened.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err error) {
+	served := false
+	defer func() {
+		// serve closes the listener; a run that never got there closes a
+		// listener it was given.
+		if !served && opts.listener != nil {
+			_ = opts.listener.Close()
+		}
+	}()
+	// NOTE: the one validation of cfg: main relies on it (ConfigError).
+	if err := cfg.Validate(); err != nil {
+		return &ConfigError{Problems: err}
+	}
+	log.Info("starting recoveryd", "config", cfg)
+	if banner := developmentBanner(cfg, os.Getenv); banner != "" {
+		_, _ = io.WriteString(cmp.Or[io.Writer](opts.stderr, os.Stderr), banner)
+	}
+	if cfg.Environment == EnvProduction && cfg.TLSCert == "" {
+		log.Warn("serving plaintext gRPC: bearer tokens and requests cross the network unencrypted unless a proxy or mesh terminates TLS in front of recoveryd (--tls-cert, --tls-key)")
+	}
+	tel, err := setupTelemetry(ctx, log, opts.spanProcessor)
+	if err != nil {
+		return err
+	}
+	// NOTE: deferred first so it runs last: spans of the shutdown are flushed.
+	defer func() { err = errors.Join(err, shutdownTelemetry(tel)) }()
+	a, err := build(ctx, cfg, log, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, a.close()) }()
+	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health.Server)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopAdmin()) }()
+
+	lis := opts.listener
+	if lis == nil {
+		if lis, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listening on --listen %s: %w", cfg.Listen, err)
+		}
+	}
+	served = true
+	return serve(ctx, log, a.grpc, a.health, a.readiness, lis, cfg.ShutdownTimeout)
+}
+
+// build opens the registry, connects the upstream (starting the embedded
+// sandbox when no --upstream-url is set), and assembles the gRPC server.
+// On error, whatever it had opened is closed again.
+func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *app, err error) {
+	a := &app{log: log, cfg: cfg}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, a.close())
+		}
+	}()
+
+	store, err := openRegistry(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, store.Close)
+
+	client, keys, err := a.connectUpstream(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+
+	sec, err := a.secure(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	svc := service.New(service.Config{
+		Upstream: client,
+		Keys:     keys,
+		Registry: store,
+		// Enforced with a callers file, Disabled (development) without.
+		Authz:        sec.authn.Mode(),
+		MaxFileBytes: cfg.MaxFileBytes,
+		Logger:       log.With("component", "service"),
+	})
+	a.health = newHealthService()
+	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec); err != nil {
+		return nil, err
+	}
+	registryPing := registryCheck(store.Ping)
+	startup := []readinessCheck{
+		registryPing,
+		// NOTE: fetching the verification keys once proves both that the
+		// JWKS is reachable and that its content parses; AssignKey cannot
+		// work without them.
+		{name: "verification keys", check: func(ctx context.Context) error {
+			_, err := keys.Keys(ctx)
+			return err
+		}},
+	}
+	// Only the registry is re-probed once SERVING: see readiness.reprobe.
+	a.readiness = newReadiness(log.With("component", "readiness"), a.health, startup, []readinessCheck{registryPing}, opts.readinessInterval)
+	return a, nil
+}
+
+// openRegistry opens PostgreSQL for a postgres:// --database-url, else the
+// SQLite registry under --data-dir.
+func openRegistry(ctx context.Context, cfg Config, log *slog.Logger) (*registry.Store, error) {
+	if cfg.DatabaseURL != "" {
+		store, err := registry.OpenPostgres(ctx, cfg.DatabaseURL, registry.WithLogger(log))
+		if err != nil {
+			// NOTE: the URL may hold a password; name it redacted.
+			return nil, fmt.Errorf("opening the PostgreSQL registry %s: %w", redactDatabaseURL(cfg.DatabaseURL), err)
+		}
+		return store, nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, dataDirMode); err != nil {
+		return nil, fmt.Errorf("creating --data-dir: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, registryFileName)
+	store, err := registry.OpenSQLite(ctx, path, registry.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("opening the SQLite registry %s: %w", path, err)
+	}
+	return store, nil
+}
+
+// connectUpstream builds the upstream client and the verification key
+// source: the configured upstream, or the embedded sandbox.
+func (a *app) connectUpstream(ctx context.Context, cfg Config, opts Options) (*upstream.Client, upstream.KeySource, error) {
+	if cfg.embeddedSandbox() {
+		return a.connectEmbeddedSandbox(ctx, cfg, opts)
+	}
+	token, err := upstream.LoadToken(cfg.UpstreamTokenFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	development := cfg.Environment == EnvDevelopment
+	// nil (the system roots) unless --upstream-ca-file adds a private CA.
+	transport, err := upstreamTransport(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := upstream.NewClient(upstream.Config{BaseURL: cfg.UpstreamURL, Token: token, Transport: transport, AllowHTTP: development})
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuring the upstream client: %w", err)
+	}
+	var keys upstream.KeySource
+	if cfg.VerificationKeysFile != "" {
+		keys, err = upstream.LoadKeySourceFile(cfg.VerificationKeysFile)
+	} else {
+		keys, err = upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: cfg.JWKSURL, Transport: transport, AllowHTTP: development})
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuring the verification keys: %w", err)
+	}
+	return client, keys, nil
+}
+
+// connectEmbeddedSandbox starts the emulator in-process and trusts its
+// JWKS, fetched over its loopback listener like a remote one.
+func (a *app) connectEmbeddedSandbox(ctx context.Context, cfg Config, opts Options) (*upstream.Client, upstream.KeySource, error) {
+	sb, err := startEmbeddedSandbox(ctx, a.log, cfg.DataDir, opts.sandboxKeySource)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.closers = append(a.closers, sb.close)
+	a.log.Warn("EMBEDDED SANDBOX IN USE: keys and backups go to the in-process emulator, not to the Partner Key Service; set --upstream-url for a real upstream",
+		"sandbox_url", sb.baseURL, "sandbox_state", filepath.Join(cfg.DataDir, sandboxDirName))
+	client, err := upstream.NewClient(upstream.Config{BaseURL: sb.baseURL, Token: sandbox.DevPartnerToken, AllowHTTP: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuring the upstream client for the embedded sandbox: %w", err)
+	}
+	keys, err := upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: sb.jwksURL(), AllowHTTP: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("trusting the embedded sandbox's JWKS: %w", err)
+	}
+	return client, keys, nil
+}
+
+// close releases what build opened, newest first.
+func (a *app) close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+// NewLogger writes JSON lines at level and above to w, with the trace_id and
+// span_id of the call a line was logged in.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(telemetry.SlogHandler(w, level))
+}

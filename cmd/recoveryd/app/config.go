@@ -1,0 +1,312 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// Environments recoveryd runs in.
+const (
+	// envDevelopment allows plain-http upstreams and the embedded sandbox.
+	EnvDevelopment = "development"
+	// envProduction refuses both.
+	EnvProduction = "production"
+)
+
+// Configuration defaults: `go run ./cmd/recoveryd` with none of the flags set
+// is a working development server.
+const (
+	defaultListen      = "127.0.0.1:50051"
+	defaultAdminListen = "127.0.0.1:9464" // 9464: the usual port of an OTel Prometheus exporter
+	defaultDataDir     = "./recoveryd-data"
+	defaultEnvironment = EnvDevelopment
+	// defaultMaxFileBytes is the upstream's secure/file limit (10 MiB): a
+	// larger file would only be refused after it had been streamed.
+	defaultMaxFileBytes int64 = 10 << 20
+	// defaultShutdownTimeout is how long in-flight calls (a 10 MiB upload on
+	// a slow link included) get to finish after SIGTERM before they are cut.
+	defaultShutdownTimeout = 30 * time.Second
+	// redacted stands in for secrets wherever a Config is printed.
+	redacted = "[redacted]"
+)
+
+// Config is everything recoveryd can be told. It holds no secret: the
+// upstream token stays in its file until the upstream client is built, and a
+// database password is redacted whenever the Config is printed.
+type Config struct {
+	// Listen is the gRPC listen address (host:port).
+	Listen string
+	// AdminListen is the host:port of the admin HTTP server (/metrics,
+	// /healthz, /readyz); "" disables it.
+	AdminListen string
+	// DataDir holds the SQLite registry and the embedded sandbox's state.
+	DataDir string
+	// Environment is envDevelopment or envProduction.
+	Environment string
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+	// UpstreamURL is the Partner Key Service base URL; "" runs the embedded
+	// sandbox.
+	UpstreamURL string
+	// UpstreamTokenFile holds the partner bearer token (required with
+	// UpstreamURL).
+	UpstreamTokenFile string
+	// JWKSURL is where the enclave's verification keys are published.
+	JWKSURL string
+	// VerificationKeysFile is a JWKS or PEM file of verification keys, for
+	// deployments that cannot fetch the JWKS (instead of JWKSURL).
+	VerificationKeysFile string
+	// DatabaseURL selects PostgreSQL (postgres://…); "" means SQLite at
+	// <DataDir>/registry.db.
+	DatabaseURL string
+	// MaxFileBytes caps one SecureFile upload.
+	MaxFileBytes int64
+	// ShutdownTimeout bounds the graceful part of shutdown.
+	ShutdownTimeout time.Duration
+
+	// CallerTokensFile is the callers file (see service/auth): who may call
+	// and for which organisations. "" turns caller authentication off, which
+	// only development allows.
+	CallerTokensFile string
+	// TLSCert and TLSKey are the PEM certificate chain and private key of the
+	// gRPC listener; both or neither (plaintext gRPC).
+	TLSCert string
+	TLSKey  string
+	// ClientCA is a PEM file of the CAs that sign client certificates (mTLS);
+	// it needs TLSCert and CallerTokensFile, whose names the certificates
+	// must carry.
+	ClientCA string
+	// UpstreamCAFile is a PEM file of CA certificates trusted, besides the
+	// system roots, for the upstream's and the JWKS's HTTPS (a private CA).
+	UpstreamCAFile string
+}
+
+// DefaultConfig is the Config of a run with no flags and no environment.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          defaultListen,
+		AdminListen:     defaultAdminListen,
+		DataDir:         defaultDataDir,
+		Environment:     defaultEnvironment,
+		LogLevel:        slog.LevelInfo,
+		MaxFileBytes:    defaultMaxFileBytes,
+		ShutdownTimeout: defaultShutdownTimeout,
+	}
+}
+
+// embeddedSandbox reports whether c runs the upstream emulator in-process.
+func (c Config) embeddedSandbox() bool { return c.UpstreamURL == "" }
+
+// Validate reports every problem with c at once, one line each, saying what
+// to change. It reads the files the security flags name (they must exist and
+// parse) and, in production, applies the production guard (productionProblems),
+// which also looks at the process's GODEBUG.
+func (c Config) Validate() error { return c.validate(os.Getenv) }
+
+// validate is Validate with the process environment read through getenv.
+func (c Config) validate(getenv func(string) string) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		bad("--listen %q is not host:port (e.g. %s, or 0.0.0.0:50051 to serve every interface)", c.Listen, defaultListen)
+	}
+	if c.AdminListen != "" {
+		if _, port, err := net.SplitHostPort(c.AdminListen); err != nil || port == "" {
+			bad("--admin-listen %q is not host:port (e.g. %s), or empty to disable the admin server", c.AdminListen, defaultAdminListen)
+		}
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("--data-dir is empty: give a directory for the registry and sandbox state (default %s)", defaultDataDir)
+	}
+	production := c.Environment == EnvProduction
+	if c.Environment != EnvDevelopment && !production {
+		bad("--environment %q is not %s or %s", c.Environment, EnvDevelopment, EnvProduction)
+	}
+	if c.MaxFileBytes < 1 {
+		bad("--max-file-bytes must be at least 1 (got %d); the upstream's limit is %d", c.MaxFileBytes, defaultMaxFileBytes)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
+	}
+	if c.DatabaseURL != "" {
+		if _, err := databaseScheme(c.DatabaseURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, c.upstreamProblems(production)...)
+	errs = append(errs, c.securityProblems()...)
+	if production {
+		// NOTE: last, so the guard's refusals read as one block.
+		errs = append(errs, c.productionProblems(getenv)...)
+	}
+	return errors.Join(errs...)
+}
+
+// upstreamProblems checks the upstream flags. The production-only rules
+// (no embedded sandbox, no http://, a token file) are productionProblems'.
+func (c Config) upstreamProblems(production bool) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.embeddedSandbox() {
+		if c.UpstreamTokenFile != "" {
+			bad("--upstream-token-file is set but --upstream-url is not: set --upstream-url too, or drop the token file to use the embedded sandbox")
+		}
+		if c.JWKSURL != "" || c.VerificationKeysFile != "" {
+			bad("--jwks-url and --verification-keys-file need --upstream-url: the embedded sandbox's signing keys are trusted automatically")
+		}
+		if c.UpstreamCAFile != "" {
+			bad("--upstream-ca-file needs --upstream-url: the embedded sandbox is reached over loopback http://")
+		}
+		return errs
+	}
+
+	if err := checkHTTPURL("--upstream-url", c.UpstreamURL); err != nil {
+		errs = append(errs, err)
+	}
+	if c.UpstreamTokenFile == "" && !production {
+		bad("--upstream-token-file is required with --upstream-url: a file holding the partner API token (or set %s)", EnvName("upstream-token-file"))
+	}
+	switch {
+	case c.JWKSURL != "" && c.VerificationKeysFile != "":
+		bad("set only one of --jwks-url and --verification-keys-file")
+	case c.JWKSURL != "":
+		if err := checkHTTPURL("--jwks-url", c.JWKSURL); err != nil {
+			errs = append(errs, err)
+		}
+	case c.VerificationKeysFile == "":
+		hint := ""
+		switch strings.TrimRight(c.UpstreamURL, "/") {
+		case upstream.SandboxBaseURL:
+			hint = " (for this host: --jwks-url " + upstream.SandboxJWKSURL + ")"
+		case upstream.ProductionBaseURL:
+			hint = " (for this host: --jwks-url " + upstream.ProductionJWKSURL + ")"
+		}
+		bad("--upstream-url needs the enclave's verification keys: set --jwks-url or --verification-keys-file%s", hint)
+	}
+	if c.UpstreamCAFile != "" {
+		if _, err := loadCACertificates("--upstream-ca-file", c.UpstreamCAFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// checkHTTPURL checks that raw is an absolute http(s) URL; whether http://
+// is allowed is the production guard's business.
+func checkHTTPURL(flagName, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%s %q is not an absolute https:// URL", flagName, raw)
+	}
+	return nil
+}
+
+// Database schemes --database-url accepts.
+const (
+	schemePostgres   = "postgres"
+	schemePostgreSQL = "postgresql"
+)
+
+// databaseScheme returns the scheme of a --database-url. Its errors never
+// quote the URL, which may hold a password.
+func databaseScheme(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return "", errors.New("--database-url is not a URL: use postgres://user@host/db, or leave it empty for SQLite under --data-dir")
+	}
+	switch u.Scheme {
+	case schemePostgres, schemePostgreSQL:
+		return u.Scheme, nil
+	}
+	return "", fmt.Errorf("--database-url scheme %q is not supported: use postgres://user@host/db, or leave it empty for SQLite under --data-dir", u.Scheme)
+}
+
+// redactDatabaseURL hides the password (in the userinfo or a password query
+// parameter) of a database URL; anything that does not parse as a URL is
+// hidden whole.
+func redactDatabaseURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return redacted
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), redacted)
+	}
+	if q := u.Query(); len(q) > 0 {
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "pass") {
+				q.Set(k, redacted)
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	// NOTE: url.URL.String escapes the brackets of [redacted]; undo that so
+	// the marker reads the same everywhere.
+	out := u.String()
+	out = strings.ReplaceAll(out, url.QueryEscape(redacted), redacted)
+	out = strings.ReplaceAll(out, url.PathEscape(redacted), redacted)
+	return out
+}
+
+// attrs lists c for logs and String, secrets redacted.
+func (c Config) attrs() []slog.Attr {
+	upstreamURL := c.UpstreamURL
+	if c.embeddedSandbox() {
+		upstreamURL = "(embedded sandbox)"
+	}
+	return []slog.Attr{
+		slog.String("listen", c.Listen),
+		slog.String("admin_listen", c.AdminListen),
+		slog.String("data_dir", c.DataDir),
+		slog.String("environment", c.Environment),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.String("upstream_url", upstreamURL),
+		slog.String("upstream_token_file", c.UpstreamTokenFile),
+		slog.String("jwks_url", c.JWKSURL),
+		slog.String("verification_keys_file", c.VerificationKeysFile),
+		slog.String("database_url", redactDatabaseURL(c.DatabaseURL)),
+		slog.Int64("max_file_bytes", c.MaxFileBytes),
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.String("caller_tokens_file", c.CallerTokensFile),
+		slog.String("tls_cert", c.TLSCert),
+		slog.String("tls_key", c.TLSKey),
+		slog.String("client_ca", c.ClientCA),
+		slog.String("upstream_ca_file", c.UpstreamCAFile),
+	}
+}
+
+// LogValue logs c as a group, secrets redacted.
+func (c Config) LogValue() slog.Value { return slog.GroupValue(c.attrs()...) }
+
+// String prints c as key=value pairs, secrets redacted.
+func (c Config) String() string {
+	var b strings.Builder
+	for i, a := range c.attrs() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%q", a.Key, a.Value.String())
+	}
+	return b.String()
+}
+
+// EnvPrefix prefixes every flag's environment fallback.
+const EnvPrefix = "RECOVERY_"
+
+// EnvName is the environment fallback of a flag: --upstream-url is
+// RECOVERY_UPSTREAM_URL. Validate's messages name it beside the flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}

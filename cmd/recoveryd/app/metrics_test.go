@@ -1,0 +1,186 @@
+package app
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/grpc/codes"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service/auth"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+)
+
+// adminAddress is where the run's admin server listens, from its log line
+// (the tests ask for port 0).
+func adminAddress(t *testing.T, logs string) string {
+	t.Helper()
+	for _, line := range strings.Split(logs, "\n") {
+		var rec struct {
+			Msg     string `json:"msg"`
+			Address string `json:"address"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving admin endpoints" {
+			return rec.Address
+		}
+	}
+	t.Fatalf("no \"serving admin endpoints\" line in the log")
+	return ""
+}
+
+// scrape is one read of /metrics, parsed.
+type scrape map[string]*dto.MetricFamily
+
+// scrapeMetrics GETs /metrics from the admin server at addr.
+func scrapeMetrics(t *testing.T, addr string) scrape {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("/metrics is not Prometheus text: %v\n%s", err, body)
+	}
+	return families
+}
+
+// value sums, over the series of family name whose labels include every
+// label of want, the counter value, or the observation count of a
+// histogram. A family or series not (yet) there counts 0.
+func (s scrape) value(name string, want map[string]string) float64 {
+	f := s[name]
+	if f == nil {
+		return 0
+	}
+	var total float64
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if labels[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.GetCounter() != nil:
+			total += m.GetCounter().GetValue()
+		case m.GetHistogram() != nil:
+			total += float64(m.GetHistogram().GetSampleCount())
+		case m.GetGauge() != nil:
+			total += m.GetGauge().GetValue()
+		}
+	}
+	return total
+}
+
+// TestMetricsAfterRealCalls scrapes the admin endpoint around real calls:
+// every metric issue 4 names is there, and moved by exactly what the calls
+// did. The README's metrics table lists every recovery_* family.
+func TestMetricsAfterRealCalls(t *testing.T) {
+	log, logs := newTestLogger(t)
+	up := startUpstream(t, t.TempDir(), log, nil)
+	srv := startReady(t, authenticatedConfig(t, up), log, Options{})
+	addr := adminAddress(t, logs.String())
+	ctx := withToken(testCtx(t), walletAPI.token)
+
+	before := scrapeMetrics(t, addr)
+	key := assignKey(t, ctx, srv.client, "user-metrics")
+	assignKey(t, ctx, srv.client, "user-metrics") // a repeat
+	if _, err := srv.client.SecureData(ctx, secureDataByKeyID(key.GetKeyId(), []byte("metrics seed"))); err != nil {
+		t.Fatalf("SecureData: %v", err)
+	}
+	file := []byte(strings.Repeat("f", 12345))
+	if _, err := sendFile(ctx, srv.client, fileHeader(key.GetKeyId()), file[:10000], file[10000:]); err != nil {
+		t.Fatalf("SecureFile: %v", err)
+	}
+	_, err := srv.client.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: "bad"})
+	wantStatus(t, err, codes.InvalidArgument, "INVALID_REQUEST", "key_id")
+	_, err = srv.client.GetKey(testCtx(t), &recoveryv1.GetKeyRequest{KeyId: key.GetKeyId()})
+	wantStatus(t, err, codes.Unauthenticated, auth.ReasonTokenMissing)
+	after := scrapeMetrics(t, addr)
+
+	const rpc = "recovery.v1.RecoveryService/"
+	for _, tc := range []struct {
+		what   string
+		family string
+		labels map[string]string
+		delta  float64
+	}{
+		{"gRPC calls per method and code", "rpc_server_call_duration_seconds",
+			map[string]string{"rpc_method": rpc + "AssignKey", "rpc_response_status_code": "OK"}, 2},
+		{"gRPC calls per method and code (stream)", "rpc_server_call_duration_seconds",
+			map[string]string{"rpc_method": rpc + "SecureFile", "rpc_response_status_code": "OK"}, 1},
+		{"gRPC calls per method and code (failure)", "rpc_server_call_duration_seconds",
+			map[string]string{"rpc_method": rpc + "GetKey", "rpc_response_status_code": "INVALID_ARGUMENT"}, 1},
+		{"upstream request count per endpoint and status", "recovery_upstream_requests_total",
+			map[string]string{"endpoint": "POST " + sandbox.PathAssignKey, "status": "200"}, 1},
+		{"upstream request latency per endpoint and status", "recovery_upstream_request_duration_seconds",
+			map[string]string{"endpoint": "POST " + sandbox.PathSecureFile}, 1},
+		{"signature verifications by result", "recovery_signature_verifications_total",
+			map[string]string{"result": "valid"}, 1},
+		{"assignments by outcome: new", "recovery_assignments_total", map[string]string{"outcome": "new"}, 1},
+		{"assignments by outcome: repeat", "recovery_assignments_total", map[string]string{"outcome": "repeat"}, 1},
+		{"SecureFile bytes", "recovery_secure_file_bytes_total", nil, float64(len(file))},
+		{"registry latency", "recovery_registry_operation_duration_seconds",
+			map[string]string{"operation": "ReserveAssignment", "backend": "sqlite"}, 2}, // the repeat reserves too
+		{"upstream HTTP client (otelhttp)", "http_client_request_duration_seconds",
+			map[string]string{"http_request_method": "POST"}, 3},
+		{"callers authenticated", "recovery_auth_decisions_total",
+			map[string]string{"stage": "authenticate", "outcome": "allowed"}, 5},
+		{"callers refused", "recovery_auth_decisions_total",
+			map[string]string{"stage": "authenticate", "outcome": "denied", "reason": auth.ReasonTokenMissing}, 1},
+		{"gRPC calls per method and code (refused)", "rpc_server_call_duration_seconds",
+			map[string]string{"rpc_method": rpc + "GetKey", "rpc_response_status_code": "UNAUTHENTICATED"}, 1},
+	} {
+		if got := after.value(tc.family, tc.labels) - before.value(tc.family, tc.labels); got != tc.delta {
+			t.Errorf("%s: %s%v grew by %v, want %v", tc.what, tc.family, tc.labels, got, tc.delta)
+		}
+	}
+	for _, runtime := range []string{"go_goroutine_count", "go_memory_used_bytes", "process_cpu_seconds_total"} {
+		if after[runtime] == nil {
+			t.Errorf("/metrics lacks the runtime metric %s", runtime)
+		}
+	}
+	// Health checks are not measured.
+	for _, m := range after["rpc_server_call_duration_seconds"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "rpc_method" && strings.HasPrefix(l.GetValue(), "grpc.health.v1.") {
+				t.Errorf("health call measured: %v", m)
+			}
+		}
+	}
+
+	readme, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range after {
+		if strings.HasPrefix(name, "recovery_") && !strings.Contains(string(readme), "`"+name+"`") {
+			t.Errorf("README's metrics table lacks %s", name)
+		}
+	}
+}

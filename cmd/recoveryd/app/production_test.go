@@ -1,0 +1,227 @@
+package app
+
+import (
+	"bytes"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// Lines of the production guard, as an operator reads them.
+const (
+	guardEmbedded       = "--environment production needs a real upstream: set --upstream-url and --upstream-token-file (the embedded sandbox is for development only)"
+	guardHTTPUpstream   = "--upstream-url uses plain http://: production requires https:// (http:// is for --environment development only)"
+	guardHTTPJWKS       = "--jwks-url uses plain http://: production requires https:// (http:// is for --environment development only)"
+	guardNoTokenFile    = "--upstream-token-file is required in production: a file holding the partner API token (or set RECOVERY_UPSTREAM_TOKEN_FILE)"
+	guardNoCallerAuth   = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
+	guardSandboxHost    = "--upstream-url " + upstream.SandboxBaseURL + " is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL
+	guardSandboxJWKS    = "--jwks-url " + upstream.SandboxJWKSURL + " is the provider's sandbox (UAT) JWKS: production keys must verify against " + upstream.ProductionJWKSURL
+	guardForeignJWKS    = "--upstream-url is the production host but --jwks-url is https://keys.example/jwks.json: use --jwks-url " + upstream.ProductionJWKSURL + " (or pin the keys with --verification-keys-file)"
+	guardGODEBUGPrefix  = "GODEBUG weakens Go's certificate or TLS checks ("
+	guardGODEBUGSuffix  = "): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)"
+	productionProxyURL  = "https://partner-proxy.internal.example"
+	productionProxyJWKS = "https://policies.internal.example/.well-known/jwks.json"
+)
+
+// TestProductionGuard: every refusal of --environment production, each
+// its own line, all of them at once, and the configurations it lets start.
+func TestProductionGuard(t *testing.T) {
+	callers := writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
+	valid := func(f func(*Config)) Config {
+		c := DefaultConfig()
+		c.Environment = EnvProduction
+		c.UpstreamURL = productionProxyURL
+		c.UpstreamTokenFile = "/run/secrets/partner-token"
+		c.JWKSURL = productionProxyJWKS
+		c.CallerTokensFile = callers
+		if f != nil {
+			f(&c)
+		}
+		return c
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		env  map[string]string
+		// want is every line of the error, in order; none means valid.
+		want []string
+	}{
+		{name: "behind a private https proxy", cfg: valid(nil)},
+		{name: "the production host and its JWKS", cfg: valid(func(c *Config) {
+			c.UpstreamURL, c.JWKSURL = upstream.ProductionBaseURL, upstream.ProductionJWKSURL
+		})},
+		{name: "the production host, keys pinned in a file (air-gapped)", cfg: valid(func(c *Config) {
+			c.UpstreamURL, c.JWKSURL, c.VerificationKeysFile = upstream.ProductionBaseURL, "", "/etc/recoveryd/enclave-keys.pem"
+		})},
+		{name: "harmless GODEBUG settings", cfg: valid(nil), env: map[string]string{"GODEBUG": "http2client=0,gctrace=0"}},
+
+		{name: "embedded sandbox", cfg: valid(func(c *Config) { c.UpstreamURL, c.UpstreamTokenFile, c.JWKSURL = "", "", "" }),
+			want: []string{guardEmbedded}},
+		{name: "the sandbox host and its JWKS", cfg: valid(func(c *Config) {
+			c.UpstreamURL, c.JWKSURL = upstream.SandboxBaseURL, upstream.SandboxJWKSURL
+		}), want: []string{guardSandboxHost, guardSandboxJWKS}},
+		{name: "the sandbox host spelled differently", cfg: valid(func(c *Config) {
+			c.UpstreamURL = "https://SERVICE.UAT-KEYS.COINCOVER.COM./"
+		}), want: []string{"--upstream-url https://SERVICE.UAT-KEYS.COINCOVER.COM./ is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL}},
+		{name: "http upstream", cfg: valid(func(c *Config) { c.UpstreamURL = "http://partner-proxy.internal.example" }),
+			want: []string{guardHTTPUpstream}},
+		{name: "http JWKS", cfg: valid(func(c *Config) { c.JWKSURL = "http://policies.internal.example/jwks.json" }),
+			want: []string{guardHTTPJWKS}},
+		{name: "no upstream token file", cfg: valid(func(c *Config) { c.UpstreamTokenFile = "" }),
+			want: []string{guardNoTokenFile}},
+		{name: "no caller authentication", cfg: valid(func(c *Config) { c.CallerTokensFile = "" }),
+			want: []string{guardNoCallerAuth}},
+		{name: "the production host with another JWKS", cfg: valid(func(c *Config) {
+			c.UpstreamURL, c.JWKSURL = upstream.ProductionBaseURL, "https://keys.example/jwks.json"
+		}), want: []string{guardForeignJWKS}},
+		{name: "GODEBUG x509 and TLS overrides", cfg: valid(nil),
+			env:  map[string]string{"GODEBUG": "http2client=0, x509negativeserial=1,tlsrsakex=1"},
+			want: []string{guardGODEBUGPrefix + "GODEBUG x509negativeserial=1, GODEBUG tlsrsakex=1" + guardGODEBUGSuffix}},
+		{name: "every problem at once", cfg: valid(func(c *Config) {
+			c.UpstreamURL, c.JWKSURL = "http://service.uat-keys.coincover.com", "http://policies.uat-keys.coincover.com/.well-known/jwks.json"
+			c.UpstreamTokenFile, c.CallerTokensFile = "", ""
+		}), env: map[string]string{"GODEBUG": "x509usefallbackroots=1"}, want: []string{
+			"--upstream-url http://service.uat-keys.coincover.com is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL,
+			guardHTTPUpstream,
+			guardNoTokenFile,
+			guardHTTPJWKS,
+			"--jwks-url http://policies.uat-keys.coincover.com/.well-known/jwks.json is the provider's sandbox (UAT) JWKS: production keys must verify against " + upstream.ProductionJWKSURL,
+			guardNoCallerAuth,
+			guardGODEBUGPrefix + "GODEBUG x509usefallbackroots=1" + guardGODEBUGSuffix,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.validate(envMap(tt.env))
+			var got []string
+			if err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Validate() lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestProductionStarts runs a fully valid production configuration: an
+// https upstream whose certificate only --upstream-ca-file vouches for, a
+// callers file. It serves, prints no banner, keeps health public and
+// reflection for authenticated callers.
+func TestProductionStarts(t *testing.T) {
+	log, logs := newTestLogger(t)
+	up := startUpstreamWith(t, upstreamOptions{dir: t.TempDir(), log: log, tls: true})
+	cfg := remoteConfig(t, up, t.TempDir())
+	cfg.Environment = EnvProduction
+	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
+	if !strings.HasPrefix(cfg.UpstreamURL, "https://") || cfg.UpstreamCAFile == "" {
+		t.Fatalf("want an https upstream trusted through --upstream-ca-file, got %s", cfg)
+	}
+	var banner bytes.Buffer
+	srv := startReady(t, cfg, log, Options{stderr: &banner})
+	ctx := testCtx(t)
+
+	if banner.Len() != 0 {
+		t.Errorf("production printed a banner:\n%s", banner.String())
+	}
+	// The upstream's JWKS was fetched over verified TLS (readiness), and an
+	// assignment goes through it.
+	key, err := srv.client.AssignKey(withToken(ctx, walletAPI.token), assignKeyRequest("prod-user", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_COLD))
+	if err != nil {
+		t.Fatalf("AssignKey in production: %v", err)
+	}
+	if got := up.sandboxKeys(t); len(got) != 1 || got[0].KeyID != key.GetKey().GetKeyId() {
+		t.Errorf("upstream keys = %+v, want the one assigned", got)
+	}
+
+	if _, err := srv.health.Check(ctx, &healthpb.HealthCheckRequest{Service: serviceName}); err != nil {
+		t.Errorf("health without a token in production: %v", err)
+	}
+	_, err = listServices(ctx, srv.conn)
+	wantStatus(t, err, codes.Unauthenticated, "CALLER_TOKEN_MISSING")
+	services, err := listServices(withToken(ctx, walletAPI.token), srv.conn)
+	if err != nil || !slices.Contains(services, serviceName) {
+		t.Errorf("reflection as an authenticated caller = %q, %v", services, err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"serving plaintext gRPC: bearer tokens and requests cross the network unencrypted`) {
+		t.Error("production without --tls-cert did not warn about plaintext gRPC")
+	}
+}
+
+// TestUpstreamCertificateIsVerified: without --upstream-ca-file, the
+// upstream's self-signed certificate is refused; nothing skips verification.
+func TestUpstreamCertificateIsVerified(t *testing.T) {
+	log, logs := newTestLogger(t)
+	up := startUpstreamWith(t, upstreamOptions{dir: t.TempDir(), log: log, tls: true})
+	cfg := remoteConfig(t, up, t.TempDir())
+	cfg.UpstreamCAFile = ""
+	srv := startServer(t, cfg, log, Options{})
+	ctx := testCtx(t)
+
+	_, err := srv.client.AssignKey(ctx, assignKeyRequest("unverified", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT))
+	wantStatus(t, err, codes.Unavailable, "VERIFICATION_KEYS_UNAVAILABLE")
+	if !strings.Contains(logs.String(), "x509: certificate signed by unknown authority") {
+		t.Error("the log does not say the upstream's certificate was refused")
+	}
+	if keys := up.sandboxKeys(t); len(keys) != 0 {
+		t.Errorf("an unverified upstream assigned keys: %+v", keys)
+	}
+}
+
+// TestDevelopmentBanner: the banner names each unsafe choice of a
+// development configuration, and only those.
+func TestDevelopmentBanner(t *testing.T) {
+	const (
+		embedded   = "EMBEDDED SANDBOX"
+		noAuth     = "NO CALLER AUTHENTICATION"
+		reflection = "PUBLIC REFLECTION"
+		plaintext  = "PLAINTEXT gRPC"
+		httpUp     = "HTTP UPSTREAM"
+		httpJWKS   = "HTTP JWKS"
+		weakTLS    = "WEAKENED TLS: GODEBUG tls10server=1"
+	)
+	all := []string{embedded, noAuth, reflection, plaintext, httpUp, httpJWKS, weakTLS}
+	secured := func(c *Config) {
+		c.UpstreamURL, c.UpstreamTokenFile, c.JWKSURL = productionProxyURL, "/run/secrets/token", productionProxyJWKS
+		c.CallerTokensFile, c.TLSCert, c.TLSKey = "/etc/recoveryd/callers.json", "/etc/recoveryd/tls.crt", "/etc/recoveryd/tls.key"
+	}
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		env    map[string]string
+		want   []string
+	}{
+		{"defaults", func(*Config) {}, nil, []string{embedded, noAuth, reflection, plaintext}},
+		{"plain http upstream", func(c *Config) {
+			c.UpstreamURL, c.UpstreamTokenFile, c.JWKSURL = "http://127.0.0.1:8080", "/tmp/token", "http://127.0.0.1:8080/.well-known/jwks.json"
+		}, nil, []string{noAuth, reflection, plaintext, httpUp, httpJWKS}},
+		{"as secured as development gets", secured, nil, []string{reflection}},
+		{"weakened TLS", secured, map[string]string{"GODEBUG": "tls10server=1"}, []string{reflection, weakTLS}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tt.mutate(&cfg)
+			banner := developmentBanner(cfg, envMap(tt.env))
+			if !strings.Contains(banner, "DEVELOPMENT mode") || strings.Count(banner, "\n") < 5 {
+				t.Errorf("banner is not a loud multi-line warning:\n%s", banner)
+			}
+			for _, item := range all {
+				if got, want := strings.Contains(banner, item), slices.Contains(tt.want, item); got != want {
+					t.Errorf("banner mentions %q: %t, want %t\n%s", item, got, want, banner)
+				}
+			}
+			cfg.Environment = EnvProduction
+			if b := developmentBanner(cfg, envMap(tt.env)); b != "" {
+				t.Errorf("production banner = %q, want none", b)
+			}
+		})
+	}
+}

@@ -1,0 +1,260 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/walletprovider/recoveryservice/service/registry/registrytest"
+)
+
+// testProbeInterval re-probes fast enough that an outage shows at once; it
+// paces the server, and no assertion depends on it.
+const testProbeInterval = 20 * time.Millisecond
+
+// outageDatabase is a PostgreSQL database of the test's own, on the test
+// server, that can be taken down and brought back for real: down refuses
+// new connections to it and terminates the ones open, as a database
+// restart or a failover does; recoveryd's pool finds its connections dead
+// and cannot open new ones. Other tests' databases are untouched.
+type outageDatabase struct {
+	name  string
+	url   string // what recoveryd connects with
+	admin string // a database on the same server, to run the outage from
+}
+
+// newOutageDatabase creates the database and drops it at cleanup (register
+// it before anything that connects to it, so that is closed first).
+func newOutageDatabase(t *testing.T) *outageDatabase {
+	t.Helper()
+	base, err := url.Parse(registrytest.Postgres(t))
+	if err != nil || base.Scheme == "" {
+		t.Fatalf("the test PostgreSQL's address is not a URL (%v); this test needs a postgres:// URL", err)
+	}
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix)
+	db := &outageDatabase{name: "health_" + hex.EncodeToString(suffix), admin: base.String()}
+	db.exec(t, `CREATE DATABASE `+db.name)
+	t.Cleanup(func() { db.exec(t, `DROP DATABASE `+db.name+` WITH (FORCE)`) })
+
+	own := *base
+	own.Path = "/" + db.name
+	q := own.Query()
+	q.Del("search_path") // the schema registrytest made lives in the other database
+	own.RawQuery = q.Encode()
+	db.url = own.String()
+	return db
+}
+
+// down makes the database unreachable: new connections are refused, open
+// ones are terminated.
+func (db *outageDatabase) down(t *testing.T) {
+	t.Helper()
+	db.exec(t, `ALTER DATABASE `+db.name+` ALLOW_CONNECTIONS false`)
+	db.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+db.name+`'`)
+}
+
+// dropConnections terminates the open connections to the database and
+// lets new ones in, as a restart that is already over (or an idle timeout)
+// leaves a pool: every idle connection dead, the database fine.
+func (db *outageDatabase) dropConnections(t *testing.T) {
+	t.Helper()
+	db.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+db.name+`'`)
+}
+
+// up lets connections in again.
+func (db *outageDatabase) up(t *testing.T) {
+	t.Helper()
+	db.exec(t, `ALTER DATABASE `+db.name+` ALLOW_CONNECTIONS true`)
+}
+
+func (db *outageDatabase) exec(t *testing.T, statement string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db.admin)
+	if err != nil {
+		t.Fatalf("connecting to the test PostgreSQL: %v", err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	if _, err := conn.Exec(ctx, statement); err != nil {
+		t.Fatalf("%s: %v", statement, err)
+	}
+}
+
+// TestHealthFollowsTheRegistry takes the PostgreSQL registry down and
+// back, twice, under a SERVING recoveryd: health (Check, a Watch stream and
+// /readyz) turns NOT_SERVING while the database is down and SERVING again
+// once it is back, with one log line and one count per change however many
+// probes fail. Connections the database dropped while it stayed up change
+// nothing. A shutdown in the middle of an outage still drains cleanly.
+func TestHealthFollowsTheRegistry(t *testing.T) {
+	log, logs := newTestLogger(t)
+	up := startUpstream(t, t.TempDir(), log, nil)
+	db := newOutageDatabase(t)
+	cfg := remoteConfig(t, up, t.TempDir())
+	cfg.DatabaseURL = db.url
+	srv := startReady(t, cfg, log, Options{readinessInterval: testProbeInterval})
+	admin := adminAddress(t, logs.String())
+	ctx := testCtx(t)
+
+	watch, err := srv.health.Watch(ctx, &healthpb.HealthCheckRequest{Service: serviceName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextWatch := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		if got, err := watch.Recv(); err != nil || got.GetStatus() != want {
+			t.Fatalf("next Watch status = %v, %v; want %s", got, err, want)
+		}
+	}
+	nextWatch(healthpb.HealthCheckResponse_SERVING)
+	wantHealth(t, srv, admin, healthpb.HealthCheckResponse_SERVING)
+
+	const cycles = 2
+	before := scrapeMetrics(t, admin)
+
+	// Dead pooled connections alone are no outage: the probes that meet
+	// them pass on fresh ones (the counts below stay at one per outage).
+	db.dropConnections(t)
+	waitPings(t, admin, 3)
+	wantHealth(t, srv, admin, healthpb.HealthCheckResponse_SERVING)
+
+	for range cycles {
+		db.down(t)
+		nextWatch(healthpb.HealthCheckResponse_NOT_SERVING)
+		wantHealth(t, srv, admin, healthpb.HealthCheckResponse_NOT_SERVING)
+		// More probes fail while it stays down: the counts below show they
+		// are not each logged and counted.
+		waitPings(t, admin, 3)
+
+		db.up(t)
+		nextWatch(healthpb.HealthCheckResponse_SERVING)
+		wantHealth(t, srv, admin, healthpb.HealthCheckResponse_SERVING)
+		waitPings(t, admin, 3)
+	}
+	after := scrapeMetrics(t, admin)
+
+	for _, to := range []string{transitionToNotServing, transitionToServing} {
+		labels := map[string]string{"to": to}
+		if got := after.value("recovery_readiness_transitions_total", labels) - before.value("recovery_readiness_transitions_total", labels); got != cycles {
+			t.Errorf("recovery_readiness_transitions_total%v grew by %v over %d outages, want %d", labels, got, cycles, cycles)
+		}
+	}
+	lost := logLines(t, logs.String(), "readiness lost: health NOT_SERVING until the check passes again")
+	if len(lost) != cycles {
+		t.Errorf("%d \"readiness lost\" lines over %d outages, want one each", len(lost), cycles)
+	}
+	for _, l := range lost {
+		// The error is PostgreSQL's own refusal: the outage was real, and
+		// the dead connections it left were not what got reported.
+		if l["level"] != "WARN" || l["check"] != "registry" || !strings.Contains(fmt.Sprint(l["error"]), "registry: ping") ||
+			!strings.Contains(fmt.Sprint(l["error"]), "is not currently accepting connections") {
+			t.Errorf("readiness lost line = %v; want WARN, check registry, PostgreSQL refusing the connection", l)
+		}
+	}
+	regained := logLines(t, logs.String(), "readiness regained: health SERVING")
+	if len(regained) != cycles {
+		t.Errorf("%d \"readiness regained\" lines over %d recoveries, want one each", len(regained), cycles)
+	}
+	for _, l := range regained {
+		if l["level"] != "INFO" {
+			t.Errorf("readiness regained line = %v; want INFO", l)
+		}
+	}
+
+	// Down once more, then shut down: the probe loop stops, the watcher
+	// is told the server is going, and run returns cleanly.
+	db.down(t)
+	nextWatch(healthpb.HealthCheckResponse_NOT_SERVING)
+	if err := srv.stop(); err != nil {
+		t.Fatalf("run returned %v after a shutdown during an outage", err)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("Watch after shutdown = %v, want Unavailable", err)
+	}
+	if n := len(logLines(t, logs.String(), "readiness regained: health SERVING")); n != cycles {
+		t.Errorf("%d \"readiness regained\" lines after a shutdown during an outage, want still %d", n, cycles)
+	}
+}
+
+// wantHealth fails unless Check, overall and for the RecoveryService, and
+// the admin /readyz all agree on want.
+func wantHealth(t *testing.T, srv *testServer, admin string, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	for _, name := range []string{"", serviceName} {
+		resp, err := srv.health.Check(testCtx(t), &healthpb.HealthCheckRequest{Service: name})
+		if err != nil || resp.GetStatus() != want {
+			t.Errorf("Check(%q) = %v, %v; want %s", name, resp, err, want)
+		}
+	}
+	code, body := getReadyz(t, admin)
+	wantCode := http.StatusOK
+	if want != healthpb.HealthCheckResponse_SERVING {
+		wantCode = http.StatusServiceUnavailable
+	}
+	if code != wantCode {
+		t.Errorf("/readyz = %d %q while health is %s; want %d", code, body, want, wantCode)
+	}
+}
+
+// getReadyz GETs /readyz from the admin server at addr.
+func getReadyz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+"/readyz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+// waitPings waits until the registry has been pinged n more times (its
+// operation metric counts every Ping, failed or not), polling /metrics.
+func waitPings(t *testing.T, admin string, n float64) {
+	t.Helper()
+	ping := map[string]string{"operation": "Ping"}
+	const family = "recovery_registry_operation_duration_seconds"
+	from := scrapeMetrics(t, admin).value(family, ping)
+	deadline := time.Now().Add(testDeadline)
+	for scrapeMetrics(t, admin).value(family, ping) < from+n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the registry was not pinged %v more times within %s", n, testDeadline)
+		}
+		time.Sleep(testProbeInterval)
+	}
+}
+
+// logLines returns the JSON log records whose msg is msg.
+func logLines(t *testing.T, logs, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(logs, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}

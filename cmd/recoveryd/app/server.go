@@ -1,0 +1,101 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+)
+
+// Server limits. Each is sized for what the contract carries.
+const (
+	// maxRecvMsgBytes fits one SecureFile chunk (at most 1 MiB) with room for
+	// framing; anything larger is refused before it is decoded.
+	maxRecvMsgBytes = 2 << 20
+	// maxSendMsgBytes fits a full ListKeys page (500 keys of about 2.5 KiB
+	// with hex and PEM) with room.
+	maxSendMsgBytes = 4 << 20
+	// maxConcurrentStreams bounds the calls one connection may have open,
+	// so one client cannot hold every upload slot.
+	maxConcurrentStreams = 256
+	// connectionTimeout bounds the connection handshake.
+	connectionTimeout = 10 * time.Second
+	// keepaliveMinClientPing is the shortest ping interval a client may use
+	// (more frequent pings are a GOAWAY); pings without calls are allowed so
+	// idle pooled connections stay warm.
+	keepaliveMinClientPing = 15 * time.Second
+	// keepaliveServerPing: after this long without activity the server
+	// pings the client to find dead connections...
+	keepaliveServerPing = 2 * time.Minute
+	// keepaliveServerPingTimeout: ...and closes the connection when the ping
+	// is not answered within this.
+	keepaliveServerPingTimeout = 20 * time.Second
+	// maxConnectionIdle closes connections with no calls for this long.
+	maxConnectionIdle = 15 * time.Minute
+	// maxConnectionAge makes clients reconnect now and then, so load spreads
+	// over replicas added since they connected...
+	maxConnectionAge = 30 * time.Minute
+	// maxConnectionAgeGrace ...while calls in flight get this long to finish:
+	// longer than the upstream adapter's 10-minute file upload timeout.
+	maxConnectionAgeGrace = 11 * time.Minute
+)
+
+// serviceName is the RecoveryService's name in health and reflection.
+var serviceName = recoveryv1.RecoveryService_ServiceDesc.ServiceName
+
+// newGRPCServer assembles the gRPC server: its limits, its codec, its
+// interceptor chain, TLS, the RecoveryService, health and reflection.
+// toStatus converts validation errors into the statuses callers get; sec
+// says how callers are authenticated (its zero value: not at all, over
+// plaintext).
+func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *healthService, toStatus func(error) error, sec serverSecurity) (*grpc.Server, error) {
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("building the request validator: %w", err)
+	}
+	chain := interceptorChain(log, validator, toStatus, sec.authn)
+	opts := []grpc.ServerOption{
+		// A RecoveryService request that does not decode (a string that is
+		// not UTF-8) reaches validation marked, for an InvalidArgument,
+		// instead of failing as Internal before any interceptor runs.
+		grpc.ForceServerCodecV2(newRequestCodec()),
+		// Traces (continuing the caller's traceparent) and per-method, per-code
+		// duration metrics; health and reflection are left out.
+		grpc.StatsHandler(telemetry.GRPCServerStatsHandler()),
+		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
+		grpc.MaxSendMsgSize(maxSendMsgBytes),
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.ConnectionTimeout(connectionTimeout),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             keepaliveMinClientPing,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle:     maxConnectionIdle,
+			MaxConnectionAge:      maxConnectionAge,
+			MaxConnectionAgeGrace: maxConnectionAgeGrace,
+			Time:                  keepaliveServerPing,
+			Timeout:               keepaliveServerPingTimeout,
+		}),
+		grpc.ChainUnaryInterceptor(unaryInterceptors(chain)...),
+		grpc.ChainStreamInterceptor(streamInterceptors(chain)...),
+	}
+	if sec.creds != nil {
+		opts = append(opts, sec.creds)
+	}
+	srv := grpc.NewServer(opts...)
+	recoveryv1.RegisterRecoveryServiceServer(srv, svc)
+	healthpb.RegisterHealthServer(srv, healthSrv)
+	// Register serves both reflection v1 and v1alpha (grpcurl and ghz still
+	// speak v1alpha).
+	reflection.Register(srv)
+	return srv, nil
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/walletprovider/recoveryservice/cmd/recoveryd/app"
+	"github.com/walletprovider/recoveryservice/upstream"
+)
+
+// parseConfig reads command-line args (without the program name) and the
+// RECOVERY_* environment through getenv. A flag on the command line wins over
+// its environment variable, which wins over the default; an empty variable
+// counts as unset. It returns flag.ErrHelp after printing usage for -help.
+// It does not validate: call Validate.
+func parseConfig(args []string, getenv func(string) string, usage io.Writer) (app.Config, error) {
+	cfg := app.DefaultConfig()
+	fs := flag.NewFlagSet("recoveryd", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address, host:port")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "admin HTTP address for /metrics, /healthz and /readyz, host:port; empty (--admin-listen=) disables it")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the SQLite registry and the embedded sandbox's state")
+	fs.StringVar(&cfg.Environment, "environment", cfg.Environment, "development or production (production refuses http:// upstreams and the embedded sandbox)")
+	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "minimum log level: debug, info, warn or error")
+	fs.StringVar(&cfg.UpstreamURL, "upstream-url", cfg.UpstreamURL, "Partner Key Service base URL, e.g. "+upstream.SandboxBaseURL+"; empty runs the embedded sandbox")
+	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", cfg.UpstreamTokenFile, "file holding the partner API token (required with --upstream-url)")
+	fs.StringVar(&cfg.JWKSURL, "jwks-url", cfg.JWKSURL, "JWKS of the enclave's signing keys, e.g. "+upstream.SandboxJWKSURL)
+	fs.StringVar(&cfg.VerificationKeysFile, "verification-keys-file", cfg.VerificationKeysFile, "JWKS or PEM file of the enclave's signing keys (instead of --jwks-url)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "postgres://… registry; empty keeps a SQLite registry at <data-dir>/registry.db")
+	fs.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", cfg.MaxFileBytes, "largest file SecureFile accepts, in bytes")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight calls may finish after SIGTERM/SIGINT")
+	// Security. NOTE: every secret comes from a file named here; no flag or
+	// variable takes a secret's value.
+	fs.StringVar(&cfg.CallerTokensFile, "caller-tokens-file", cfg.CallerTokensFile, "JSON file of the callers allowed in (SHA-256 of their bearer tokens, organisations); reloaded on SIGHUP; empty turns caller authentication off (development only)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate chain of the gRPC listener (with --tls-key); empty serves plaintext gRPC")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert")
+	fs.StringVar(&cfg.ClientCA, "client-ca", cfg.ClientCA, "PEM CA certificates that sign client certificates (mTLS); needs --tls-cert and --caller-tokens-file")
+	fs.StringVar(&cfg.UpstreamCAFile, "upstream-ca-file", cfg.UpstreamCAFile, "PEM CA certificates trusted, besides the system roots, for the upstream's and the JWKS's HTTPS (a private CA)")
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + app.EnvName(f.Name) + ")" })
+	fs.Usage = func() {
+		fmt.Fprintf(usage, "Usage: recoveryd [flags]\n\nServes the RecoveryService over gRPC. With no flags it runs on an embedded\nsandbox upstream with a SQLite registry under %s.\n\n", cfg.DataDir)
+		fs.PrintDefaults()
+	}
+
+	if err := fs.Parse(args); err != nil {
+		return app.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return app.Config{}, fmt.Errorf("unexpected argument %q: recoveryd takes only flags (see -help)", fs.Arg(0))
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := app.EnvName(f.Name)
+		value := getenv(name)
+		if onCommandLine[f.Name] || value == "" {
+			return
+		}
+		if err := f.Value.Set(value); err != nil {
+			errs = append(errs, fmt.Errorf("environment variable %s: %w", name, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return app.Config{}, err
+	}
+	return cfg, nil
+}
