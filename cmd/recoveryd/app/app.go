@@ -32,22 +32,33 @@ const dataDirMode = 0o700
 
 // Options are what tests (and only tests) change about a run.
 type Options struct {
-	// listener, when set, is served instead of listening on cfg.Listen.
-	listener net.Listener
-	// sandboxKeySource, when set, supplies the embedded sandbox's RSA keys
+	// Listener, when set, is served instead of listening on cfg.Listen.
+	Listener net.Listener
+	// SandboxKeySource, when set, supplies the embedded sandbox's RSA keys
 	// instead of its background generator.
-	sandboxKeySource func() (*rsa.PrivateKey, error)
-	// spanProcessor, when set, also sees every span of the run (an
+	SandboxKeySource func() (*rsa.PrivateKey, error)
+	// SpanProcessor, when set, also sees every span of the run (an
 	// in-memory recorder), besides the exporters OTEL_TRACES_EXPORTER picks.
-	spanProcessor sdktrace.SpanProcessor
-	// stderr receives the development banner; nil means os.Stderr.
-	stderr io.Writer
-	// onCallersReload, when set, is told the outcome of every reload of
+	SpanProcessor sdktrace.SpanProcessor
+	// Stderr receives the development banner; nil means os.Stderr.
+	Stderr io.Writer
+	// OnCallersReload, when set, is told the outcome of every reload of
 	// the callers file after the first (SIGHUP reloads are asynchronous).
-	onCallersReload func(error)
-	// readinessInterval, when set, replaces readinessProbeInterval, so a
+	OnCallersReload func(error)
+	// ReadinessInterval, when set, replaces readinessProbeInterval, so a
 	// test sees a registry outage within milliseconds.
-	readinessInterval time.Duration
+	ReadinessInterval time.Duration
+	// Registry, when set, is used instead of the registry cfg names (a store
+	// two replicas share, or one the test reads); the run does not close it.
+	Registry *registry.Store
+	// Service, when set, adjusts the service's Config before it is built (a
+	// shorter CallTimeout, a test clock).
+	Service func(*service.Config)
+	// CallFinished, when set, is told the full method name of every call
+	// whose handler has returned, so a test can wait for work a caller
+	// abandoned. It sits inside the whole chain and sees only what reached
+	// a handler.
+	CallFinished func(fullMethod string)
 }
 
 // ConfigError is Run's refusal of a configuration: nothing was started.
@@ -79,8 +90,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 	defer func() {
 		// serve closes the listener; a run that never got there closes a
 		// listener it was given.
-		if !served && opts.listener != nil {
-			_ = opts.listener.Close()
+		if !served && opts.Listener != nil {
+			_ = opts.Listener.Close()
 		}
 	}()
 	// NOTE: the one validation of cfg: main relies on it (ConfigError).
@@ -89,12 +100,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 	}
 	log.Info("starting recoveryd", "config", cfg)
 	if banner := developmentBanner(cfg, os.Getenv); banner != "" {
-		_, _ = io.WriteString(cmp.Or[io.Writer](opts.stderr, os.Stderr), banner)
+		_, _ = io.WriteString(cmp.Or[io.Writer](opts.Stderr, os.Stderr), banner)
 	}
 	if cfg.Environment == EnvProduction && cfg.TLSCert == "" {
 		log.Warn("serving plaintext gRPC: bearer tokens and requests cross the network unencrypted unless a proxy or mesh terminates TLS in front of recoveryd (--tls-cert, --tls-key)")
 	}
-	tel, err := setupTelemetry(ctx, log, opts.spanProcessor)
+	tel, err := setupTelemetry(ctx, log, opts.SpanProcessor)
 	if err != nil {
 		return err
 	}
@@ -111,7 +122,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 	}
 	defer func() { err = errors.Join(err, stopAdmin()) }()
 
-	lis := opts.listener
+	lis := opts.Listener
 	if lis == nil {
 		if lis, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Listen); err != nil {
 			return fmt.Errorf("listening on --listen %s: %w", cfg.Listen, err)
@@ -132,11 +143,13 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 		}
 	}()
 
-	store, err := openRegistry(ctx, cfg, log)
-	if err != nil {
-		return nil, err
+	store := opts.Registry
+	if store == nil {
+		if store, err = openRegistry(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, store.Close)
 	}
-	a.closers = append(a.closers, store.Close)
 
 	client, keys, err := a.connectUpstream(ctx, cfg, opts)
 	if err != nil {
@@ -147,7 +160,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, err
 	}
-	svc := service.New(service.Config{
+	svcConfig := service.Config{
 		Upstream: client,
 		Keys:     keys,
 		Registry: store,
@@ -155,9 +168,13 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 		Authz:        sec.authn.Mode(),
 		MaxFileBytes: cfg.MaxFileBytes,
 		Logger:       log.With("component", "service"),
-	})
+	}
+	if opts.Service != nil {
+		opts.Service(&svcConfig)
+	}
+	svc := service.New(svcConfig)
 	a.health = newHealthService()
-	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec); err != nil {
+	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, opts.CallFinished); err != nil {
 		return nil, err
 	}
 	registryPing := registryCheck(store.Ping)
@@ -172,7 +189,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 		}},
 	}
 	// Only the registry is re-probed once SERVING: see readiness.reprobe.
-	a.readiness = newReadiness(log.With("component", "readiness"), a.health, startup, []readinessCheck{registryPing}, opts.readinessInterval)
+	a.readiness = newReadiness(log.With("component", "readiness"), a.health, startup, []readinessCheck{registryPing}, opts.ReadinessInterval)
 	return a, nil
 }
 
@@ -233,7 +250,7 @@ func (a *app) connectUpstream(ctx context.Context, cfg Config, opts Options) (*u
 // connectEmbeddedSandbox starts the emulator in-process and trusts its
 // JWKS, fetched over its loopback listener like a remote one.
 func (a *app) connectEmbeddedSandbox(ctx context.Context, cfg Config, opts Options) (*upstream.Client, upstream.KeySource, error) {
-	sb, err := startEmbeddedSandbox(ctx, a.log, cfg.DataDir, opts.sandboxKeySource)
+	sb, err := startEmbeddedSandbox(ctx, a.log, cfg.DataDir, opts.SandboxKeySource)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -51,7 +51,7 @@ func TestCallerAuthenticationThroughRun(t *testing.T) {
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI, otherOrgAPI)
 	var banner bytes.Buffer
 	// NOTE: startReady waits on health without a token: health is public.
-	srv := startReady(t, cfg, log, Options{stderr: &banner})
+	srv := startReady(t, cfg, log, Options{Stderr: &banner})
 	ctx := testCtx(t)
 	c := srv.client
 	req := assignKeyRequest("user-auth", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT)
@@ -128,7 +128,7 @@ func TestSIGHUPRotatesCallerTokens(t *testing.T) {
 	callersFile := writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
 	cfg.CallerTokensFile = callersFile
 	reloads := make(chan error, 1)
-	srv := startReady(t, cfg, log, Options{onCallersReload: func(err error) { reloads <- err }})
+	srv := startReady(t, cfg, log, Options{OnCallersReload: func(err error) { reloads <- err }})
 	ctx := testCtx(t)
 	list := func(token string) error {
 		_, err := srv.client.ListKeys(withToken(ctx, token), &recoveryv1.ListKeysRequest{})

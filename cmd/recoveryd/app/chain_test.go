@@ -94,7 +94,7 @@ func (panickingService) SecureFile(grpc.ClientStreamingServer[recoveryv1.SecureF
 // the final code of both.
 func TestChainOrderInAction(t *testing.T) {
 	log, logs := newTestLogger(t)
-	srv, err := newGRPCServer(log, panickingService{}, newHealthService(), service.StatusFromValidation, serverSecurity{})
+	srv, err := newGRPCServer(log, panickingService{}, newHealthService(), service.StatusFromValidation, serverSecurity{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func startTCPServer(t *testing.T) (*testServer, string) {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.AdminListen = "127.0.0.1:0"
-	srv := startReady(t, cfg, log, Options{listener: lis, sandboxKeySource: testkeys.NewRSASource()})
+	srv := startReady(t, cfg, log, Options{Listener: lis, SandboxKeySource: testkeys.NewRSASource()})
 	return srv, lis.Addr().String()
 }
 

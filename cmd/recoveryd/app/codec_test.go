@@ -91,7 +91,7 @@ func TestUndecodableRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := startReady(t, cfg, log, Options{listener: lis})
+	srv := startReady(t, cfg, log, Options{Listener: lis})
 	ctx := testCtx(t)
 	authed := withToken(ctx, walletAPI.token)
 	notUTF8 := []byte("alice\xff\xfe")

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,10 +22,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
@@ -245,73 +242,51 @@ func (u *testUpstream) getJSON(t *testing.T, method, path string, v any) {
 	}
 }
 
-// testServer is recoveryd started by run() on an in-memory listener.
+// testServer is recoveryd started by Run on an in-memory listener, with a
+// client of each of its services.
 type testServer struct {
+	*TestServer
 	conn   *grpc.ClientConn
 	client recoveryv1.RecoveryServiceClient
 	health healthpb.HealthClient
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	err    error
 }
 
-// startServer runs recoveryd (run: the real builder, the real lifecycle)
-// on opts.listener, or over bufconn when it is nil, and returns once it can
+// startServer runs recoveryd (Run: the real builder, the real lifecycle)
+// on opts.Listener, or over bufconn when it is nil, and returns once it can
 // be dialled; it does not wait for readiness (see waitServing). The server
 // is stopped at cleanup.
 func startServer(t testing.TB, cfg Config, log *slog.Logger, opts Options) *testServer {
 	t.Helper()
-	return startServerCreds(t, cfg, log, opts, insecure.NewCredentials())
+	return startServerCreds(t, cfg, log, opts, nil)
 }
 
 // startServerCreds is startServer with the client's transport credentials
 // (TLS, for a server configured with --tls-cert).
 func startServerCreds(t testing.TB, cfg Config, log *slog.Logger, opts Options, creds credentials.TransportCredentials) *testServer {
 	t.Helper()
-	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSendMsgBytes)),
-	}
-	target := "passthrough:///recoveryd"
-	if opts.listener == nil {
-		lis := bufconn.Listen(4 << 20)
-		opts.listener = lis
-		dialOpts = append(dialOpts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
-	} else {
-		target = "passthrough:///" + opts.listener.Addr().String()
-	}
-	if opts.stderr == nil {
+	if opts.Stderr == nil {
 		// The development banner goes with the test's output.
-		opts.stderr = t.Output()
+		opts.Stderr = t.Output()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &testServer{cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- Run(ctx, cfg, log, opts) }()
-	conn, err := grpc.NewClient(target, dialOpts...)
+	ts, err := StartTestServer(cfg, log, opts, creds)
 	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
+		t.Fatal(err)
 	}
-	s.conn = conn
-	s.client = recoveryv1.NewRecoveryServiceClient(conn)
-	s.health = healthpb.NewHealthClient(conn)
 	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
+		if err := ts.Stop(); err != nil {
 			t.Errorf("run returned %v", err)
 		}
 	})
-	return s
+	return &testServer{
+		TestServer: ts,
+		conn:       ts.Conn,
+		client:     recoveryv1.NewRecoveryServiceClient(ts.Conn),
+		health:     healthpb.NewHealthClient(ts.Conn),
+	}
 }
 
-// stop shuts the server down and returns run's error; safe to call twice.
-func (s *testServer) stop() error {
-	s.once.Do(func() {
-		s.cancel()
-		s.err = <-s.done
-		_ = s.conn.Close()
-	})
-	return s.err
-}
+// stop shuts the server down and returns Run's error; safe to call twice.
+func (s *testServer) stop() error { return s.Stop() }
 
 // startReady starts the server and waits until health says SERVING.
 func startReady(t testing.TB, cfg Config, log *slog.Logger, opts Options) *testServer {
@@ -321,39 +296,14 @@ func startReady(t testing.TB, cfg Config, log *slog.Logger, opts Options) *testS
 	return s
 }
 
-// waitServing watches health until the RecoveryService is SERVING, failing
-// the test with run's error if the server stopped instead.
+// waitServing waits until the RecoveryService is SERVING, failing the test
+// with Run's error if the server stopped instead.
 func (s *testServer) waitServing(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
-	serving := make(chan error, 1)
-	go func() {
-		w, err := s.health.Watch(ctx, &healthpb.HealthCheckRequest{Service: serviceName}, grpc.WaitForReady(true))
-		if err != nil {
-			serving <- err
-			return
-		}
-		for {
-			resp, err := w.Recv()
-			if err != nil {
-				serving <- err
-				return
-			}
-			if resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-				serving <- nil
-				return
-			}
-		}
-	}()
-	select {
-	case err := <-serving:
-		if err != nil {
-			t.Fatalf("waiting for SERVING: %v", err)
-		}
-	case err := <-s.done:
-		s.done <- err
-		t.Fatalf("recoveryd stopped before it was ready: %v", err)
+	if err := s.WaitServing(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -254,7 +254,7 @@ func TestRestartKeepsKeysUsable(t *testing.T) {
 	cfg.AdminListen = "127.0.0.1:0"
 	ctx := testCtx(t)
 
-	first := startReady(t, cfg, log, Options{sandboxKeySource: testkeys.NewRSASource()})
+	first := startReady(t, cfg, log, Options{SandboxKeySource: testkeys.NewRSASource()})
 	key := assignKey(t, ctx, first.client, "user-1")
 	before, err := first.client.SecureData(ctx, secureDataByKeyID(key.GetKeyId(), []byte("before the restart")))
 	if err != nil {
@@ -264,7 +264,7 @@ func TestRestartKeepsKeysUsable(t *testing.T) {
 		t.Fatalf("first run returned %v", err)
 	}
 
-	second := startReady(t, cfg, log, Options{sandboxKeySource: testkeys.NewRSASource()})
+	second := startReady(t, cfg, log, Options{SandboxKeySource: testkeys.NewRSASource()})
 	again, err := second.client.AssignKey(ctx, assignKeyRequest("user-1", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT))
 	if err != nil || !again.GetAlreadyAssigned() || again.GetKey().GetKeyId() != key.GetKeyId() {
 		t.Fatalf("AssignKey after restart = %v, %v; want the recorded key %s", again, err, key.GetKeyId())

@@ -43,7 +43,7 @@ func TestMTLSThroughRun(t *testing.T) {
 	addr := lis.Addr().String()
 	// The harness's own connection presents no certificate: health is
 	// public, so readiness is visible to it.
-	srv := startServerCreds(t, cfg, log, Options{listener: lis}, clientTLS(pki, nil))
+	srv := startServerCreds(t, cfg, log, Options{Listener: lis}, clientTLS(pki, nil))
 	srv.waitServing(t)
 	ctx := testCtx(t)
 

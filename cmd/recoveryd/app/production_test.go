@@ -125,7 +125,7 @@ func TestProductionStarts(t *testing.T) {
 		t.Fatalf("want an https upstream trusted through --upstream-ca-file, got %s", cfg)
 	}
 	var banner bytes.Buffer
-	srv := startReady(t, cfg, log, Options{stderr: &banner})
+	srv := startReady(t, cfg, log, Options{Stderr: &banner})
 	ctx := testCtx(t)
 
 	if banner.Len() != 0 {

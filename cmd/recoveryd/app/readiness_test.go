@@ -107,7 +107,7 @@ func TestHealthFollowsTheRegistry(t *testing.T) {
 	db := newOutageDatabase(t)
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.DatabaseURL = db.url
-	srv := startReady(t, cfg, log, Options{readinessInterval: testProbeInterval})
+	srv := startReady(t, cfg, log, Options{ReadinessInterval: testProbeInterval})
 	admin := adminAddress(t, logs.String())
 	ctx := testCtx(t)
 

@@ -244,7 +244,7 @@ func TestRunOnPostgreSQL(t *testing.T) {
 	up := startUpstream(t, t.TempDir(), log, nil)
 	dbURL, password := withPassword(t, registrytest.Postgres(t))
 	stderr := &logBuffer{out: t.Output()}
-	srv := startReady(t, replicaConfig(t, up, dbURL), log, Options{stderr: stderr})
+	srv := startReady(t, replicaConfig(t, up, dbURL), log, Options{Stderr: stderr})
 	ctx := testCtx(t)
 
 	health, err := srv.health.Check(ctx, &healthpb.HealthCheckRequest{Service: serviceName})

@@ -123,7 +123,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"),
 		testCaller{name: "leak-caller", token: canaryToken, orgs: []string{testCustomerID}},
 		testCaller{name: "leak-other", token: canaryOtherToken, orgs: []string{"other-org"}})
-	srv := startReady(t, cfg, log, Options{spanProcessor: recorder})
+	srv := startReady(t, cfg, log, Options{SpanProcessor: recorder})
 	c := srv.client
 	ctx := withToken(testCtx(t), canaryToken)
 

@@ -161,7 +161,7 @@ type serverSecurity struct {
 // draining after SIGTERM are authenticated, and a SIGHUP meanwhile must
 // reload, not kill the process (its default once nobody watches).
 func (a *app) secure(ctx context.Context, cfg Config, opts Options) (serverSecurity, error) {
-	authn, stop, err := newAuthenticator(context.WithoutCancel(ctx), cfg, a.log.With("component", "auth"), opts.onCallersReload)
+	authn, stop, err := newAuthenticator(context.WithoutCancel(ctx), cfg, a.log.With("component", "auth"), opts.OnCallersReload)
 	if err != nil {
 		return serverSecurity{}, err
 	}

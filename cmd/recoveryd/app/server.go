@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -55,8 +56,8 @@ var serviceName = recoveryv1.RecoveryService_ServiceDesc.ServiceName
 // interceptor chain, TLS, the RecoveryService, health and reflection.
 // toStatus converts validation errors into the statuses callers get; sec
 // says how callers are authenticated (its zero value: not at all, over
-// plaintext).
-func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *healthService, toStatus func(error) error, sec serverSecurity) (*grpc.Server, error) {
+// plaintext). callFinished, when not nil, is Options.CallFinished.
+func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *healthService, toStatus func(error) error, sec serverSecurity, callFinished func(string)) (*grpc.Server, error) {
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("building the request validator: %w", err)
@@ -90,6 +91,19 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 	}
 	if sec.creds != nil {
 		opts = append(opts, sec.creds)
+	}
+	if callFinished != nil {
+		// NOTE: chained after the chain above, so innermost: it sees the
+		// handler return, not the chain's refusals.
+		opts = append(opts,
+			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				defer callFinished(info.FullMethod)
+				return h(ctx, req)
+			}),
+			grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				defer callFinished(info.FullMethod)
+				return h(srv, ss)
+			}))
 	}
 	srv := grpc.NewServer(opts...)
 	recoveryv1.RegisterRecoveryServiceServer(srv, svc)

@@ -135,7 +135,7 @@ func TestOneTraceFromCallerToUpstream(t *testing.T) {
 	log, logs := newTestLogger(t)
 	headers := &traceparentRecorder{}
 	up := startUpstream(t, t.TempDir(), log, headers.wrap)
-	srv := startReady(t, authenticatedConfig(t, up), log, Options{spanProcessor: recorder})
+	srv := startReady(t, authenticatedConfig(t, up), log, Options{SpanProcessor: recorder})
 
 	key := assignKey(t, tracedCtx(t, assignTraceID), srv.client, "user-traced")
 	stored, err := sendFile(tracedCtx(t, fileTraceID), srv.client, fileHeader(key.GetKeyId()), []byte("traced file bytes"))
