@@ -2,15 +2,11 @@ package app
 
 import (
 	"context"
-	"log/slog"
 	"net"
-	"reflect"
-	"regexp"
-	"runtime"
+	"path/filepath"
 	"strings"
 	"testing"
 
-	"buf.build/go/protovalidate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -21,60 +17,6 @@ import (
 	"github.com/walletprovider/recoveryservice/service"
 )
 
-// interceptorName names the concern of an interceptor function from where it
-// was built. Closures are named after their enclosing functions, with
-// inlining adding the caller: "…/interceptors/logging.UnaryServerInterceptor.func1"
-// and "…/logging.StreamServerInterceptor.StreamServerInterceptor.func2" are
-// both "logging"; this package's "…/app.interceptorChain.validationUnary.func6"
-// is "validation".
-func interceptorName(fn any) string {
-	name := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name()
-	name = regexp.MustCompile(`(\.func\d+)+$`).ReplaceAllString(name, "")
-	parts := strings.Split(name[strings.LastIndex(name, "/")+1:], ".")
-	if pkg := parts[0]; pkg != "app" {
-		return pkg
-	}
-	fnName := parts[len(parts)-1]
-	for _, kind := range []string{"Unary", "Stream"} {
-		fnName = strings.TrimSuffix(fnName, kind)
-	}
-	return fnName
-}
-
-// TestInterceptorChainsMatch: the unary and stream chains name the same
-// interceptors in the same order, and that order is the one justified in
-// interceptorChain.
-func TestInterceptorChainsMatch(t *testing.T) {
-	validator, err := protovalidate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// NOTE: a nil authenticator still occupies the auth position (its
-	// interceptors pass calls through), so the chain's shape never depends
-	// on the configuration.
-	chain := interceptorChain(slog.Default(), validator, service.StatusFromValidation, nil)
-	unary, stream := unaryInterceptors(chain), streamInterceptors(chain)
-	var unaryNames, streamNames []string
-	for _, u := range unary {
-		unaryNames = append(unaryNames, interceptorName(u))
-	}
-	for _, s := range stream {
-		streamNames = append(streamNames, interceptorName(s))
-	}
-	want := []string{"logging", "auth", "callFields", "validation", "recovery"}
-	if strings.Join(unaryNames, ",") != strings.Join(want, ",") {
-		t.Errorf("unary chain = %q, want %q", unaryNames, want)
-	}
-	if strings.Join(streamNames, ",") != strings.Join(unaryNames, ",") {
-		t.Errorf("stream chain = %q, unary chain = %q: they must match", streamNames, unaryNames)
-	}
-	for i, c := range chain {
-		if got := interceptorName(c.unary); got != c.name {
-			t.Errorf("chain[%d] is labelled %q but holds %q", i, c.name, got)
-		}
-	}
-}
-
 // panickingService panics in every handler it implements.
 type panickingService struct {
 	recoveryv1.UnimplementedRecoveryServiceServer
@@ -84,17 +26,30 @@ func (panickingService) GetKey(context.Context, *recoveryv1.GetKeyRequest) (*rec
 	panic("handler bug: secret-free but loud")
 }
 
-func (panickingService) SecureFile(grpc.ClientStreamingServer[recoveryv1.SecureFileRequest, recoveryv1.SecureFileResponse]) error {
+// SecureFile receives the header first, as every stream handler does:
+// validation runs on each received message, so a malformed header ends the
+// call there, before the panic.
+func (panickingService) SecureFile(stream grpc.ClientStreamingServer[recoveryv1.SecureFileRequest, recoveryv1.SecureFileResponse]) error {
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
 	panic("stream handler bug")
 }
 
-// TestChainOrderInAction runs the built server with handlers that panic:
-// validation answers before the handler runs, recovery turns the panic
-// into a bare Internal with its stack logged, and logging (outermost) logs
-// the final code of both.
-func TestChainOrderInAction(t *testing.T) {
+// chainServer serves panickingService through the real server builder
+// with caller authentication on (walletAPI is the one caller), and returns
+// a client and the server's log.
+func chainServer(t *testing.T) (recoveryv1.RecoveryServiceClient, *logBuffer) {
+	t.Helper()
 	log, logs := newTestLogger(t)
-	srv, err := newGRPCServer(log, panickingService{}, newHealthService(), service.StatusFromValidation, serverSecurity{}, nil)
+	cfg := DefaultConfig()
+	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
+	authn, stopWatch, err := newAuthenticator(t.Context(), cfg, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopWatch)
+	srv, err := newGRPCServer(log, panickingService{}, newHealthService(), service.StatusFromValidation, serverSecurity{authn: authn}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,45 +63,94 @@ func TestChainOrderInAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	c := recoveryv1.NewRecoveryServiceClient(conn)
-	ctx := testCtx(t)
+	return recoveryv1.NewRecoveryServiceClient(conn), logs
+}
 
-	// Validation sits before the handler: an invalid request never reaches it.
-	_, err = c.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: "bad"})
-	wantStatus(t, err, codes.InvalidArgument, "INVALID_REQUEST", "key_id")
-
-	// Recovery: a panic is a bare Internal, no details, no panic text.
-	for name, call := range map[string]func() error{
-		"unary": func() error {
-			_, err := c.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: "6f1c2d3e-4a5b-4c6d-8e7f-901234567890"})
+// TestChainPositions: what each position of the interceptor chain must do,
+// shown by behaviour through the built server, for unary and streaming
+// calls alike (so the two chains cannot drift apart). The handlers panic, so
+// any call that reaches one answers a bare Internal.
+func TestChainPositions(t *testing.T) {
+	const validKeyID = "6f1c2d3e-4a5b-4c6d-8e7f-901234567890"
+	calls := map[string]func(ctx context.Context, c recoveryv1.RecoveryServiceClient, keyID string) error{
+		"unary": func(ctx context.Context, c recoveryv1.RecoveryServiceClient, keyID string) error {
+			_, err := c.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: keyID})
 			return err
 		},
-		"stream": func() error {
-			_, err := sendFile(ctx, c, fileHeader("6f1c2d3e-4a5b-4c6d-8e7f-901234567890"), []byte("x"))
+		"stream": func(ctx context.Context, c recoveryv1.RecoveryServiceClient, keyID string) error {
+			_, err := sendFile(ctx, c, fileHeader(keyID), []byte("x"))
 			return err
 		},
-	} {
-		err := call()
-		st, _ := status.FromError(err)
-		if st.Code() != codes.Internal || st.Message() != internalMessage || len(st.Details()) != 0 {
-			t.Errorf("%s panic answered %v (details %v), want bare Internal %q", name, err, st.Details(), internalMessage)
+	}
+	tests := []struct {
+		position string
+		// token is the caller's bearer token ("": none).
+		token string
+		keyID string
+		code  codes.Code
+		// reason is the ErrorInfo reason; "" for a bare status.
+		reason string
+		// logged is what the call's finish line must hold.
+		logged []string
+	}{
+		{position: "auth before validation: an unauthenticated caller learns nothing of the request rules",
+			keyID: "bad", code: codes.Unauthenticated, reason: "CALLER_TOKEN_MISSING",
+			logged: []string{`"grpc.code":"Unauthenticated"`}},
+		{position: "validation before the handler: a malformed request never reaches it",
+			token: walletAPI.token, keyID: "bad", code: codes.InvalidArgument, reason: "INVALID_REQUEST",
+			logged: []string{`"grpc.code":"InvalidArgument"`}},
+		{position: "callFields between auth and validation: a refused call's line names its caller",
+			token: walletAPI.token, keyID: "bad", code: codes.InvalidArgument, reason: "INVALID_REQUEST",
+			logged: []string{`"caller":"` + walletAPI.name + `"`}},
+		{position: "recovery innermost: a panic is a bare Internal that logging still records",
+			token: walletAPI.token, keyID: validKeyID, code: codes.Internal,
+			logged: []string{`"grpc.code":"Internal"`}},
+	}
+	for _, tt := range tests {
+		for kind, call := range calls {
+			t.Run(kind+"/"+tt.position, func(t *testing.T) {
+				c, logs := chainServer(t)
+				ctx := testCtx(t)
+				if tt.token != "" {
+					ctx = withToken(ctx, tt.token)
+				}
+				err := call(ctx, c, tt.keyID)
+				if tt.reason != "" {
+					wantStatus(t, err, tt.code, tt.reason)
+				} else if st, _ := status.FromError(err); st.Code() != tt.code || st.Message() != internalMessage || len(st.Details()) != 0 {
+					t.Fatalf("answered %v (details %v), want bare %s %q", err, st.Details(), tt.code, internalMessage)
+				}
+				// logging is outermost: one finish line per call, with the
+				// final code whichever position answered.
+				out := logs.String()
+				if n := strings.Count(out, `"msg":"finished call"`); n != 1 {
+					t.Fatalf("%d finished-call lines, want 1:\n%s", n, out)
+				}
+				for _, want := range tt.logged {
+					if !strings.Contains(out, want) {
+						t.Errorf("log lacks %s:\n%s", want, out)
+					}
+				}
+			})
 		}
 	}
+}
+
+// TestPanicIsLoggedWithItsStack: recovery logs the panic value and where it
+// happened; the caller saw only a bare Internal (TestChainPositions).
+func TestPanicIsLoggedWithItsStack(t *testing.T) {
+	c, logs := chainServer(t)
+	ctx := withToken(testCtx(t), walletAPI.token)
+	_, _ = c.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: "6f1c2d3e-4a5b-4c6d-8e7f-901234567890"})
+	_, _ = sendFile(ctx, c, fileHeader("6f1c2d3e-4a5b-4c6d-8e7f-901234567890"), []byte("x"))
 	out := logs.String()
 	for _, want := range []string{
 		`"msg":"handler panicked","panic":"handler bug: secret-free but loud"`,
 		`"msg":"handler panicked","panic":"stream handler bug"`,
 		"chain_test.go", // the stack names where the panic happened
-		// Logging is outside recovery and validation: it logs their codes.
-		`"grpc.method":"GetKey","grpc.method_type":"unary"`,
-		`"grpc.code":"Internal"`,
-		`"grpc.code":"InvalidArgument"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s", want)
 		}
-	}
-	if strings.Count(out, `"msg":"finished call"`) != 3 {
-		t.Errorf("want one finished-call line per call (3), log:\n%s", out)
 	}
 }
