@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -94,7 +95,10 @@ func (s *TestServer) WaitServing(ctx context.Context) error {
 		return nil
 	case err := <-s.done:
 		s.done <- err
-		return fmt.Errorf("recoveryd stopped before it was ready (run returned %v)", err)
+		if err == nil {
+			err = errors.New("Run returned no error")
+		}
+		return fmt.Errorf("recoveryd stopped before it was ready: %w", err)
 	}
 }
 
