@@ -93,7 +93,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, opts runOptions) (er
 		return err
 	}
 	defer func() { err = errors.Join(err, a.close()) }()
-	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health.Server)
+	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health)
 	if err != nil {
 		return err
 	}
