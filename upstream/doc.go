@@ -5,8 +5,9 @@
 //
 // The adapter owns everything about the wire that could go subtly wrong:
 // the bearer token (from a file, never logged), the exact request format of
-// upstream-contract.md, bounded reads of every response, per-call timeouts,
-// and the classification of every failure into an *Error whose Kind callers
+// docs/upstream-contract.md (the contract in our words, with the public
+// sources it comes from), bounded reads of every response, per-call
+// timeouts, and the classification of every failure into an *Error whose Kind callers
 // switch on (errors.Is(err, ErrNotFound) works). It retries only what
 // cannot duplicate a side effect: a request that never reached the upstream,
 // and a 429 that asks for a short wait. A timeout or 5xx on AssignKey is an

@@ -20,6 +20,7 @@ import (
 	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // jwksOf publishes the given pool keys, all with the assignment purpose.
@@ -106,13 +107,7 @@ func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 6, 1, 12, 0,
 // TestJWKSFromSandbox fetches the emulator's JWKS over TLS and verifies a
 // real assignment's signature with it.
 func TestJWKSFromSandbox(t *testing.T) {
-	sb, err := sandbox.New(sandbox.Config{KeySource: testKeySource(), Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	hs := httptest.NewTLSServer(sb)
-	defer hs.Close()
+	hs := sandboxtest.Start(t, sandboxtest.Options{TLS: true}).HTTP
 
 	ks, err := NewJWKSFetcher(JWKSConfig{URL: hs.URL + sandbox.PathJWKS, Transport: hs.Client().Transport})
 	if err != nil {

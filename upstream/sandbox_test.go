@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -20,35 +19,24 @@ import (
 	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
-// emulator is the real sandbox behind a real loopback HTTP server.
+// emulator is the real sandbox behind a real loopback HTTP server. Most
+// tests get one from startSandbox; secure_file_test.go also builds one
+// around its own wrapped handler.
 type emulator struct {
 	srv  *sandbox.Server
 	http *httptest.Server
 }
 
-// startSandbox runs sandbox.New behind httptest with the committed test
-// key pool (so no RSA key is generated) and returns it with a client using
-// the development partner token.
+// startSandbox starts the emulator for the test (sandboxtest.Start: the
+// committed test keys, so no RSA key is generated) and returns it with a
+// client using the development partner token.
 func startSandbox(t *testing.T, cfg sandbox.Config) (*emulator, *Client) {
 	t.Helper()
-	if cfg.KeySource == nil {
-		cfg.KeySource = testkeys.NewRSASource()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	sb, err := sandbox.New(cfg)
-	if err != nil {
-		t.Fatalf("sandbox.New: %v", err)
-	}
-	hs := httptest.NewServer(sb)
-	t.Cleanup(func() {
-		hs.Close()
-		sb.Close()
-	})
-	e := &emulator{srv: sb, http: hs}
+	sb := sandboxtest.Start(t, sandboxtest.Options{Config: cfg})
+	e := &emulator{srv: sb.Server, http: sb.HTTP}
 	return e, e.client(t, sandbox.DevPartnerToken)
 }
 
@@ -67,37 +55,10 @@ func (e *emulator) client(t *testing.T, token string, mutate ...func(*Config)) *
 	return c
 }
 
-// inspectedBackup is one entry of the emulator's GET /sandbox/v1/backups.
-type inspectedBackup struct {
-	BackupID   string `json:"backup_id"`
-	BackupType string `json:"backup_type"`
-	KeyID      string `json:"key_id"`
-	CustomerID string `json:"customer_id"`
-	PackageID  string `json:"package_id"`
-	SizeBytes  int64  `json:"size_bytes"`
-	SHA256     string `json:"sha256"`
-	Checksum   string `json:"checksum"`
-}
-
 // backups lists what the emulator holds, through its inspection endpoint.
-func (e *emulator) backups(t *testing.T) []inspectedBackup {
+func (e *emulator) backups(t *testing.T) []sandbox.InspectedBackup {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.http.URL+sandbox.PathInspectBackups, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := e.http.Client().Do(req)
-	if err != nil {
-		t.Fatalf("inspecting backups: %v", err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Backups []inspectedBackup `json:"backups"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("inspecting backups: status %d, %v", resp.StatusCode, err)
-	}
-	return body.Backups
+	return sandboxtest.NewClient(e.http.URL, e.http.Client()).Backups(t)
 }
 
 // assignTestKey assigns a key for user in org-123/pkg-456.
@@ -181,7 +142,7 @@ func TestSandboxHappyPath(t *testing.T) {
 	}
 
 	fileSum := sha256.Sum256(fileBytes)
-	want := map[string]inspectedBackup{
+	want := map[string]sandbox.InspectedBackup{
 		data.BackupID: {BackupID: data.BackupID, BackupType: "data", KeyID: key.KeyID, CustomerID: "org-123", PackageID: "pkg-456", Checksum: checksum},
 		file.BackupID: {BackupID: file.BackupID, BackupType: "file", KeyID: key.KeyID, CustomerID: "org-123", PackageID: "pkg-456",
 			SizeBytes: int64(len(fileBytes)), SHA256: hex.EncodeToString(fileSum[:])},

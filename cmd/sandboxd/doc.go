@@ -1,6 +1,7 @@
 // Command sandboxd runs the Partner Key Service emulator (upstream/sandbox)
 // as a standalone HTTP server, so developers, scripts and other languages'
-// clients can exercise the upstream contract without CoinCover's sandbox.
+// clients can exercise the upstream contract (docs/upstream-contract.md)
+// without CoinCover's sandbox.
 //
 // Usage:
 //

@@ -22,6 +22,7 @@ import (
 	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // readBanner reads sandboxd's first stdout line and returns the base URL
@@ -76,7 +77,7 @@ func TestRunWalk(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	var stderr syncBuffer
+	var stderr sandboxtest.LogBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, pw, &stderr,
@@ -122,6 +123,11 @@ func TestRunWalk(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(string(body), `"backup_type":"data"`) {
 		t.Fatalf("secure/data: %d %s", status, body)
 	}
+	// The inspection API of the running sandboxd shows it filed.
+	if backups := sandboxtest.NewClient(base, nil).Backups(t); len(backups) != 1 || backups[0].BackupType != sandbox.BackupTypeData ||
+		backups[0].CustomerID != "org-123" || backups[0].Checksum != keycrypto.Checksum(plaintext) {
+		t.Fatalf("sandboxd holds %+v; want the one data backup for org-123", backups)
+	}
 
 	cancel()
 	if err := <-done; err != nil {
@@ -151,7 +157,7 @@ func TestFlags(t *testing.T) {
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
-			var stderr syncBuffer
+			var stderr sandboxtest.LogBuffer
 			err := run(context.Background(), args, io.Discard, &stderr, hooks{keySource: testkeys.NewRSASource()})
 			if err == nil {
 				t.Fatal("accepted")
@@ -182,7 +188,7 @@ func TestBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr sandboxtest.LogBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -84,7 +84,7 @@ func TestAssignKeyValidation(t *testing.T) {
 	if resp := h.do(http.MethodPost, sandbox.PathAssignKey, sandbox.DevPartnerToken, "application/x-www-form-urlencoded", strings.NewReader("{}")); resp.status != http.StatusBadRequest || len(resp.errorBody(t).Fields) != 5 {
 		t.Errorf("form-typed JSON body: status %d: %s", resp.status, resp.body)
 	}
-	if n := len(h.keys()); n != 0 {
+	if n := len(h.inspect.Keys(t)); n != 0 {
 		t.Fatalf("%d keys assigned by rejected requests", n)
 	}
 }
@@ -129,7 +129,7 @@ func TestAssignKeyConflict(t *testing.T) {
 	if count[http.StatusOK] != 1 || count[http.StatusConflict] != 7 {
 		t.Fatalf("concurrent duplicates: %v, want one 200 and seven 409", count)
 	}
-	keys := h.keys()
+	keys := h.inspect.Keys(t)
 	if len(keys) != 4 {
 		t.Fatalf("%d keys, want 4", len(keys))
 	}
@@ -184,7 +184,7 @@ func TestAssignKeySignature(t *testing.T) {
 	// user_id is the emulator's uuid for the user, stable per (customer,
 	// user_identifier), never the identifier itself.
 	var userID string
-	for _, k := range h.keys() {
+	for _, k := range h.inspect.Keys(t) {
 		if k.UserIdentifier == "u3" {
 			userID = k.UserID
 		}

@@ -65,7 +65,7 @@ func TestPartnerAuth(t *testing.T) {
 	if resp := h.postJSON(sandbox.PathAssignKey, "good-token", `{}`); resp.status != http.StatusBadRequest {
 		t.Fatalf("valid token: status %d: %s", resp.status, resp.body)
 	}
-	if n := len(h.keys()); n != 0 {
+	if n := len(h.inspect.Keys(t)); n != 0 {
 		t.Fatalf("%d keys stored by rejected requests", n)
 	}
 }
@@ -116,6 +116,6 @@ func TestRateLimit(t *testing.T) {
 	}
 	// Inspection endpoints are not rate limited.
 	for range 3 {
-		h.keys()
+		h.inspect.Keys(t)
 	}
 }

@@ -1,7 +1,9 @@
 // Package sandbox emulates CoinCover's Partner Key Service so that every test
 // and every development run of this project has an upstream that behaves
-// exactly as the project's upstream contract (shared/upstream-contract.md)
-// describes.
+// exactly as the project's upstream contract, docs/upstream-contract.md,
+// describes. Where the emulator goes beyond the public sources (error type
+// names, the inspection endpoints, refusing non-rsa4096 keys), that page
+// says so.
 //
 // The emulator is an http.Handler: cmd/sandboxd serves it on a listener,
 // cmd/recoveryd embeds it in-process, and tests start it with httptest. It

@@ -6,53 +6,37 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/walletprovider/recoveryservice/keycrypto"
-	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
-// harness is a real emulator behind a real loopback HTTP server.
+// harness is a real emulator behind a real loopback HTTP server
+// (sandboxtest.Start), with the requests these tests make of it.
 type harness struct {
 	t      *testing.T
 	srv    *sandbox.Server
 	http   *httptest.Server
 	client *http.Client
-	logs   *logSink
+	logs   *sandboxtest.LogBuffer
+	// inspect reads the emulator's /sandbox/v1 endpoints.
+	inspect *sandboxtest.Client
 	// dataDir is Config.DataDir ("" in memory).
 	dataDir string
 }
 
-// start runs sandbox.New(cfg) behind httptest, filling in a testkeys key
-// source (unless the test set one) and a log sink.
+// start runs sandbox.New(cfg) behind httptest, with the committed test keys
+// unless the test set a KeySource, logging into h.logs unless it set a
+// Logger.
 func start(t *testing.T, cfg sandbox.Config) *harness {
 	t.Helper()
-	if cfg.KeySource == nil {
-		cfg.KeySource = testkeys.NewRSASource()
-	}
-	sink := newLogSink()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(sink)
-	}
-	srv, err := sandbox.New(cfg)
-	if err != nil {
-		t.Fatalf("sandbox.New: %v", err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		hs.Close()
-		if err := srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return &harness{t: t, srv: srv, http: hs, client: hs.Client(), logs: sink, dataDir: cfg.DataDir}
+	sb := sandboxtest.Start(t, sandboxtest.Options{Config: cfg})
+	return &harness{t: t, srv: sb.Server, http: sb.HTTP, client: sb.HTTP.Client(), logs: sb.Logs, inspect: sb.Inspect,
+		dataDir: cfg.DataDir}
 }
 
 // response is a completed HTTP exchange.
@@ -201,51 +185,6 @@ func seal(t *testing.T, publicHex string, plaintext []byte) (data, checksum stri
 	return b64(ct), keycrypto.Checksum(plaintext)
 }
 
-// inspectKeys lists GET /sandbox/v1/keys.
-type inspectedKey struct {
-	KeyID          string `json:"key_id"`
-	UserIdentifier string `json:"user_identifier"`
-	UserID         string `json:"user_id"`
-	CustomerID     string `json:"customer_id"`
-	PackageID      string `json:"package_id"`
-	KeyEnvironment string `json:"key_environment"`
-	PublicKey      string `json:"public_key"`
-	CreatedAt      string `json:"created_at"`
-}
-
-type inspectedBackup struct {
-	BackupID   string            `json:"backup_id"`
-	BackupType string            `json:"backup_type"`
-	KeyID      string            `json:"key_id"`
-	CustomerID string            `json:"customer_id"`
-	PackageID  string            `json:"package_id"`
-	SizeBytes  int64             `json:"size_bytes"`
-	SHA256     string            `json:"sha256"`
-	Checksum   string            `json:"checksum"`
-	Metadata   map[string]string `json:"metadata"`
-	StoredAt   string            `json:"stored_at"`
-}
-
-func (h *harness) keys() []inspectedKey {
-	h.t.Helper()
-	resp := h.do(http.MethodGet, sandbox.PathInspectKeys, "", "", nil)
-	var body struct {
-		Keys []inspectedKey `json:"keys"`
-	}
-	decodeStrict(h.t, resp, &body)
-	return body.Keys
-}
-
-func (h *harness) backups() []inspectedBackup {
-	h.t.Helper()
-	resp := h.do(http.MethodGet, sandbox.PathInspectBackups, "", "", nil)
-	var body struct {
-		Backups []inspectedBackup `json:"backups"`
-	}
-	decodeStrict(h.t, resp, &body)
-	return body.Backups
-}
-
 // decodeStrict requires a 200 JSON body that decodes into v with no unknown fields.
 func decodeStrict(t *testing.T, resp response, v any) {
 	t.Helper()
@@ -256,79 +195,5 @@ func decodeStrict(t *testing.T, resp response, v any) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		t.Fatalf("%v\n%s", err, resp.body)
-	}
-}
-
-// logSink is a slog.Handler that keeps every record, so tests can wait
-// for a request to have been fully handled (its log line comes last) and
-// check that secrets never reach the log.
-type logSink struct {
-	mu      sync.Mutex
-	records []string
-	notify  chan struct{}
-}
-
-func newLogSink() *logSink { return &logSink{notify: make(chan struct{}, 1024)} }
-
-func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s *logSink) WithAttrs([]slog.Attr) slog.Handler       { return s }
-func (s *logSink) WithGroup(string) slog.Handler            { return s }
-func (s *logSink) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(" " + a.Key + "=" + a.Value.String())
-		return true
-	})
-	s.mu.Lock()
-	s.records = append(s.records, b.String())
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// all returns the log so far as one string.
-func (s *logSink) all() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.records, "\n")
-}
-
-// waitFor blocks until a log line contains every part and returns it.
-func (s *logSink) waitFor(t *testing.T, parts ...string) string {
-	t.Helper()
-	lines := s.waitCount(t, 1, parts...)
-	return lines[0]
-}
-
-// waitCount blocks until n log lines contain every part. The deadline only
-// turns a hang into a failure; it is not what the test asserts.
-func (s *logSink) waitCount(t *testing.T, n int, parts ...string) []string {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for {
-		var matched []string
-		s.mu.Lock()
-		for _, line := range s.records {
-			ok := true
-			for _, p := range parts {
-				ok = ok && strings.Contains(line, p)
-			}
-			if ok {
-				matched = append(matched, line)
-			}
-		}
-		s.mu.Unlock()
-		if len(matched) >= n {
-			return matched
-		}
-		select {
-		case <-s.notify:
-		case <-deadline:
-			t.Fatalf("fewer than %d log lines with %q; log:\n%s", n, parts, s.all())
-		}
 	}
 }

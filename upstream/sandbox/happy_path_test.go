@@ -34,7 +34,7 @@ func TestHappyPath(t *testing.T) {
 	if err := keycrypto.VerifySignature(h.srv.VerificationKeys().Keys, a.signed()); err != nil {
 		t.Fatalf("signature does not verify with the published keys: %v", err)
 	}
-	userID := h.keys()[0].UserID
+	userID := h.inspect.Keys(t)[0].UserID
 	binding := keycrypto.Binding{
 		Fields: []string{"external_customer_id", "external_package_id", "user_id", "key_id", "key_fingerprint", "pulled_by_id", "pulled_by_type"},
 		Values: map[string]string{
@@ -91,7 +91,7 @@ func TestHappyPath(t *testing.T) {
 	}
 
 	// Both backups are filed against the key's customer and package.
-	backups := h.backups()
+	backups := h.inspect.Backups(t)
 	if len(backups) != 2 {
 		t.Fatalf("want 2 backups, got %+v", backups)
 	}
@@ -103,29 +103,21 @@ func TestHappyPath(t *testing.T) {
 	if got := backups[1]; got.BackupID != file.BackupID || got.SizeBytes != int64(len(fileBytes)) || got.SHA256 != sha256Hex(fileBytes) {
 		t.Errorf("file backup recorded as %+v", got)
 	}
-	content := h.do(http.MethodGet, sandbox.PathInspectBackups+"/"+file.BackupID+"/content", "", "", nil)
-	if content.status != http.StatusOK || !bytes.Equal(content.body, fileBytes) {
-		t.Fatalf("file content: status %d, %d bytes", content.status, len(content.body))
+	if content := h.inspect.Content(t, file.BackupID); !bytes.Equal(content, fileBytes) {
+		t.Fatalf("file content: %d bytes, want the %d sent", len(content), len(fileBytes))
 	}
 
 	// Recovery end to end: the enclave side decrypts the stored ciphertext.
-	rec := h.do(http.MethodPost, sandbox.PathInspectBackups+"/"+stored.BackupID+"/recover", "", "", nil)
-	var recovered struct {
-		Plaintext string `json:"plaintext"`
-	}
-	decodeStrict(t, rec, &recovered)
-	got, err := base64.StdEncoding.DecodeString(recovered.Plaintext)
-	if err != nil || !bytes.Equal(got, plaintext) {
+	if got := h.inspect.Recover(t, stored.BackupID); !bytes.Equal(got, plaintext) {
 		t.Fatalf("recovered %q, want %q", got, plaintext)
 	}
-	if data, _ := base64.StdEncoding.DecodeString(data); !bytes.Equal(h.do(http.MethodGet,
-		sandbox.PathInspectBackups+"/"+stored.BackupID+"/content", "", "", nil).body, data) {
+	if data, _ := base64.StdEncoding.DecodeString(data); !bytes.Equal(h.inspect.Content(t, stored.BackupID), data) {
 		t.Fatal("data backup content is not the ciphertext that was sent")
 	}
 
 	// Neither the token nor the plaintext ever reached the log.
-	log := h.logs.all()
-	for _, secret := range []string{sandbox.DevPartnerToken, string(plaintext), recovered.Plaintext} {
+	log := h.logs.String()
+	for _, secret := range []string{sandbox.DevPartnerToken, string(plaintext), base64.StdEncoding.EncodeToString(plaintext)} {
 		if strings.Contains(log, secret) {
 			t.Errorf("log contains a secret %q", secret)
 		}

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"encoding/base64"
 	"net/http"
 	"strconv"
 
@@ -12,8 +11,10 @@ import (
 // use them to see what the "enclave" holds and to run a recovery. They need
 // no token (the emulator is a development tool bound to loopback).
 
-// inspectKey is one entry of GET /sandbox/v1/keys.
-type inspectKey struct {
+// InspectedKey is one entry of GET /sandbox/v1/keys. It is exported so the
+// handler and the clients that read the endpoint (sandboxtest) share one
+// definition of the wire format.
+type InspectedKey struct {
 	KeyID          string `json:"key_id"`
 	UserIdentifier string `json:"user_identifier"`
 	// UserID is the emulator's internal user uuid (what sign_with's
@@ -26,24 +27,45 @@ type inspectKey struct {
 	CreatedAt      string `json:"created_at"`
 }
 
-// inspectBackup is one entry of GET /sandbox/v1/backups.
-type inspectBackup struct {
-	BackupID   string         `json:"backup_id"`
-	BackupType string         `json:"backup_type"`
-	KeyID      string         `json:"key_id"`
-	CustomerID string         `json:"customer_id"`
-	PackageID  string         `json:"package_id"`
-	SizeBytes  int64          `json:"size_bytes"`
-	SHA256     string         `json:"sha256"`
-	Checksum   string         `json:"checksum"`
-	Metadata   backupMetadata `json:"metadata"`
-	StoredAt   string         `json:"stored_at"`
+// InspectedKeys is the body of GET /sandbox/v1/keys.
+type InspectedKeys struct {
+	Keys []InspectedKey `json:"keys"`
+}
+
+// InspectedBackup is one entry of GET /sandbox/v1/backups: where a backup
+// is filed and what was stored.
+type InspectedBackup struct {
+	BackupID   string `json:"backup_id"`
+	BackupType string `json:"backup_type"`
+	KeyID      string `json:"key_id"`
+	CustomerID string `json:"customer_id"`
+	PackageID  string `json:"package_id"`
+	SizeBytes  int64  `json:"size_bytes"`
+	// SHA256 is the hex SHA-256 of the stored bytes (the ciphertext or
+	// the file), so a test can check what arrived without fetching it.
+	SHA256 string `json:"sha256"`
+	// Checksum is the plaintext checksum secure/data verified ("" for a
+	// file).
+	Checksum string         `json:"checksum"`
+	Metadata BackupMetadata `json:"metadata"`
+	StoredAt string         `json:"stored_at"`
+}
+
+// InspectedBackups is the body of GET /sandbox/v1/backups.
+type InspectedBackups struct {
+	Backups []InspectedBackup `json:"backups"`
+}
+
+// Recovered is the body of POST /sandbox/v1/backups/{id}/recover. The
+// plaintext travels as standard base64, as a []byte does in JSON.
+type Recovered struct {
+	Plaintext []byte `json:"plaintext"`
 }
 
 func (s *Server) handleListKeys(w http.ResponseWriter, _ *http.Request) {
-	keys := []inspectKey{}
+	keys := []InspectedKey{}
 	for _, k := range s.store.listKeys() {
-		keys = append(keys, inspectKey{
+		keys = append(keys, InspectedKey{
 			KeyID:          k.KeyID,
 			UserIdentifier: k.UserIdentifier,
 			UserID:         k.UserID,
@@ -54,13 +76,13 @@ func (s *Server) handleListKeys(w http.ResponseWriter, _ *http.Request) {
 			CreatedAt:      k.CreatedAt.UTC().Format(storedAtLayout),
 		})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+	writeJSON(w, http.StatusOK, InspectedKeys{Keys: keys})
 }
 
 func (s *Server) handleListBackups(w http.ResponseWriter, _ *http.Request) {
-	backups := []inspectBackup{}
+	backups := []InspectedBackup{}
 	for _, b := range s.store.listBackups() {
-		backups = append(backups, inspectBackup{
+		backups = append(backups, InspectedBackup{
 			BackupID:   b.BackupID,
 			BackupType: b.BackupType,
 			KeyID:      b.KeyID,
@@ -73,7 +95,7 @@ func (s *Server) handleListBackups(w http.ResponseWriter, _ *http.Request) {
 			StoredAt:   b.StoredAt.UTC().Format(storedAtLayout),
 		})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"backups": backups})
+	writeJSON(w, http.StatusOK, InspectedBackups{Backups: backups})
 }
 
 // backupFromPath resolves the {backup_id} path parameter.
@@ -134,10 +156,9 @@ func (s *Server) handleRecover(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errInternal())
 		return
 	}
-	encoded := base64.StdEncoding.EncodeToString(plaintext)
-	keycrypto.Zero(plaintext)
 	logAttrs(r, "backup_id", b.BackupID, "key_id", b.KeyID)
-	writeJSON(w, http.StatusOK, map[string]string{"plaintext": encoded})
+	writeJSON(w, http.StatusOK, Recovered{Plaintext: plaintext})
+	keycrypto.Zero(plaintext)
 }
 
 // handlePrivateKey returns an assigned key's private half as PKCS#8 PEM, so

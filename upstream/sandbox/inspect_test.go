@@ -17,7 +17,7 @@ import (
 // the private key as PKCS#8 PEM, and their error answers.
 func TestInspection(t *testing.T) {
 	h := start(t, sandbox.Config{})
-	if k, b := h.keys(), h.backups(); len(k) != 0 || len(b) != 0 {
+	if k, b := h.inspect.Keys(t), h.inspect.Backups(t); len(k) != 0 || len(b) != 0 {
 		t.Fatalf("fresh emulator lists %d keys, %d backups", len(k), len(b))
 	}
 	a := h.assign(assignRequest("alice", "org-1"))
@@ -25,7 +25,7 @@ func TestInspection(t *testing.T) {
 	hot["key_environment"] = "HOT"
 	b := h.assign(hot)
 
-	keys := h.keys()
+	keys := h.inspect.Keys(t)
 	if len(keys) != 2 || keys[0].KeyID != a.KeyID || keys[1].KeyID != b.KeyID {
 		t.Fatalf("keys not listed in assignment order: %+v", keys)
 	}
@@ -98,7 +98,7 @@ func TestInspection(t *testing.T) {
 			}
 		})
 	}
-	if log := h.logs.all(); strings.Contains(log, "BEGIN PRIVATE KEY") {
+	if log := h.logs.String(); strings.Contains(log, "BEGIN PRIVATE KEY") {
 		t.Error("private key reached the log")
 	}
 }

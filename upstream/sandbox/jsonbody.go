@@ -112,11 +112,11 @@ func (o jsonObject) object(name string, required bool, fe fieldErrors) jsonObjec
 }
 
 // metadata reads the optional backup metadata object.
-func readMetadata(obj jsonObject, fe fieldErrors) backupMetadata {
+func readMetadata(obj jsonObject, fe fieldErrors) BackupMetadata {
 	if obj == nil {
-		return backupMetadata{}
+		return BackupMetadata{}
 	}
-	return backupMetadata{
+	return BackupMetadata{
 		Description:      obj.str("description", "metadata.description", fe),
 		ContentType:      obj.str("content_type", "metadata.content_type", fe),
 		OriginalFilename: obj.str("original_filename", "metadata.original_filename", fe),

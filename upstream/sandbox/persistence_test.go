@@ -41,7 +41,7 @@ func TestPersistence(t *testing.T) {
 	if resp := first.do(http.MethodPost, sandbox.PathSecureFile, sandbox.DevPartnerToken, ct, bytes.NewReader(body)); resp.status != http.StatusOK {
 		t.Fatalf("secure/file: %d %s", resp.status, resp.body)
 	}
-	keysBefore, backupsBefore := first.keys(), first.backups()
+	keysBefore, backupsBefore := first.inspect.Keys(t), first.inspect.Backups(t)
 	jwksBefore := first.do(http.MethodGet, sandbox.PathJWKS, "", "", nil).body
 	first.http.Close()
 	if err := first.srv.Close(); err != nil {
@@ -80,10 +80,10 @@ func TestPersistence(t *testing.T) {
 	}
 
 	second := start(t, cfg)
-	if got := second.keys(); !slices.Equal(got, keysBefore) {
+	if got := second.inspect.Keys(t); !slices.Equal(got, keysBefore) {
 		t.Fatalf("keys after restart:\n%+v\nwant\n%+v", got, keysBefore)
 	}
-	if got := second.backups(); !reflect.DeepEqual(got, backupsBefore) {
+	if got := second.inspect.Backups(t); !reflect.DeepEqual(got, backupsBefore) {
 		t.Fatalf("backups after restart:\n%+v\nwant\n%+v", got, backupsBefore)
 	}
 	if got := second.do(http.MethodGet, sandbox.PathJWKS, "", "", nil).body; !bytes.Equal(got, jwksBefore) {

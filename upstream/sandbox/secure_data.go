@@ -37,12 +37,12 @@ type secureDataResponse struct {
 
 // responseMetadata is the sent metadata plus stored_at.
 type responseMetadata struct {
-	backupMetadata
+	BackupMetadata
 	StoredAt string `json:"stored_at"`
 }
 
-func newResponseMetadata(m backupMetadata, storedAt time.Time) responseMetadata {
-	return responseMetadata{backupMetadata: m, StoredAt: storedAt.UTC().Format(storedAtLayout)}
+func newResponseMetadata(m BackupMetadata, storedAt time.Time) responseMetadata {
+	return responseMetadata{BackupMetadata: m, StoredAt: storedAt.UTC().Format(storedAtLayout)}
 }
 
 // secureData serves POST /v1/partner/secure/data: like the enclave it

@@ -109,7 +109,7 @@ func TestSecureDataFailures(t *testing.T) {
 			}
 		})
 	}
-	if n := len(h.backups()); n != 0 {
+	if n := len(h.inspect.Backups(t)); n != 0 {
 		t.Fatalf("%d backups stored by rejected requests", n)
 	}
 
@@ -128,7 +128,7 @@ func TestSecureDataFailures(t *testing.T) {
 	if ok.Checksum != checksum || len(ok.Metadata) != 1 || ok.Metadata["stored_at"] == "" {
 		t.Fatalf("corrected request: %s", resp.body)
 	}
-	if resp.status != http.StatusOK || len(h.backups()) != 1 {
+	if resp.status != http.StatusOK || len(h.inspect.Backups(t)) != 1 {
 		t.Fatal("corrected request did not store exactly one backup")
 	}
 }

@@ -95,7 +95,7 @@ func (s *Server) secureFile(r *http.Request, _ *Token) (any, *apiError) {
 // fileForm is a fully read and validated secure/file body.
 type fileForm struct {
 	publicKey string
-	metadata  backupMetadata
+	metadata  BackupMetadata
 }
 
 // readFileForm reads every part up to the closing boundary, streaming the

@@ -96,7 +96,7 @@ func TestSecureFileFailures(t *testing.T) {
 	if resp := h.do(http.MethodPost, sandbox.PathSecureFile, sandbox.DevPartnerToken, ct, bytes.NewReader(body)); resp.status != http.StatusOK {
 		t.Fatalf("file of exactly the limit: status %d: %s", resp.status, resp.body)
 	}
-	if b := h.backups(); len(b) != 1 || b[0].SizeBytes != limit {
+	if b := h.inspect.Backups(t); len(b) != 1 || b[0].SizeBytes != limit {
 		t.Fatalf("backups after the accepted upload: %+v", b)
 	}
 }
@@ -105,7 +105,7 @@ func TestSecureFileFailures(t *testing.T) {
 // staged or stored on disk.
 func assertNothingStored(t *testing.T, h *harness) {
 	t.Helper()
-	if b := h.backups(); len(b) != 0 {
+	if b := h.inspect.Backups(t); len(b) != 0 {
 		t.Fatalf("%d backups stored: %+v", len(b), b)
 	}
 	dir := h.dataDir
@@ -149,7 +149,7 @@ func TestSecureFileCutOff(t *testing.T) {
 		if err := conn.Close(); err != nil {
 			t.Fatal(err)
 		}
-		h.logs.waitFor(t, "path="+sandbox.PathSecureFile, "status=400")
+		h.logs.WaitFor(t, "path="+sandbox.PathSecureFile, "status=400")
 		assertNothingStored(t, h)
 	})
 
@@ -176,7 +176,7 @@ func TestSecureFileCutOff(t *testing.T) {
 		if err := conn.Close(); err != nil {
 			t.Fatal(err)
 		}
-		h.logs.waitCount(t, 2, "path="+sandbox.PathSecureFile, "status=400")
+		h.logs.WaitCount(t, 2, "path="+sandbox.PathSecureFile, "status=400")
 		assertNothingStored(t, h)
 	})
 
@@ -197,7 +197,7 @@ func TestSecureFileCutOff(t *testing.T) {
 			resp.Body.Close()
 			t.Fatalf("the aborted request got an answer: %d", resp.StatusCode)
 		}
-		h.logs.waitCount(t, 3, "path="+sandbox.PathSecureFile, "status=400")
+		h.logs.WaitCount(t, 3, "path="+sandbox.PathSecureFile, "status=400")
 		assertNothingStored(t, h)
 	})
 
@@ -206,7 +206,7 @@ func TestSecureFileCutOff(t *testing.T) {
 	if resp.status != http.StatusOK {
 		t.Fatalf("retry: status %d: %s", resp.status, resp.body)
 	}
-	b := h.backups()
+	b := h.inspect.Backups(t)
 	if len(b) != 1 || b[0].SizeBytes != int64(len(fileBytes)) || b[0].SHA256 != sha256Hex(fileBytes) {
 		t.Fatalf("after the retry: %+v", b)
 	}

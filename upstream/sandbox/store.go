@@ -44,8 +44,9 @@ type keyRecord struct {
 	private *rsa.PrivateKey
 }
 
-// backupMetadata is the optional metadata of a stored backup.
-type backupMetadata struct {
+// BackupMetadata is the optional metadata of a stored backup, as secure/data
+// and secure/file take it and the inspection endpoints list it.
+type BackupMetadata struct {
 	Description      string `json:"description,omitempty"`
 	ContentType      string `json:"content_type,omitempty"`
 	OriginalFilename string `json:"original_filename,omitempty"`
@@ -62,7 +63,7 @@ type backupRecord struct {
 	SizeBytes  int64          `json:"size_bytes"`
 	SHA256     string         `json:"sha256"`             // of the stored bytes
 	Checksum   string         `json:"checksum,omitempty"` // of the plaintext (data backups)
-	Metadata   backupMetadata `json:"metadata"`
+	Metadata   BackupMetadata `json:"metadata"`
 	StoredAt   time.Time      `json:"stored_at"`
 }
 

@@ -30,7 +30,8 @@ const (
 // means always ready.
 //
 // NOTE: the reason ready returns is sent verbatim to whoever can reach the
-// admin port, so it must be a safe, fixed description.
+// admin port, so it must be safe to print: no tokens, passwords or
+// plaintext, and bounded in size.
 func (t *Telemetry) AdminHandler(ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(t.meters.registry, promhttp.HandlerOpts{

@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 		return err
 	}
 	defer func() { err = errors.Join(err, a.close()) }()
-	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health.Server)
+	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health)
 	if err != nil {
 		return err
 	}

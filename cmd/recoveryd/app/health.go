@@ -20,12 +20,23 @@ type healthService struct {
 	*health.Server
 	draining  chan struct{}
 	drainOnce sync.Once
+	// notReady is why the server is not SERVING, for /readyz: the failing
+	// readiness check and its error, made safe to print (safeReason).
+	notReady atomic.Pointer[string]
 }
+
+// Reasons /readyz gives before the first check round ends and at shutdown,
+// when no check has failed.
+const (
+	reasonStarting = "starting: the readiness checks have not finished a round yet"
+	reasonDraining = "shutting down"
+)
 
 // newHealthService reports NOT_SERVING, overall and for the RecoveryService,
 // until readiness says otherwise.
 func newHealthService() *healthService {
 	hs := &healthService{Server: health.NewServer(), draining: make(chan struct{})}
+	hs.setNotReady(reasonStarting)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(serviceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	return hs
@@ -48,10 +59,18 @@ func (h *healthService) markNotServing() {
 // has told its client so.
 func (h *healthService) drain() {
 	h.drainOnce.Do(func() {
+		h.setNotReady(reasonDraining)
 		h.Shutdown()
 		close(h.draining)
 	})
 }
+
+// setNotReady records why the server is not SERVING; the health status
+// itself is changed by markServing, markNotServing and drain.
+func (h *healthService) setNotReady(reason string) { h.notReady.Store(&reason) }
+
+// notReadyReason is the last reason recorded by setNotReady.
+func (h *healthService) notReadyReason() string { return *h.notReady.Load() }
 
 // errDraining ends a Watch stream at shutdown; a client watches again on a
 // new connection (to another replica).

@@ -6,6 +6,8 @@ import (
 	"database/sql/driver"
 	"errors"
 	"log/slog"
+	"regexp"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -127,6 +129,7 @@ func (r *readiness) awaitReady(ctx context.Context) bool {
 			r.log.Info("ready: health SERVING", "attempts", attempt)
 			return true
 		}
+		r.health.setNotReady(safeReason(name, err))
 		r.log.Warn("not ready yet", "check", name, "attempt", attempt, "retry_in", delay.String(), "error", err)
 		select {
 		case <-ctx.Done():
@@ -155,6 +158,11 @@ func (r *readiness) watch(ctx context.Context) {
 		if ctx.Err() != nil {
 			// Shutdown cancelled the probe: its failure says nothing.
 			return
+		}
+		if err != nil {
+			// Every failing probe refreshes the reason, so /readyz tells
+			// the current cause of an outage, not the first.
+			r.health.setNotReady(safeReason(name, err))
 		}
 		switch {
 		case err != nil && serving:
@@ -203,4 +211,32 @@ func registryCheck(ping func(context.Context) error) readinessCheck {
 		}
 		return err
 	}}
+}
+
+// maxReasonBytes bounds the reason /readyz prints: enough for a driver's
+// error and its cause, not for a whole response body echoed into one.
+const maxReasonBytes = 512
+
+// Secrets an error may quote: a URL's password (postgres://user:pw@host)
+// and a key=value connection string's password=.
+var (
+	urlPassword      = regexp.MustCompile(`(://[^:/@\s]*):[^@\s]*@`)
+	keyValuePassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+)
+
+// safeReason is why check name failed, as /readyz tells it to anyone who
+// can reach the admin port: the check and its error, with any password the
+// error quotes redacted, cut to maxReasonBytes.
+//
+// NOTE: the errors are our own and the drivers' (registry pings, JWKS
+// fetches); neither quotes a token or plaintext, and net/http already strips
+// a URL's password, so the redaction is a second guard, not the first.
+func safeReason(name string, err error) string {
+	reason := name + " check failed: " + err.Error()
+	reason = urlPassword.ReplaceAllString(reason, "$1:"+redacted+"@")
+	reason = keyValuePassword.ReplaceAllString(reason, "${1}"+redacted)
+	if len(reason) > maxReasonBytes {
+		reason = strings.ToValidUTF8(reason[:maxReasonBytes], "") + "…"
+	}
+	return reason
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/walletprovider/recoveryservice/service/registry/registrytest"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
 // testProbeInterval re-probes fast enough that an outage shows at once; it
@@ -55,6 +58,9 @@ func newOutageDatabase(t *testing.T) *outageDatabase {
 	q := own.Query()
 	q.Del("search_path") // the schema registrytest made lives in the other database
 	own.RawQuery = q.Encode()
+	// The test server trusts loopback connections and ignores a password;
+	// recoveryd is given one anyway, so the test can see it never shows.
+	own.User = url.UserPassword(base.User.Username(), outagePassword)
 	db.url = own.String()
 	return db
 }
@@ -74,6 +80,10 @@ func (db *outageDatabase) dropConnections(t *testing.T) {
 	t.Helper()
 	db.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+db.name+`'`)
 }
+
+// outagePassword is the password in outageDatabase's URL: a stand-in for a
+// real one, which /readyz and the logs must never show.
+const outagePassword = "readyz-must-not-print-this"
 
 // up lets connections in again.
 func (db *outageDatabase) up(t *testing.T) {
@@ -137,6 +147,12 @@ func TestHealthFollowsTheRegistry(t *testing.T) {
 		db.down(t)
 		nextWatch(healthpb.HealthCheckResponse_NOT_SERVING)
 		wantHealth(t, srv, admin, healthpb.HealthCheckResponse_NOT_SERVING)
+		// /readyz says why: the registry check, with PostgreSQL's own
+		// refusal, and never the database URL's password.
+		if _, body := getReadyz(t, admin); !strings.HasPrefix(body, "not ready: health is NOT_SERVING: registry check failed: registry: ping: ") ||
+			!strings.Contains(body, "is not currently accepting connections") || strings.Contains(body, outagePassword) {
+			t.Errorf("/readyz during an outage = %q; want the registry check's reason, with no password", body)
+		}
 		// More probes fail while it stays down: the counts below show they
 		// are not each logged and counted.
 		waitPings(t, admin, 3)
@@ -188,6 +204,38 @@ func TestHealthFollowsTheRegistry(t *testing.T) {
 	}
 	if n := len(logLines(t, logs.String(), "readiness regained: health SERVING")); n != cycles {
 		t.Errorf("%d \"readiness regained\" lines after a shutdown during an outage, want still %d", n, cycles)
+	}
+}
+
+// TestReadyzSaysWhy: while a start-up check fails, /readyz answers 503 with
+// the check that failed and its cause, not only the health status.
+func TestReadyzSaysWhy(t *testing.T) {
+	log, logs := newTestLogger(t)
+	unpublished := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == sandbox.PathJWKS {
+				http.Error(w, "JWKS not published yet", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	up := startUpstream(t, t.TempDir(), log, unpublished)
+	startServer(t, remoteConfig(t, up, t.TempDir()), log, runOptions{})
+	deadline := time.Now().Add(testDeadline)
+	for !strings.Contains(logs.String(), `"msg":"not ready yet"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed start-up check logged within %s", testDeadline)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, body := getReadyz(t, adminAddress(t, logs.String()))
+	const want = "not ready: health is NOT_SERVING: verification keys check failed: "
+	if code != http.StatusServiceUnavailable || !strings.HasPrefix(body, want) || !strings.Contains(body, "503") {
+		t.Errorf("/readyz with the JWKS unavailable = %d %q; want 503 %q… naming the upstream's 503", code, body, want)
+	}
+	if strings.Contains(body, sandbox.DevPartnerToken) {
+		t.Errorf("/readyz shows the upstream token: %q", body)
 	}
 }
 
@@ -257,4 +305,29 @@ func logLines(t *testing.T, logs, msg string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// TestSafeReasonRedacts: a password an error quotes, in a URL or a
+// key=value connection string, never reaches /readyz; a huge error is cut.
+func TestSafeReasonRedacts(t *testing.T) {
+	cases := map[string]struct{ err, want string }{
+		"url": {`dial postgres://app:s3cret@db:5432/x: refused`,
+			`registry check failed: dial postgres://app:[redacted]@db:5432/x: refused`},
+		"key=value": {`connect host=db user=app password=s3cret dbname=x: refused`,
+			`registry check failed: connect host=db user=app password=[redacted] dbname=x: refused`},
+		"quoted key=value": {`connect password='s3 cret' host=db`,
+			`registry check failed: connect password=[redacted] host=db`},
+		"nothing to hide": {`ping: connection refused`, `registry check failed: ping: connection refused`},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := safeReason("registry", errors.New(c.err)); got != c.want {
+				t.Errorf("safeReason(%q) = %q, want %q", c.err, got, c.want)
+			}
+		})
+	}
+	long := safeReason("registry", errors.New(strings.Repeat("é", maxReasonBytes)))
+	if len(long) > maxReasonBytes+len("…") || !utf8.ValidString(long) || !strings.HasSuffix(long, "…") {
+		t.Errorf("a long reason is %d bytes (valid UTF-8: %v); want at most %d and an ellipsis", len(long), utf8.ValidString(long), maxReasonBytes)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
@@ -49,7 +48,7 @@ func shutdownTelemetry(tel *telemetry.Telemetry) error {
 //
 // NOTE: it listens before returning, so a busy port fails the start, and it
 // keeps serving until stop, so /readyz answers 503 while calls drain.
-func startAdmin(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetry.Telemetry, hs *health.Server) (stop func() error, err error) {
+func startAdmin(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetry.Telemetry, hs *healthService) (stop func() error, err error) {
 	if cfg.AdminListen == "" {
 		return func() error { return nil }, nil
 	}
@@ -68,15 +67,17 @@ func startAdmin(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetr
 }
 
 // healthReady is ready when the gRPC health server reports the whole server
-// SERVING: the same answer a gRPC health check gets.
-func healthReady(hs *health.Server) func() error {
+// SERVING: the same answer a gRPC health check gets. When it is not, the
+// error is the reason readiness recorded (the failing check and its cause),
+// so an operator reading /readyz learns why, not only that.
+func healthReady(hs *healthService) func() error {
 	return func() error {
 		resp, err := hs.Check(context.Background(), &healthpb.HealthCheckRequest{})
 		if err != nil {
 			return fmt.Errorf("health check: %w", err)
 		}
 		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("health is %s", resp.GetStatus())
+			return fmt.Errorf("health is %s: %s", resp.GetStatus(), hs.notReadyReason())
 		}
 		return nil
 	}
