@@ -81,7 +81,7 @@ type readiness struct {
 }
 
 // newReadiness wires the checks to hs. An interval of zero means
-// readinessProbeInterval (tests pass a short one through runOptions).
+// readinessProbeInterval (tests pass a short one through Options).
 func newReadiness(log *slog.Logger, hs *healthService, startup, reprobe []readinessCheck, interval time.Duration) *readiness {
 	transitions, err := otel.Meter(readinessMeterName).Int64Counter(
 		"recovery.readiness.transitions",

@@ -221,7 +221,7 @@ func TestReadyzSaysWhy(t *testing.T) {
 		})
 	}
 	up := startUpstream(t, t.TempDir(), log, unpublished)
-	startServer(t, remoteConfig(t, up, t.TempDir()), log, runOptions{})
+	startServer(t, remoteConfig(t, up, t.TempDir()), log, Options{})
 	deadline := time.Now().Add(testDeadline)
 	for !strings.Contains(logs.String(), `"msg":"not ready yet"`) {
 		if time.Now().After(deadline) {
