@@ -11,6 +11,7 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // testMaxFileBytes is the --max-file-bytes of the bad-input server: small,
@@ -211,12 +212,12 @@ func TestBadInput(t *testing.T) {
 
 // wantOnlyKey checks that nothing but the one key keyID was stored: the
 // upstream holds that key and no backup, and the registry agrees.
-func wantOnlyKey(t *testing.T, ctx context.Context, up *testUpstream, c recoveryv1.RecoveryServiceClient, keyID string) {
+func wantOnlyKey(t *testing.T, ctx context.Context, up *sandboxtest.Sandbox, c recoveryv1.RecoveryServiceClient, keyID string) {
 	t.Helper()
-	if keys := up.sandboxKeys(t); len(keys) != 1 || keys[0].KeyID != keyID {
+	if keys := up.Inspect.Keys(t); len(keys) != 1 || keys[0].KeyID != keyID {
 		t.Errorf("upstream keys = %+v, want only %s", keys, keyID)
 	}
-	if backups := up.sandboxBackups(t); len(backups) != 0 {
+	if backups := up.Inspect.Backups(t); len(backups) != 0 {
 		t.Errorf("upstream stored %d backups: %+v", len(backups), backups)
 	}
 	keys, err := c.ListKeys(ctx, &recoveryv1.ListKeysRequest{})

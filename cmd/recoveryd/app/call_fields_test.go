@@ -20,6 +20,7 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service/auth"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // Ids the idService hands out.
@@ -64,10 +65,10 @@ func (idService) SecureFile(stream grpc.ClientStreamingServer[recoveryv1.SecureF
 // startCallFieldsServer serves idService behind logging, the real
 // authenticator (knowing walletAPI) and callFields, in the order of
 // interceptorChain, and returns a client and the log. level is the logger's.
-func startCallFieldsServer(t *testing.T, level slog.Level) (recoveryv1.RecoveryServiceClient, *logBuffer) {
+func startCallFieldsServer(t *testing.T, level slog.Level) (recoveryv1.RecoveryServiceClient, *sandboxtest.LogBuffer) {
 	t.Helper()
 	callers := writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
-	logs := &logBuffer{out: t.Output()}
+	logs := &sandboxtest.LogBuffer{Mirror: t.Output()}
 	log := NewLogger(logs, level)
 	authn, err := auth.New(auth.Config{CallersFile: callers, Logger: log})
 	if err != nil {

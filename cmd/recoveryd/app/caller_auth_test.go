@@ -76,7 +76,7 @@ func TestCallerAuthenticationThroughRun(t *testing.T) {
 			wantStatus(t, err, tt.code, tt.reason)
 		})
 	}
-	if keys := up.sandboxKeys(t); len(keys) != 0 {
+	if keys := up.Inspect.Keys(t); len(keys) != 0 {
 		t.Fatalf("refused calls reached the upstream: %+v", keys)
 	}
 

@@ -42,7 +42,7 @@ func TestSecureFileCallerCancelsMidStream(t *testing.T) {
 	}
 	await(t, observer.finished, "the upstream request to end")
 
-	if backups := up.sandboxBackups(t); len(backups) != 0 {
+	if backups := up.Inspect.Backups(t); len(backups) != 0 {
 		t.Errorf("upstream stored %+v from a cancelled upload", backups)
 	}
 	listed, err := srv.client.ListBackups(ctx, &recoveryv1.ListBackupsRequest{})
@@ -54,7 +54,7 @@ func TestSecureFileCallerCancelsMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SecureFile after the cancelled one: %v", err)
 	}
-	if got := up.fileContent(t, resp.GetBackup().GetBackupId()); !bytes.Equal(got, chunk) {
+	if got := up.Inspect.Content(t, resp.GetBackup().GetBackupId()); !bytes.Equal(got, chunk) {
 		t.Errorf("upstream stored %d bytes, want the %d sent", len(got), len(chunk))
 	}
 }

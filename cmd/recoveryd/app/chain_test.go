@@ -15,6 +15,7 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // panickingService panics in every handler it implements.
@@ -39,7 +40,7 @@ func (panickingService) SecureFile(stream grpc.ClientStreamingServer[recoveryv1.
 // chainServer serves panickingService through the real server builder
 // with caller authentication on (walletAPI is the one caller), and returns
 // a client and the server's log.
-func chainServer(t *testing.T) (recoveryv1.RecoveryServiceClient, *logBuffer) {
+func chainServer(t *testing.T) (recoveryv1.RecoveryServiceClient, *sandboxtest.LogBuffer) {
 	t.Helper()
 	log, logs := newTestLogger(t)
 	cfg := DefaultConfig()

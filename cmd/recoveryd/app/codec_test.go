@@ -170,10 +170,10 @@ func TestUndecodableRequests(t *testing.T) {
 		t.Errorf("health with a non-UTF-8 service name = %v, want grpc-go's Internal", err)
 	}
 
-	if keys := up.sandboxKeys(t); len(keys) != 0 {
+	if keys := up.Inspect.Keys(t); len(keys) != 0 {
 		t.Errorf("undecodable requests reached the upstream: %+v", keys)
 	}
-	if backups := up.sandboxBackups(t); len(backups) != 0 {
+	if backups := up.Inspect.Backups(t); len(backups) != 0 {
 		t.Errorf("undecodable requests stored backups: %+v", backups)
 	}
 	// NOTE: JSON logs would show the bytes as U+FFFD; look for their

@@ -51,7 +51,7 @@ func TestConcurrentAssignKey(t *testing.T) {
 	if fresh != 1 {
 		t.Errorf("%d responses say the key was newly assigned, want exactly 1", fresh)
 	}
-	upstreamKeys := up.sandboxKeys(t)
+	upstreamKeys := up.Inspect.Keys(t)
 	if len(upstreamKeys) != 1 {
 		t.Fatalf("upstream assigned %d keys, want 1: %+v", len(upstreamKeys), upstreamKeys)
 	}

@@ -54,7 +54,7 @@ func TestEndToEndFlows(t *testing.T) {
 		protocmp.IgnoreFields(&recoveryv1.RecoveryKey{}, "public_key_hex", "public_key_pem", "fingerprint_sha256", "assigned_at")); diff != "" {
 		t.Errorf("AssignKey key (-want +got):\n%s", diff)
 	}
-	upstreamKeys := up.sandboxKeys(t)
+	upstreamKeys := up.Inspect.Keys(t)
 	if len(upstreamKeys) != 1 || upstreamKeys[0].KeyID != key.GetKeyId() {
 		t.Fatalf("upstream keys = %+v, want just %s", upstreamKeys, key.GetKeyId())
 	}
@@ -70,7 +70,7 @@ func TestEndToEndFlows(t *testing.T) {
 	// A repeat with other terms is refused, naming the reason.
 	_, err = c.AssignKey(ctx, assignKeyRequest("user-1", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_COLD))
 	wantStatus(t, err, codes.AlreadyExists, "ASSIGNED_WITH_DIFFERENT_TERMS")
-	if n := len(up.sandboxKeys(t)); n != 1 {
+	if n := len(up.Inspect.Keys(t)); n != 1 {
 		t.Errorf("upstream holds %d keys after the repeats, want 1", n)
 	}
 
@@ -91,7 +91,7 @@ func TestEndToEndFlows(t *testing.T) {
 		t.Fatalf("SecureData(plaintext): %v", err)
 	}
 	checkBackup(t, data.GetBackup(), key, recoveryv1.BackupType_BACKUP_TYPE_DATA, keycrypto.Checksum(secret), keycrypto.CiphertextLen)
-	if got := up.recoverPlaintext(t, data.GetBackup().GetBackupId()); !bytes.Equal(got, secret) {
+	if got := up.Inspect.Recover(t, data.GetBackup().GetBackupId()); !bytes.Equal(got, secret) {
 		t.Errorf("upstream recovered %q, want %q", got, secret)
 	}
 
@@ -111,7 +111,7 @@ func TestEndToEndFlows(t *testing.T) {
 		t.Fatalf("SecureData(sealed): %v", err)
 	}
 	checkBackup(t, sealed.GetBackup(), key, recoveryv1.BackupType_BACKUP_TYPE_DATA, keycrypto.Checksum(sealedSecret), keycrypto.CiphertextLen)
-	if got := up.recoverPlaintext(t, sealed.GetBackup().GetBackupId()); !bytes.Equal(got, sealedSecret) {
+	if got := up.Inspect.Recover(t, sealed.GetBackup().GetBackupId()); !bytes.Equal(got, sealedSecret) {
 		t.Errorf("upstream recovered %q, want %q", got, sealedSecret)
 	}
 
@@ -131,7 +131,7 @@ func TestEndToEndFlows(t *testing.T) {
 		t.Fatalf("SecureFile: %v", err)
 	}
 	checkBackup(t, stored.GetBackup(), key, recoveryv1.BackupType_BACKUP_TYPE_FILE, hex.EncodeToString(fileSum[:]), size)
-	if got := up.fileContent(t, stored.GetBackup().GetBackupId()); !bytes.Equal(got, file) {
+	if got := up.Inspect.Content(t, stored.GetBackup().GetBackupId()); !bytes.Equal(got, file) {
 		t.Errorf("upstream stored %d bytes that differ from the %d sent", len(got), len(file))
 	}
 
@@ -162,7 +162,7 @@ func TestEndToEndFlows(t *testing.T) {
 	if !proto.Equal(backups.GetBackups()[0], stored.GetBackup()) {
 		t.Errorf("ListBackups[0] = %v, want %v", backups.GetBackups()[0], stored.GetBackup())
 	}
-	if n := len(up.sandboxBackups(t)); n != 3 {
+	if n := len(up.Inspect.Backups(t)); n != 3 {
 		t.Errorf("upstream holds %d backups, want 3", n)
 	}
 

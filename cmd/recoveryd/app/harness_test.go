@@ -1,15 +1,11 @@
 package app
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,55 +22,27 @@ import (
 	"google.golang.org/grpc/status"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
-	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // testDeadline bounds every wait in these tests so that a broken server
 // fails the test instead of hanging it; no assertion depends on it.
 const testDeadline = 60 * time.Second
 
-// logBuffer collects log output for assertions, safe for concurrent writers,
-// and mirrors it to the test's output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	out io.Writer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	return b.out.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newTestLogger logs JSON at debug level to a buffer the test can search
 // (and to the test output, shown on failure or with -v).
-func newTestLogger(t *testing.T) (*slog.Logger, *logBuffer) {
+func newTestLogger(t *testing.T) (*slog.Logger, *sandboxtest.LogBuffer) {
 	t.Helper()
-	buf := &logBuffer{out: t.Output()}
+	buf := &sandboxtest.LogBuffer{Mirror: t.Output()}
 	return NewLogger(buf, slog.LevelDebug), buf
 }
 
-// testUpstream is the real sandbox handler behind a real loopback HTTP
-// server, the way a remote Partner Key Service is reached.
-type testUpstream struct {
-	emulator *sandbox.Server
-	http     *httptest.Server
-	dir      string
-}
-
-// startUpstream serves the emulator with its state in dir (persisted, so a
-// restart on the same dir keeps its keys), handing out the committed test
-// keys. wrap, when not nil, wraps the handler (to gate or observe requests).
-func startUpstream(t testing.TB, dir string, log *slog.Logger, wrap func(http.Handler) http.Handler) *testUpstream {
+// startUpstream serves the emulator (sandboxtest: the real handler behind
+// a loopback HTTP server, the committed test keys) with its state in dir
+// (persisted, so a restart on the same dir keeps its keys). wrap, when not
+// nil, wraps the handler (to gate or observe requests).
+func startUpstream(t testing.TB, dir string, log *slog.Logger, wrap func(http.Handler) http.Handler) *sandboxtest.Sandbox {
 	t.Helper()
 	return startUpstreamWith(t, upstreamOptions{dir: dir, log: log, wrap: wrap})
 }
@@ -92,41 +60,22 @@ type upstreamOptions struct {
 }
 
 // startUpstreamWith is startUpstream with every option.
-func startUpstreamWith(t testing.TB, o upstreamOptions) *testUpstream {
+func startUpstreamWith(t testing.TB, o upstreamOptions) *sandboxtest.Sandbox {
 	t.Helper()
-	emulator, err := sandbox.New(sandbox.Config{
-		DataDir:   o.dir,
-		KeySource: testkeys.NewRSASource(),
-		Misbehave: o.misbehave,
-		Logger:    o.log.With("component", "test-upstream"),
+	return sandboxtest.Start(t, sandboxtest.Options{
+		Config: sandbox.Config{
+			DataDir:   o.dir,
+			Misbehave: o.misbehave,
+			Logger:    o.log.With("component", "test-upstream"),
+		},
+		Wrap: o.wrap,
+		TLS:  o.tls,
 	})
-	if err != nil {
-		t.Fatalf("sandbox.New: %v", err)
-	}
-	var h http.Handler = emulator
-	if o.wrap != nil {
-		h = o.wrap(emulator)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	if o.tls {
-		srv.StartTLS()
-	} else {
-		srv.Start()
-	}
-	u := &testUpstream{emulator: emulator, http: srv, dir: o.dir}
-	t.Cleanup(u.close)
-	return u
-}
-
-// close stops the upstream; safe to call twice.
-func (u *testUpstream) close() {
-	u.http.Close()
-	_ = u.emulator.Close()
 }
 
 // remoteConfig is a development Config that points recoveryd at u through
 // the ordinary --upstream-url/--upstream-token-file/--jwks-url path.
-func remoteConfig(t testing.TB, u *testUpstream, dataDir string) Config {
+func remoteConfig(t testing.TB, u *sandboxtest.Sandbox, dataDir string) Config {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "upstream-token")
 	if err := os.WriteFile(tokenFile, []byte(sandbox.DevPartnerToken+"\n"), 0o600); err != nil {
@@ -134,13 +83,13 @@ func remoteConfig(t testing.TB, u *testUpstream, dataDir string) Config {
 	}
 	cfg := DefaultConfig()
 	cfg.DataDir = dataDir
-	cfg.UpstreamURL = u.http.URL
+	cfg.UpstreamURL = u.HTTP.URL
 	cfg.UpstreamTokenFile = tokenFile
-	cfg.JWKSURL = u.http.URL + sandbox.PathJWKS
-	if u.http.TLS != nil {
+	cfg.JWKSURL = u.HTTP.URL + sandbox.PathJWKS
+	if u.HTTP.TLS != nil {
 		// httptest's certificate is self-signed: trust it as a private CA.
 		cfg.UpstreamCAFile = filepath.Join(t.TempDir(), "upstream-ca.pem")
-		ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: u.http.Certificate().Raw})
+		ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: u.HTTP.Certificate().Raw})
 		if err := os.WriteFile(cfg.UpstreamCAFile, ca, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -149,97 +98,6 @@ func remoteConfig(t testing.TB, u *testUpstream, dataDir string) Config {
 	// An ephemeral admin port: tests run side by side.
 	cfg.AdminListen = "127.0.0.1:0"
 	return cfg
-}
-
-// sandboxKeys lists the keys the upstream assigned (its inspection API).
-func (u *testUpstream) sandboxKeys(t *testing.T) []struct {
-	KeyID          string `json:"key_id"`
-	UserIdentifier string `json:"user_identifier"`
-	CustomerID     string `json:"customer_id"`
-} {
-	t.Helper()
-	var body struct {
-		Keys []struct {
-			KeyID          string `json:"key_id"`
-			UserIdentifier string `json:"user_identifier"`
-			CustomerID     string `json:"customer_id"`
-		} `json:"keys"`
-	}
-	u.getJSON(t, http.MethodGet, sandbox.PathInspectKeys, &body)
-	return body.Keys
-}
-
-// sandboxBackup is one backup as the upstream stored it.
-type sandboxBackup struct {
-	BackupID   string `json:"backup_id"`
-	BackupType string `json:"backup_type"`
-	KeyID      string `json:"key_id"`
-	SizeBytes  int64  `json:"size_bytes"`
-	SHA256     string `json:"sha256"`
-	Checksum   string `json:"checksum"`
-}
-
-// sandboxBackups lists what the upstream stored.
-func (u *testUpstream) sandboxBackups(t *testing.T) []sandboxBackup {
-	t.Helper()
-	var body struct {
-		Backups []sandboxBackup `json:"backups"`
-	}
-	u.getJSON(t, http.MethodGet, sandbox.PathInspectBackups, &body)
-	return body.Backups
-}
-
-// recoverPlaintext runs the emulator's recovery of a data backup.
-func (u *testUpstream) recoverPlaintext(t *testing.T, backupID string) []byte {
-	t.Helper()
-	var body struct {
-		Plaintext string `json:"plaintext"`
-	}
-	u.getJSON(t, http.MethodPost, sandbox.PathInspectBackups+"/"+backupID+"/recover", &body)
-	out, err := base64.StdEncoding.DecodeString(body.Plaintext)
-	if err != nil {
-		t.Fatalf("recovered plaintext is not base64: %v", err)
-	}
-	return out
-}
-
-// fileContent is a file backup's bytes as the upstream stored them.
-func (u *testUpstream) fileContent(t *testing.T, backupID string) []byte {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u.http.URL+sandbox.PathInspectBackups+"/"+backupID+"/content", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := u.http.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET content of %s: %d %v", backupID, resp.StatusCode, err)
-	}
-	return data
-}
-
-func (u *testUpstream) getJSON(t *testing.T, method, path string, v any) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, u.http.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := u.http.Client().Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(resp.Body)
-		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, body)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("%s %s: decoding: %v", method, path, err)
-	}
 }
 
 // testServer is recoveryd started by Run on an in-memory listener, with a

@@ -200,7 +200,7 @@ func TestGracefulShutdownDrainsCalls(t *testing.T) {
 	if !strings.Contains(logs.String(), "drained: every call finished") || strings.Contains(logs.String(), "shutdown timeout passed") {
 		t.Error("shutdown did not drain every call before its deadline")
 	}
-	if got := up.fileContent(t, resp.GetBackup().GetBackupId()); len(got) != 2*len(part) {
+	if got := up.Inspect.Content(t, resp.GetBackup().GetBackupId()); len(got) != 2*len(part) {
 		t.Errorf("upstream stored %d bytes, want %d", len(got), 2*len(part))
 	}
 }
@@ -236,7 +236,7 @@ func TestShutdownDeadlineCutsCalls(t *testing.T) {
 		t.Error("a call cut by the shutdown deadline succeeded")
 	}
 	await(t, observer.finished, "the aborted upload to end upstream")
-	if backups := up.sandboxBackups(t); len(backups) != 0 {
+	if backups := up.Inspect.Backups(t); len(backups) != 0 {
 		t.Errorf("upstream stored %+v from a cut call", backups)
 	}
 	if !strings.Contains(logs.String(), "shutdown timeout passed") {

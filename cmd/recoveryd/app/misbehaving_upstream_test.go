@@ -49,7 +49,7 @@ func TestMisbehavingUpstream(t *testing.T) {
 			}
 
 			// The upstream did hand out a key; recoveryd kept nothing usable.
-			upstreamKeys := up.sandboxKeys(t)
+			upstreamKeys := up.Inspect.Keys(t)
 			if len(upstreamKeys) != 1 {
 				t.Fatalf("upstream keys = %+v, want the one untrusted key", upstreamKeys)
 			}
@@ -61,14 +61,14 @@ func TestMisbehavingUpstream(t *testing.T) {
 			if keys, err := srv.client.ListKeys(ctx, &recoveryv1.ListKeysRequest{}); err != nil || len(keys.GetKeys()) != 0 {
 				t.Errorf("ListKeys = %v, %v; want no keys", keys, err)
 			}
-			if backups := up.sandboxBackups(t); len(backups) != 0 {
+			if backups := up.Inspect.Backups(t); len(backups) != 0 {
 				t.Errorf("something was stored to the untrusted key: %+v", backups)
 			}
 			// A retry does not launder the key: it is refused the same way,
 			// and the upstream still holds the one key.
 			_, err = srv.client.AssignKey(ctx, assignKeyRequest("victim", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT))
 			wantStatus(t, err, codes.FailedPrecondition, "ENCLAVE_SIGNATURE_INVALID")
-			if keys := up.sandboxKeys(t); len(keys) != 1 {
+			if keys := up.Inspect.Keys(t); len(keys) != 1 {
 				t.Errorf("after a retry the upstream holds %d keys, want 1", len(keys))
 			}
 		})

@@ -113,7 +113,7 @@ func TestMTLSThroughRun(t *testing.T) {
 		}
 	})
 
-	keys := up.sandboxKeys(t)
+	keys := up.Inspect.Keys(t)
 	if len(keys) != 2 {
 		t.Errorf("upstream assigned %d keys, want 2 (only the two authenticated, authorized calls): %+v", len(keys), keys)
 	}

@@ -137,7 +137,7 @@ func TestProductionStarts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AssignKey in production: %v", err)
 	}
-	if got := up.sandboxKeys(t); len(got) != 1 || got[0].KeyID != key.GetKey().GetKeyId() {
+	if got := up.Inspect.Keys(t); len(got) != 1 || got[0].KeyID != key.GetKey().GetKeyId() {
 		t.Errorf("upstream keys = %+v, want the one assigned", got)
 	}
 
@@ -170,7 +170,7 @@ func TestUpstreamCertificateIsVerified(t *testing.T) {
 	if !strings.Contains(logs.String(), "x509: certificate signed by unknown authority") {
 		t.Error("the log does not say the upstream's certificate was refused")
 	}
-	if keys := up.sandboxKeys(t); len(keys) != 0 {
+	if keys := up.Inspect.Keys(t); len(keys) != 0 {
 		t.Errorf("an unverified upstream assigned keys: %+v", keys)
 	}
 }

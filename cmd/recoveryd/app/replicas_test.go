@@ -21,11 +21,12 @@ import (
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/service/registry/registrytest"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // replicaConfig is the Config of one replica: the shared upstream, the
 // shared PostgreSQL at dbURL, a data directory of its own.
-func replicaConfig(t *testing.T, up *testUpstream, dbURL string) Config {
+func replicaConfig(t *testing.T, up *sandboxtest.Sandbox, dbURL string) Config {
 	t.Helper()
 	base := remoteConfig(t, up, t.TempDir())
 	cfg := base
@@ -84,7 +85,7 @@ func TestReplicasSharePostgreSQL(t *testing.T) {
 	if fresh != 1 {
 		t.Errorf("%d responses say the key was newly assigned, want exactly 1", fresh)
 	}
-	if upstreamKeys := up.sandboxKeys(t); len(upstreamKeys) != 1 || upstreamKeys[0].KeyID != raced.GetKeyId() {
+	if upstreamKeys := up.Inspect.Keys(t); len(upstreamKeys) != 1 || upstreamKeys[0].KeyID != raced.GetKeyId() {
 		t.Fatalf("upstream keys = %+v, want just %s", upstreamKeys, raced.GetKeyId())
 	}
 
@@ -105,7 +106,7 @@ func TestReplicasSharePostgreSQL(t *testing.T) {
 	if !repeat.GetAlreadyAssigned() || !proto.Equal(repeat.GetKey(), onA) {
 		t.Errorf("repeat AssignKey on B = %v, want A's key, already_assigned", repeat)
 	}
-	if n := len(up.sandboxKeys(t)); n != 2 {
+	if n := len(up.Inspect.Keys(t)); n != 2 {
 		t.Errorf("upstream holds %d keys, want 2 (the repeat on B must not call it)", n)
 	}
 	secret := []byte("seed words stored through replica B")
@@ -114,7 +115,7 @@ func TestReplicasSharePostgreSQL(t *testing.T) {
 		t.Fatalf("SecureData on B to A's key: %v", err)
 	}
 	checkBackup(t, data.GetBackup(), onA, recoveryv1.BackupType_BACKUP_TYPE_DATA, keycrypto.Checksum(secret), keycrypto.CiphertextLen)
-	if got := up.recoverPlaintext(t, data.GetBackup().GetBackupId()); !bytes.Equal(got, secret) {
+	if got := up.Inspect.Recover(t, data.GetBackup().GetBackupId()); !bytes.Equal(got, secret) {
 		t.Errorf("upstream recovered %q, want %q", got, secret)
 	}
 
@@ -134,7 +135,7 @@ func TestReplicasSharePostgreSQL(t *testing.T) {
 		t.Errorf("retry on B = %v, want A's backup %v", second.GetBackup(), first.GetBackup())
 	}
 	var upstreamIDs []string
-	for _, sb := range up.sandboxBackups(t) {
+	for _, sb := range up.Inspect.Backups(t) {
 		upstreamIDs = append(upstreamIDs, sb.BackupID)
 	}
 	slices.Sort(upstreamIDs)
@@ -243,7 +244,7 @@ func TestRunOnPostgreSQL(t *testing.T) {
 	log, logs := newTestLogger(t)
 	up := startUpstream(t, t.TempDir(), log, nil)
 	dbURL, password := withPassword(t, registrytest.Postgres(t))
-	stderr := &logBuffer{out: t.Output()}
+	stderr := &sandboxtest.LogBuffer{Mirror: t.Output()}
 	srv := startReady(t, replicaConfig(t, up, dbURL), log, Options{Stderr: stderr})
 	ctx := testCtx(t)
 

@@ -336,7 +336,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	if err := srv.stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	up.close()
+	up.HTTP.Close()
 
 	checker.check(t, "the log", []byte(logs.String()))
 	spans := recorder.Ended()

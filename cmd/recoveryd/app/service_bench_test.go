@@ -65,7 +65,7 @@ func newBenchStack(b *testing.B) *benchStack {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	b.Cleanup(transport.CloseIdleConnections)
 	direct, err := upstream.NewClient(upstream.Config{
-		BaseURL:   up.http.URL,
+		BaseURL:   up.HTTP.URL,
 		Token:     sandbox.DevPartnerToken,
 		Transport: transport,
 		AllowHTTP: true,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry/otlptest"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // The caller's side of the traces in these tests: a trace id and the span id
@@ -36,7 +37,7 @@ func tracedCtx(t *testing.T, traceID string) context.Context {
 
 // authenticatedConfig is remoteConfig with caller authentication knowing
 // walletAPI.
-func authenticatedConfig(t *testing.T, u *testUpstream) Config {
+func authenticatedConfig(t *testing.T, u *sandboxtest.Sandbox) Config {
 	t.Helper()
 	cfg := remoteConfig(t, u, t.TempDir())
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
@@ -147,7 +148,7 @@ func TestOneTraceFromCallerToUpstream(t *testing.T) {
 	if err := srv.stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	up.close()
+	up.HTTP.Close()
 	ended := recorder.Ended()
 
 	for _, tc := range []struct {
