@@ -253,7 +253,7 @@ func TestAssignKeyDefiniteRefusalReleasesThePair(t *testing.T) {
 		name   string
 		opts   fixtureOptions
 		code   codes.Code
-		reason string
+		reason recoveryv1.ErrorReason
 	}{
 		{"401 bad token", fixtureOptions{token: "not-a-token"}, codes.Internal, ReasonUpstreamCredentialsRejected},
 		{"403 no scope", fixtureOptions{token: sandbox.DevNoScopeToken}, codes.Internal, ReasonUpstreamCredentialsRejected},
