@@ -249,6 +249,10 @@ func (s *Server) loadVerificationKeys(ctx context.Context) ([]keycrypto.Verifica
 // assignmentFailed settles the reservation after a failed upstream call and
 // says what the caller gets. Never retried here: a retry after the request
 // may have been sent could assign a second key.
+//
+// NOTE: the 409 case comes first. A 409 assigned nothing on this call
+// (upstream.Error.NothingDone holds), yet the upstream holds a key for the
+// pair, so releasing the pair would hide that key from the registry.
 func (s *Server) assignmentFailed(work context.Context, terms registry.KeyTerms, token string, err error) error {
 	ue, isUpstream := errors.AsType[*upstream.Error](err)
 	switch {
@@ -259,7 +263,7 @@ func (s *Server) assignmentFailed(work context.Context, terms registry.KeyTerms,
 			"upstream answered 409 with no local record: the key was assigned outside this registry")
 		s.metrics.assignment(work, outcomeAssignedElsewhere)
 		return fail(ReasonAssignedElsewhere, err)
-	case isUpstream && (!ue.Sent || assignedNothing(ue.Kind)):
+	case isUpstream && ue.NothingDone():
 		s.releaseAssignment(work, token)
 		return err
 	default:
@@ -271,16 +275,6 @@ func (s *Server) assignmentFailed(work context.Context, terms registry.KeyTerms,
 		s.metrics.assignment(work, outcomeUnknown)
 		return fail(ReasonAssignmentOutcomeUnknown, err)
 	}
-}
-
-// assignedNothing reports the definite answers after which the upstream
-// certainly holds no key for the request.
-func assignedNothing(k upstream.Kind) bool {
-	switch k {
-	case upstream.KindInvalid, upstream.KindUnauthenticated, upstream.KindForbidden, upstream.KindRateLimited:
-		return true
-	}
-	return false
 }
 
 func (s *Server) releaseAssignment(ctx context.Context, token string) {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -252,7 +253,7 @@ func TestAssignKeyDefiniteRefusalReleasesThePair(t *testing.T) {
 		name   string
 		opts   fixtureOptions
 		code   codes.Code
-		reason string
+		reason recoveryv1.ErrorReason
 	}{
 		{"401 bad token", fixtureOptions{token: "not-a-token"}, codes.Internal, ReasonUpstreamCredentialsRejected},
 		{"403 no scope", fixtureOptions{token: sandbox.DevNoScopeToken}, codes.Internal, ReasonUpstreamCredentialsRejected},
@@ -276,6 +277,32 @@ func TestAssignKeyDefiniteRefusalReleasesThePair(t *testing.T) {
 				t.Error("already_assigned = true after a refused first attempt")
 			}
 		})
+	}
+}
+
+// TestAssignKeyRefusalOutsideTheContractReleasesThePair: a 404 is not an
+// answer the assign-key contract lists, but a gateway that does not route
+// the path still assigned nothing, so the pair is released rather than
+// parked for an operator as "outcome unknown".
+func TestAssignKeyRefusalOutsideTheContractReleasesThePair(t *testing.T) {
+	unrouted := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/partner/keys" {
+				http.Error(w, "no route", http.StatusNotFound)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	f := newFixture(t, fixtureOptions{wrap: unrouted})
+	_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+	wantStatus(t, err, codes.NotFound, ReasonKeyNotFoundUpstream)
+	res, err := f.store.ReserveAssignment(t.Context(), termsFromRequest(assignRequest("user-1", "org-1"), ""), f.server.lease())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != registry.AssignmentReserved {
+		t.Errorf("registry state after a 404 = %d, want the pair free (AssignmentReserved)", res.State)
 	}
 }
 

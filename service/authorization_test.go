@@ -90,11 +90,11 @@ func TestAuthorizeAssignKey(t *testing.T) {
 		org    string
 		// code is OK for an assignment, else the refusal.
 		code   codes.Code
-		reason string
+		reason recoveryv1.ErrorReason
 	}{
-		{"listed organisation", as(t, walletAPI), walletAPI, "org-1", codes.OK, ""},
-		{"second listed organisation", as(t, multiOrg), multiOrg, "org-3", codes.OK, ""},
-		{"every organisation", as(t, support), support, "org-2", codes.OK, ""},
+		{"listed organisation", as(t, walletAPI), walletAPI, "org-1", codes.OK, 0},
+		{"second listed organisation", as(t, multiOrg), multiOrg, "org-3", codes.OK, 0},
+		{"every organisation", as(t, support), support, "org-2", codes.OK, 0},
 		{"other organisation", as(t, walletAPI), walletAPI, "org-2", codes.PermissionDenied, ReasonOrganisationNotAllowed},
 		{"organisation of another caller", as(t, org2Worker), org2Worker, "org-1", codes.PermissionDenied, ReasonOrganisationNotAllowed},
 		{"no token", t.Context(), testCaller{}, "org-1", codes.Unauthenticated, auth.ReasonTokenMissing},
@@ -317,10 +317,10 @@ func TestAuthorizeGetKey(t *testing.T) {
 		keyID  string
 		want   *recoveryv1.RecoveryKey
 		code   codes.Code
-		reason string
+		reason recoveryv1.ErrorReason
 	}{
-		{"own organisation", walletAPI, org1Key.GetKeyId(), org1Key, codes.OK, ""},
-		{"every organisation", support, org2Key.GetKeyId(), org2Key, codes.OK, ""},
+		{"own organisation", walletAPI, org1Key.GetKeyId(), org1Key, codes.OK, 0},
+		{"every organisation", support, org2Key.GetKeyId(), org2Key, codes.OK, 0},
 		{"other organisation", walletAPI, org2Key.GetKeyId(), nil, codes.PermissionDenied, ReasonOrganisationNotAllowed},
 		{"other organisation of org-2's worker", org2Worker, org1Key.GetKeyId(), nil, codes.PermissionDenied, ReasonOrganisationNotAllowed},
 		{"unknown key", walletAPI, "6f1c2a9e-0000-4000-8000-000000000009", nil, codes.NotFound, ReasonKeyNotFound},

@@ -45,8 +45,8 @@ type Registry interface {
 // registry write or upstream call, so a refused request changes nothing.
 type Authorizer interface {
 	// Authorize returns nil when the call may act for the organisation
-	// customerID, otherwise a PermissionDenied (ORGANISATION_NOT_ALLOWED) or
-	// Unauthenticated status with a google.rpc.ErrorInfo.
+	// customerID, otherwise a *auth.Refusal (ORGANISATION_NOT_ALLOWED, or
+	// CALLER_NOT_AUTHENTICATED), which statusFromError maps like any error.
 	Authorize(ctx context.Context, customerID string) error
 	// Scope is the organisation filter for a listing made by the call: nil
 	// for every organisation, otherwise only those listed (possibly none).

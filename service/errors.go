@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
@@ -28,40 +29,43 @@ import (
 // returns.
 const ErrorDomain = "recovery.v1"
 
-// ErrorInfo reasons. They are part of the contract: callers branch on them,
-// so a reason is never renamed or reused for another cause.
+// Reasons this package reports, from the contract's ErrorReason enum (the
+// proto documents each for callers; ErrorInfo.reason carries the name
+// without its ERROR_REASON_ prefix). The short names keep the flows
+// readable; callers branch on them, so a value is never renamed or reused.
 const (
-	ReasonInvalidRequest              = "INVALID_REQUEST"
-	ReasonPlaintextTooLarge           = "PLAINTEXT_TOO_LARGE"
-	ReasonInvalidPublicKey            = "INVALID_PUBLIC_KEY"
-	ReasonInvalidPageToken            = "INVALID_PAGE_TOKEN"
-	ReasonKeyNotFound                 = "KEY_NOT_FOUND"
-	ReasonAssignedElsewhere           = "ASSIGNED_ELSEWHERE"
-	ReasonAssignedWithDifferentTerms  = "ASSIGNED_WITH_DIFFERENT_TERMS"
-	ReasonAssignmentInProgress        = "ASSIGNMENT_IN_PROGRESS"
-	ReasonAssignmentOutcomeUnknown    = "ASSIGNMENT_OUTCOME_UNKNOWN"
-	ReasonEnclaveSignatureInvalid     = "ENCLAVE_SIGNATURE_INVALID"
-	ReasonVerificationKeysUnavailable = "VERIFICATION_KEYS_UNAVAILABLE"
-	ReasonIdempotencyKeyReused        = "IDEMPOTENCY_KEY_REUSED"
-	ReasonRequestInProgress           = "REQUEST_IN_PROGRESS"
-	ReasonBackupOutcomeUnknown        = "BACKUP_OUTCOME_UNKNOWN"
-	ReasonFileTooLarge                = "FILE_TOO_LARGE"
-	ReasonDigestMismatch              = "DIGEST_MISMATCH"
-	ReasonSizeMismatch                = "SIZE_MISMATCH"
-	ReasonStreamOutOfOrder            = "STREAM_OUT_OF_ORDER"
-	ReasonEmptyFile                   = "EMPTY_FILE"
-	ReasonUpstreamRejectedRequest     = "UPSTREAM_REJECTED_REQUEST"
-	ReasonUpstreamCredentialsRejected = "UPSTREAM_CREDENTIALS_REJECTED" //nolint:gosec // G101: an error-reason name, not a credential
-	ReasonKeyNotFoundUpstream         = "KEY_NOT_FOUND_UPSTREAM"
-	ReasonUpstreamContractMismatch    = "UPSTREAM_CONTRACT_MISMATCH"
-	ReasonUpstreamRateLimited         = "UPSTREAM_RATE_LIMITED"
-	ReasonUpstreamUnavailable         = "UPSTREAM_UNAVAILABLE"
-	ReasonRegistryUnavailable         = "REGISTRY_UNAVAILABLE"
-	ReasonDeadlineExceeded            = "DEADLINE_EXCEEDED"
-	ReasonCancelled                   = "CANCELLED"
-	ReasonInternal                    = "INTERNAL"
+	ReasonInvalidRequest              = recoveryv1.ErrorReason_ERROR_REASON_INVALID_REQUEST
+	ReasonPlaintextTooLarge           = recoveryv1.ErrorReason_ERROR_REASON_PLAINTEXT_TOO_LARGE
+	ReasonInvalidPublicKey            = recoveryv1.ErrorReason_ERROR_REASON_INVALID_PUBLIC_KEY
+	ReasonInvalidPageToken            = recoveryv1.ErrorReason_ERROR_REASON_INVALID_PAGE_TOKEN
+	ReasonKeyNotFound                 = recoveryv1.ErrorReason_ERROR_REASON_KEY_NOT_FOUND
+	ReasonAssignedElsewhere           = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNED_ELSEWHERE
+	ReasonAssignedWithDifferentTerms  = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNED_WITH_DIFFERENT_TERMS
+	ReasonAssignmentInProgress        = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_IN_PROGRESS
+	ReasonAssignmentOutcomeUnknown    = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_OUTCOME_UNKNOWN
+	ReasonEnclaveSignatureInvalid     = recoveryv1.ErrorReason_ERROR_REASON_ENCLAVE_SIGNATURE_INVALID
+	ReasonVerificationKeysUnavailable = recoveryv1.ErrorReason_ERROR_REASON_VERIFICATION_KEYS_UNAVAILABLE
+	ReasonIdempotencyKeyReused        = recoveryv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED
+	ReasonRequestInProgress           = recoveryv1.ErrorReason_ERROR_REASON_REQUEST_IN_PROGRESS
+	ReasonBackupOutcomeUnknown        = recoveryv1.ErrorReason_ERROR_REASON_BACKUP_OUTCOME_UNKNOWN
+	ReasonFileTooLarge                = recoveryv1.ErrorReason_ERROR_REASON_FILE_TOO_LARGE
+	ReasonDigestMismatch              = recoveryv1.ErrorReason_ERROR_REASON_DIGEST_MISMATCH
+	ReasonSizeMismatch                = recoveryv1.ErrorReason_ERROR_REASON_SIZE_MISMATCH
+	ReasonStreamOutOfOrder            = recoveryv1.ErrorReason_ERROR_REASON_STREAM_OUT_OF_ORDER
+	ReasonEmptyFile                   = recoveryv1.ErrorReason_ERROR_REASON_EMPTY_FILE
+	ReasonUpstreamRejectedRequest     = recoveryv1.ErrorReason_ERROR_REASON_UPSTREAM_REJECTED_REQUEST
+	ReasonUpstreamCredentialsRejected = recoveryv1.ErrorReason_ERROR_REASON_UPSTREAM_CREDENTIALS_REJECTED
+	ReasonKeyNotFoundUpstream         = recoveryv1.ErrorReason_ERROR_REASON_KEY_NOT_FOUND_UPSTREAM
+	ReasonUpstreamContractMismatch    = recoveryv1.ErrorReason_ERROR_REASON_UPSTREAM_CONTRACT_MISMATCH
+	ReasonUpstreamRateLimited         = recoveryv1.ErrorReason_ERROR_REASON_UPSTREAM_RATE_LIMITED
+	ReasonUpstreamUnavailable         = recoveryv1.ErrorReason_ERROR_REASON_UPSTREAM_UNAVAILABLE
+	ReasonRegistryUnavailable         = recoveryv1.ErrorReason_ERROR_REASON_REGISTRY_UNAVAILABLE
+	ReasonDeadlineExceeded            = recoveryv1.ErrorReason_ERROR_REASON_DEADLINE_EXCEEDED
+	ReasonCancelled                   = recoveryv1.ErrorReason_ERROR_REASON_CANCELLED
+	ReasonInternal                    = recoveryv1.ErrorReason_ERROR_REASON_INTERNAL
 	// ReasonOrganisationNotAllowed and ReasonCallerNotAuthenticated are
-	// service/auth's refusals, passed through with their metadata.
+	// service/auth's refusals (a *auth.Refusal), mapped in reasonSpecs like
+	// every other reason.
 	ReasonOrganisationNotAllowed = auth.ReasonOrganisationNotAllowed
 	ReasonCallerNotAuthenticated = auth.ReasonNotAuthenticated
 )
@@ -77,7 +81,7 @@ type reasonSpec struct {
 // reasonSpecs is the one table of codes and messages. Messages are fixed
 // strings: nothing from an upstream body, a database or the request's secret
 // fields ever reaches a status message.
-var reasonSpecs = map[string]reasonSpec{
+var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 	ReasonInvalidRequest: {codes.InvalidArgument,
 		"the request is invalid: see the BadRequest field violations", slog.LevelInfo},
 	ReasonPlaintextTooLarge: {codes.InvalidArgument,
@@ -142,17 +146,10 @@ var reasonSpecs = map[string]reasonSpec{
 		"no authenticated caller for this call: the operator has the details in the service log", slog.LevelError},
 }
 
-// authReasons are the ErrorInfo reasons of service/auth that classify keeps
-// (with their metadata) when an Authorizer refuses a call.
-var authReasons = map[string]bool{
-	ReasonOrganisationNotAllowed: true,
-	ReasonCallerNotAuthenticated: true,
-}
-
 // failure is an outcome this package decided on. It carries the reason and
 // the details a caller can act on; cause is the full error, for the log only.
 type failure struct {
-	reason     string
+	reason     recoveryv1.ErrorReason
 	metadata   map[string]string
 	violations []*errdetails.BadRequest_FieldViolation
 	retryAfter time.Duration
@@ -160,16 +157,17 @@ type failure struct {
 }
 
 func (f *failure) Error() string {
+	name := strings.ToLower(auth.ReasonName(f.reason))
 	if f.cause == nil {
-		return strings.ToLower(f.reason)
+		return name
 	}
-	return strings.ToLower(f.reason) + ": " + f.cause.Error()
+	return name + ": " + f.cause.Error()
 }
 
 func (f *failure) Unwrap() error { return f.cause }
 
 // fail makes a failure with reason, keeping cause for the log.
-func fail(reason string, cause error) *failure {
+func fail(reason recoveryv1.ErrorReason, cause error) *failure {
 	return &failure{reason: reason, cause: cause}
 }
 
@@ -190,7 +188,7 @@ func invalidField(field string, cause error) *failure {
 		violations: []*errdetails.BadRequest_FieldViolation{{
 			Field:       field,
 			Description: cause.Error(),
-			Reason:      reason,
+			Reason:      auth.ReasonName(reason),
 		}},
 		cause: cause,
 	}
@@ -243,7 +241,7 @@ func classify(err error) *failure {
 		return fail(ReasonInternal, err)
 	case errors.Is(err, registry.ErrInvalidPageToken):
 		f := invalidField("page_token", errors.New("not a page token this service issued"))
-		f.reason, f.violations[0].Reason, f.cause = ReasonInvalidPageToken, ReasonInvalidPageToken, err
+		f.reason, f.violations[0].Reason, f.cause = ReasonInvalidPageToken, auth.ReasonName(ReasonInvalidPageToken), err
 		return f
 	case errors.Is(err, keycrypto.ErrInvalidPublicKey):
 		return invalidField("public_key_hex", err)
@@ -256,8 +254,11 @@ func classify(err error) *failure {
 	case errors.Is(err, keycrypto.ErrNoVerificationKey), errors.Is(err, keycrypto.ErrInvalidJWKS):
 		return fail(ReasonVerificationKeysUnavailable, err)
 	}
-	if f, ok := authRefusal(err); ok {
-		return f
+	if r, ok := errors.AsType[*auth.Refusal](err); ok {
+		// The refusal's reason and metadata (the customer id refused) are
+		// what the auth package decided; its code and message come from
+		// reasonSpecs like every other reason's.
+		return &failure{reason: r.Reason, metadata: r.Metadata, cause: err}
 	}
 	// Any other gRPC status reaching here comes from the transport
 	// (stream.Recv when the caller goes away).
@@ -270,29 +271,6 @@ func classify(err error) *failure {
 		}
 	}
 	return fail(ReasonInternal, err)
-}
-
-// authRefusal recognises an Authorizer's refusal: a status whose ErrorInfo
-// is in the API's domain with one of authReasons and the code this table
-// gives that reason. Its reason and metadata (the customer id refused) are
-// kept so the caller sees what the auth package decided; its message is
-// replaced by the table's fixed one like every other.
-func authRefusal(err error) (*failure, bool) {
-	st, ok := status.FromError(err)
-	if !ok {
-		return nil, false
-	}
-	for _, detail := range st.Details() {
-		info, ok := detail.(*errdetails.ErrorInfo)
-		if !ok || info.GetDomain() != auth.ErrorDomain || !authReasons[info.GetReason()] {
-			continue
-		}
-		if reasonSpecs[info.GetReason()].code != st.Code() {
-			continue
-		}
-		return &failure{reason: info.GetReason(), metadata: info.GetMetadata(), cause: err}, true
-	}
-	return nil, false
 }
 
 // classifyUpstream maps the adapter's error kinds. Never the upstream's
@@ -338,17 +316,20 @@ func (s *Server) statusFromError(ctx context.Context, rpc string, err error) err
 	f := classify(err)
 	spec, ok := reasonSpecs[f.reason]
 	if !ok {
-		spec = reasonSpecs[ReasonInternal]
+		// A reason with no row is a defect of this package; the caller
+		// still gets a well-formed INTERNAL, never an unknown reason.
+		f.reason, spec = ReasonInternal, reasonSpecs[ReasonInternal]
 	}
+	reason := auth.ReasonName(f.reason)
 	s.log.LogAttrs(ctx, spec.level, "request failed",
 		slog.String("rpc", rpc),
 		slog.String("code", spec.code.String()),
-		slog.String("reason", f.reason),
+		slog.String("reason", reason),
 		slog.String("error", err.Error()))
 	s.metrics.errors.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("rpc", rpc),
 		attribute.String("code", spec.code.String()),
-		attribute.String("reason", f.reason)))
+		attribute.String("reason", reason)))
 	return buildStatus(spec, f)
 }
 
@@ -356,7 +337,7 @@ func (s *Server) statusFromError(ctx context.Context, rpc string, err error) err
 func buildStatus(spec reasonSpec, f *failure) error {
 	st := status.New(spec.code, spec.message)
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{
-		Reason:   f.reason,
+		Reason:   auth.ReasonName(f.reason),
 		Domain:   ErrorDomain,
 		Metadata: f.metadata,
 	}}

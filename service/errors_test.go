@@ -54,7 +54,7 @@ func TestStatusFromErrorMapping(t *testing.T) {
 		name     string
 		err      error
 		code     codes.Code
-		reason   string
+		reason   recoveryv1.ErrorReason
 		retry    time.Duration
 		metadata map[string]string
 	}{
@@ -88,13 +88,14 @@ func TestStatusFromErrorMapping(t *testing.T) {
 		{"wrapped organisation refusal", fmt.Errorf("resolving: %w", auth.Disabled.Authorize(orgOneCaller, "org-3")),
 			codes.PermissionDenied, ReasonOrganisationNotAllowed, 0, map[string]string{"customer_id": "org-3", "caller": "wallet-api"}},
 		{"no caller while enforced", auth.Enforced.Authorize(context.Background(), "org-1"), codes.Unauthenticated, ReasonCallerNotAuthenticated, 0, nil},
-		// Only the auth package's refusals pass through: a bare status, or
-		// one whose ErrorInfo is foreign or disagrees with its code, is a
-		// fault of this service.
+		// Only the auth package's typed refusals pass through: a status is
+		// never taken apart for a reason, even one dressed exactly as a
+		// refusal, so whatever returned it is a fault of this service.
 		{"bare PermissionDenied", status.Error(codes.PermissionDenied, upstreamText), codes.Internal, ReasonInternal, 0, nil},
-		{"foreign ErrorInfo domain", statusWithInfo(codes.PermissionDenied, "elsewhere.example", ReasonOrganisationNotAllowed), codes.Internal, ReasonInternal, 0, nil},
-		{"auth reason under another code", statusWithInfo(codes.NotFound, auth.ErrorDomain, ReasonOrganisationNotAllowed), codes.Internal, ReasonInternal, 0, nil},
-		{"other reason of our domain", statusWithInfo(codes.PermissionDenied, auth.ErrorDomain, ReasonKeyNotFound), codes.Internal, ReasonInternal, 0, nil},
+		{"status dressed as a refusal", statusWithInfo(codes.PermissionDenied, auth.ErrorDomain, "ORGANISATION_NOT_ALLOWED"), codes.Internal, ReasonInternal, 0, nil},
+		{"foreign ErrorInfo domain", statusWithInfo(codes.PermissionDenied, "elsewhere.example", "ORGANISATION_NOT_ALLOWED"), codes.Internal, ReasonInternal, 0, nil},
+		{"other reason of our domain", statusWithInfo(codes.NotFound, auth.ErrorDomain, "KEY_NOT_FOUND"), codes.Internal, ReasonInternal, 0, nil},
+		{"refusal with a reason outside the table", &auth.Refusal{Reason: recoveryv1.ErrorReason(9999)}, codes.Internal, ReasonInternal, 0, nil},
 	}
 	s := New(Config{Upstream: &upstream.Client{}, Keys: upstream.NewStaticKeySource(&keycrypto.KeySet{}),
 		Registry: &registry.Store{}, Logger: slog.New(slog.DiscardHandler)})
@@ -123,13 +124,54 @@ func TestStatusFromErrorMapping(t *testing.T) {
 	}
 }
 
-func TestEveryReasonHasASpec(t *testing.T) {
+// authenticationReasons are the enum values service/auth's interceptor
+// answers with before any handler runs; it builds their status itself
+// (Unauthenticated), so they are deliberately absent from reasonSpecs.
+var authenticationReasons = map[recoveryv1.ErrorReason]bool{
+	auth.ReasonTokenMissing:     true,
+	auth.ReasonTokenInvalid:     true,
+	auth.ReasonCertUnknown:      true,
+	auth.ReasonIdentityConflict: true,
+}
+
+// reservedReasons are enum values no code path emits any more, each with
+// why; the value stays in the proto so its number and name are never reused.
+var reservedReasons = map[recoveryv1.ErrorReason]string{}
+
+// TestEveryReasonIsMappedOnce keeps the enum and the mapping in step: every
+// value but UNSPECIFIED is in exactly one of reasonSpecs, the auth
+// interceptor's reasons or the reserved list; reasonSpecs holds nothing the
+// enum lacks; and each travels as its name without ERROR_REASON_.
+func TestEveryReasonIsMappedOnce(t *testing.T) {
+	for number, name := range recoveryv1.ErrorReason_name {
+		reason := recoveryv1.ErrorReason(number)
+		wire, ok := strings.CutPrefix(name, "ERROR_REASON_")
+		if !ok || auth.ReasonName(reason) != wire || wire != strings.ToUpper(wire) {
+			t.Errorf("%s travels as %q, want its name without ERROR_REASON_, in UPPER_SNAKE_CASE", name, auth.ReasonName(reason))
+		}
+		_, inTable := reasonSpecs[reason]
+		_, reserved := reservedReasons[reason]
+		homes := 0
+		for _, in := range []bool{inTable, authenticationReasons[reason], reserved} {
+			if in {
+				homes++
+			}
+		}
+		switch {
+		case reason == recoveryv1.ErrorReason_ERROR_REASON_UNSPECIFIED:
+			if homes != 0 {
+				t.Errorf("%s is never sent, yet it is mapped", name)
+			}
+		case homes != 1:
+			t.Errorf("%s is mapped %d times: want exactly one of reasonSpecs, authenticationReasons, reservedReasons", name, homes)
+		}
+	}
 	for reason, spec := range reasonSpecs {
+		if _, ok := recoveryv1.ErrorReason_name[int32(reason)]; !ok {
+			t.Errorf("reasonSpecs holds %d, which the enum lacks", reason)
+		}
 		if spec.message == "" || spec.code == codes.OK {
 			t.Errorf("reason %s has no code or message", reason)
-		}
-		if strings.ToUpper(reason) != reason {
-			t.Errorf("reason %s is not UPPER_SNAKE_CASE", reason)
 		}
 	}
 }
@@ -143,7 +185,7 @@ func TestStatusFromValidation(t *testing.T) {
 	tests := []struct {
 		name   string
 		msg    proto.Message
-		reason string
+		reason recoveryv1.ErrorReason
 		// violations maps field path to the rule's reason.
 		violations map[string]string
 	}{

@@ -452,8 +452,10 @@ func (f *fixture) mustAssign(user, customer string) *recoveryv1.RecoveryKey {
 }
 
 // wantStatus checks err is a status with code and ErrorInfo reason in our
-// domain, and returns its details.
-func wantStatus(t *testing.T, err error, code codes.Code, reason string) statusDetails {
+// domain, and returns its details. The reason is compared by the contract's
+// rule (the enum value's name without ERROR_REASON_), worked out here rather
+// than by the code under test.
+func wantStatus(t *testing.T, err error, code codes.Code, reason recoveryv1.ErrorReason) statusDetails {
 	t.Helper()
 	st, ok := status.FromError(err)
 	if !ok {
@@ -466,8 +468,8 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason string) statusD
 	if d.info == nil {
 		t.Fatalf("status %s %q has no ErrorInfo", st.Code(), st.Message())
 	}
-	if d.info.GetReason() != reason || d.info.GetDomain() != ErrorDomain {
-		t.Fatalf("ErrorInfo = %s/%s, want %s/%s", d.info.GetDomain(), d.info.GetReason(), ErrorDomain, reason)
+	if want := strings.TrimPrefix(reason.String(), "ERROR_REASON_"); d.info.GetReason() != want || d.info.GetDomain() != ErrorDomain {
+		t.Fatalf("ErrorInfo = %s/%s, want %s/%s", d.info.GetDomain(), d.info.GetReason(), ErrorDomain, want)
 	}
 	return d
 }

@@ -97,7 +97,7 @@ func (s *Server) backupFailed(ctx context.Context, token string, storedNothing b
 	if token == "" {
 		return
 	}
-	if ue, ok := errors.AsType[*upstream.Error](err); ok && (!ue.Sent || storedNothingKind(ue.Kind)) {
+	if ue, ok := errors.AsType[*upstream.Error](err); ok && ue.NothingDone() {
 		storedNothing = true
 	}
 	if storedNothing {
@@ -114,15 +114,4 @@ func (s *Server) backupFailed(ctx context.Context, token string, storedNothing b
 		s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
 			slog.String("error", ferr.Error()))
 	}
-}
-
-// storedNothingKind reports the definite upstream answers after which the
-// upstream certainly stored nothing.
-func storedNothingKind(k upstream.Kind) bool {
-	switch k {
-	case upstream.KindInvalid, upstream.KindUnauthenticated, upstream.KindForbidden, upstream.KindNotFound,
-		upstream.KindTooLarge, upstream.KindUnsupportedMedia, upstream.KindRateLimited:
-		return true
-	}
-	return false
 }

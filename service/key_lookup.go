@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 )
 
@@ -71,14 +72,13 @@ func (s *Server) authorizeKey(ctx context.Context, key *registry.Key) error {
 	if err == nil {
 		return nil
 	}
-	f, ok := authRefusal(err)
-	if !ok || f.reason != ReasonOrganisationNotAllowed {
+	r, ok := errors.AsType[*auth.Refusal](err)
+	if !ok || r.Reason != ReasonOrganisationNotAllowed {
 		return err
 	}
 	metadata := map[string]string{"key_id": key.KeyID}
-	if caller, ok := f.metadata["caller"]; ok {
+	if caller, ok := r.Metadata["caller"]; ok {
 		metadata["caller"] = caller
 	}
-	f.metadata = metadata
-	return f
+	return &failure{reason: r.Reason, metadata: metadata, cause: err}
 }

@@ -19,9 +19,9 @@ func TestGetKey(t *testing.T) {
 		keyID  string
 		want   *recoveryv1.RecoveryKey
 		code   codes.Code
-		reason string
+		reason recoveryv1.ErrorReason
 	}{
-		{"recorded", key.GetKeyId(), key, codes.OK, ""},
+		{"recorded", key.GetKeyId(), key, codes.OK, 0},
 		{"unknown", "6f1c2a9e-0000-4000-8000-000000000003", nil, codes.NotFound, ReasonKeyNotFound},
 		{"empty", "", nil, codes.InvalidArgument, ReasonInvalidRequest},
 	}

@@ -195,7 +195,7 @@ func TestSecureDataRejected(t *testing.T) {
 		name   string
 		req    *recoveryv1.SecureDataRequest
 		code   codes.Code
-		reason string
+		reason recoveryv1.ErrorReason
 		fields []string
 		// says is a phrase the field violation must contain.
 		says string

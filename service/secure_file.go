@@ -198,7 +198,7 @@ func (s *Server) pumpFile(stream fileStream, up *upload, h fileHeader) (size int
 
 func outOfOrder(field, why string) *failure {
 	f := fail(ReasonStreamOutOfOrder, errors.New(why))
-	f.violations = []*errdetails.BadRequest_FieldViolation{{Field: field, Description: why, Reason: ReasonStreamOutOfOrder}}
+	f.violations = []*errdetails.BadRequest_FieldViolation{{Field: field, Description: why, Reason: auth.ReasonName(ReasonStreamOutOfOrder)}}
 	return f
 }
 

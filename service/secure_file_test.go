@@ -153,7 +153,7 @@ func TestSecureFileRejectedStoresNothing(t *testing.T) {
 		// header is completed with the fixture's key when it names none.
 		msgs   func(key *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest
 		code   codes.Code
-		reason string
+		reason recoveryv1.ErrorReason
 		// uploads: the upload certainly reached the upstream before the
 		// failure, so the test waits for the upstream to see it aborted.
 		uploads bool

@@ -171,7 +171,7 @@ func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
 			t.Error("the service log carries the plaintext")
 		}
 	}
-	if !strings.Contains(logs.String(), ReasonKeyNotFound) {
+	if !strings.Contains(logs.String(), "KEY_NOT_FOUND") {
 		t.Error("the failed request was not logged with its reason")
 	}
 }

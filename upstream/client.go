@@ -338,11 +338,18 @@ func (c *Client) send(e endpoint, req *http.Request) (*http.Response, *Error) {
 }
 
 // retryDelay says whether a failed attempt may be retried and after how
-// long. Only failures that cannot have had a side effect qualify: a request
-// that never reached the upstream, or a 429 asking for a short wait.
+// long. Whether the attempt had a side effect is Error.NothingDone's
+// question, not this function's; of the attempts that did nothing, only
+// those a short wait may cure qualify: a request that never reached the
+// upstream (connection refused, DNS, TLS handshake), or a 429 asking for a
+// wait of at most maxRetryAfter. A 400 or 401 did nothing too, but would
+// fail the same way again.
 func retryDelay(err *Error) (time.Duration, bool) {
+	if !err.NothingDone() {
+		return 0, false
+	}
 	switch {
-	case err.Kind == KindUnavailable && !err.Sent && err.Status == 0:
+	case err.Kind == KindUnavailable:
 		return reconnectDelay, true
 	case err.Kind == KindRateLimited && err.RetryAfter > 0 && err.RetryAfter <= maxRetryAfter:
 		return err.RetryAfter, true

@@ -123,6 +123,44 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// NothingDone reports whether the upstream certainly did not act on the
+// call that returned e: it stored no backup and assigned no key. It is the
+// one answer to that question; the retry policy, the AssignKey flow
+// (release the reservation, or park the pair for an operator) and the store
+// flows (release the idempotency key, or park it) all ask it.
+//
+// It is true when the request never reached the upstream (Sent is false:
+// refused locally, or a failure before any byte could arrive), or when the
+// upstream answered with a refusal the adapter classifies: 400, 401, 403,
+// 404, 409, 413, 415 or 429. Each of those is an answer given instead of
+// acting, whichever endpoint gave it; that is why it holds for an answer an
+// endpoint's contract does not list (a 404 on assign-key from a gateway that
+// does not route the path is still a request that assigned nothing).
+//
+// It is false for everything that may have had an effect: a 5xx (the
+// upstream may have acted and then failed), a failure after the request may
+// have been sent (a reset, a timeout, a lost response), a 2xx whose body
+// breaks the contract (KindProtocol: the upstream acted), and a status the
+// adapter does not classify (KindUnknown).
+//
+// NOTE: for KindAlreadyAssigned it says only that this call assigned
+// nothing: the upstream does hold a key for the pair, which the AssignKey
+// flow must handle before it asks NothingDone.
+//
+// The adapter retries only after an attempt for which NothingDone holds, so
+// the answer covers every attempt of the call, not just the last one.
+func (e *Error) NothingDone() bool {
+	if !e.Sent {
+		return true
+	}
+	switch e.Kind {
+	case KindInvalid, KindUnauthenticated, KindForbidden, KindNotFound, KindAlreadyAssigned,
+		KindTooLarge, KindUnsupportedMedia, KindRateLimited:
+		return true
+	}
+	return false
+}
+
 // Unwrap exposes the underlying cause (a network error, a context error, a
 // decoding error) so errors.Is(err, context.DeadlineExceeded) works.
 func (e *Error) Unwrap() error { return e.Err }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -189,6 +191,82 @@ func TestErrorIsByKind(t *testing.T) {
 	}
 	if errors.Is(&Error{Kind: KindUnknown}, ErrUnavailable) {
 		t.Error("KindUnknown must match no sentinel")
+	}
+}
+
+// TestNothingDone pins the one answer to "did the upstream certainly not
+// act?" for every way the adapter builds an Error: an HTTP answer, a
+// transport failure before or after the request could arrive, a broken 2xx
+// body and a request refused locally.
+func TestNothingDone(t *testing.T) {
+	answered := func(status int) *Error {
+		resp := &http.Response{StatusCode: status, Header: http.Header{"Retry-After": {"1"}}}
+		return statusError(endpointAssignKey.String(), resp, []byte(`{"error":"x","message":"y"}`), time.Now())
+	}
+	tests := []struct {
+		name string
+		err  *Error
+		want bool
+	}{
+		{"400 invalid", answered(400), true},
+		{"401 bad token", answered(401), true},
+		{"403 no scope", answered(403), true},
+		{"404 not found", answered(404), true},
+		{"409 already assigned", answered(409), true},
+		{"413 too large", answered(413), true},
+		{"415 media type", answered(415), true},
+		{"429 rate limited", answered(429), true},
+		{"500", answered(500), false},
+		{"502 from a gateway", answered(502), false},
+		{"503", answered(503), false},
+		{"301 unclassified", answered(301), false},
+		{"408 unclassified", answered(408), false},
+		{"422 unclassified", answered(422), false},
+		{"DNS failure", transportError("e", &net.DNSError{Err: "no such host", Name: "x"}, false), true},
+		{"connection refused", transportError("e", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, false), true},
+		{"reset after connecting", transportError("e", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, true), false},
+		{"timeout, unknown whether sent", transportError("e", context.DeadlineExceeded, false), false},
+		{"2xx with a broken body", protocolError(endpointSecureData, 200, "missing %s", "backup_id"), false},
+		{"refused locally", invalidRequest(endpointSecureData, "public_key", "is required"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err.NothingDone(); got != tt.want {
+				t.Errorf("NothingDone() = %t, want %t for %v", got, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+// TestRetryOnlyWhatDidNothing: the retry policy never retries an attempt
+// that may have acted, and of those that did nothing only the ones a wait
+// may cure.
+func TestRetryOnlyWhatDidNothing(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       *Error
+		wantRetry bool
+		wantDelay time.Duration
+	}{
+		{"never sent", &Error{Kind: KindUnavailable}, true, reconnectDelay},
+		{"sent, no answer", &Error{Kind: KindUnavailable, Sent: true}, false, 0},
+		{"503", &Error{Kind: KindUnavailable, Status: 503, Sent: true}, false, 0},
+		{"429, short wait", &Error{Kind: KindRateLimited, Status: 429, Sent: true, RetryAfter: time.Second}, true, time.Second},
+		{"429, long wait", &Error{Kind: KindRateLimited, Status: 429, Sent: true, RetryAfter: maxRetryAfter + time.Second}, false, 0},
+		{"429, no Retry-After", &Error{Kind: KindRateLimited, Status: 429, Sent: true}, false, 0},
+		{"400 did nothing but would fail again", &Error{Kind: KindInvalid, Status: 400, Sent: true}, false, 0},
+		{"2xx with a broken body", &Error{Kind: KindProtocol, Status: 200, Sent: true}, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			delay, retry := retryDelay(tt.err)
+			if retry != tt.wantRetry || delay != tt.wantDelay {
+				t.Errorf("retryDelay = %s, %t; want %s, %t", delay, retry, tt.wantDelay, tt.wantRetry)
+			}
+			if retry && !tt.err.NothingDone() {
+				t.Error("retried an attempt that may have acted")
+			}
+		})
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/peer"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 )
 
 // Config configures an Authenticator.
@@ -118,14 +120,14 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	method, _ := grpc.Method(ctx)
 	if ref != nil {
 		instruments.decision(ctx, stageAuthenticate, outcomeDenied, ref.reason)
-		attrs := []slog.Attr{slog.String("reason", ref.reason), slog.String("method", method), slog.String("peer", peerAddress(ctx))}
+		attrs := []slog.Attr{slog.String("reason", ReasonName(ref.reason)), slog.String("method", method), slog.String("peer", peerAddress(ctx))}
 		if fingerprint != "" {
 			attrs = append(attrs, slog.String("token_sha256_prefix", fingerprint))
 		}
 		a.logger.LogAttrs(ctx, slog.LevelWarn, "caller refused", attrs...)
 		return ctx, ref.status()
 	}
-	instruments.decision(ctx, stageAuthenticate, outcomeAllowed, "")
+	instruments.decision(ctx, stageAuthenticate, outcomeAllowed, recoveryv1.ErrorReason_ERROR_REASON_UNSPECIFIED)
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("recovery.caller", caller.Name))
 	a.logger.LogAttrs(ctx, slog.LevelDebug, "caller authenticated",
 		slog.String("caller", caller.Name), slog.String("method", method))

@@ -36,7 +36,9 @@
 // # Authorization
 //
 // Handlers call Mode.Authorize with the organisation (customer_id) a request
-// acts for, and Mode.Scope to filter listings. Mode's zero value is Enforced,
+// acts for, and Mode.Scope to filter listings. Their refusals are a typed
+// *Refusal, not a gRPC status: the service's one error mapping gives them
+// their code and message. Mode's zero value is Enforced,
 // so an unconfigured mode fails closed; Disabled is the explicit choice of a
 // deployment without caller authentication, where a call without a caller is
 // allowed and recorded with an empty caller name.

@@ -1,9 +1,13 @@
 package auth
 
 import (
+	"strings"
+
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of every error this package
@@ -11,33 +15,64 @@ import (
 // recoveryd errors.
 const ErrorDomain = "recovery.v1"
 
-// Reasons in the google.rpc.ErrorInfo of refused calls. They are part of the
-// API: callers act on them, so they never change.
+// Reasons of refused calls, from the contract's ErrorReason enum (the proto
+// documents each for callers). The short names keep the call sites readable.
 const (
 	// ReasonTokenMissing: the call carried neither a bearer token nor a
 	// client certificate.
-	ReasonTokenMissing = "CALLER_TOKEN_MISSING"
+	ReasonTokenMissing = recoveryv1.ErrorReason_ERROR_REASON_CALLER_TOKEN_MISSING
 	// ReasonTokenInvalid: the authorization metadata is not
 	// "Bearer <token>", or the token is not in the callers file.
-	ReasonTokenInvalid = "CALLER_TOKEN_INVALID"
+	ReasonTokenInvalid = recoveryv1.ErrorReason_ERROR_REASON_CALLER_TOKEN_INVALID
 	// ReasonCertUnknown: the client certificate names no caller in the
 	// callers file, or was not verified against the client CA.
-	ReasonCertUnknown = "CALLER_CERT_UNKNOWN"
+	ReasonCertUnknown = recoveryv1.ErrorReason_ERROR_REASON_CALLER_CERT_UNKNOWN
 	// ReasonIdentityConflict: the credentials name more than one caller (a
 	// token and a certificate of different callers, or a certificate whose
 	// names match several entries).
-	ReasonIdentityConflict = "CALLER_IDENTITY_CONFLICT"
+	ReasonIdentityConflict = recoveryv1.ErrorReason_ERROR_REASON_CALLER_IDENTITY_CONFLICT
 	// ReasonNotAuthenticated: a protected handler was reached with no
 	// authenticated caller while authentication is enforced; the server is
 	// mis-assembled, and the call is refused rather than run unattributed.
-	ReasonNotAuthenticated = "CALLER_NOT_AUTHENTICATED"
+	ReasonNotAuthenticated = recoveryv1.ErrorReason_ERROR_REASON_CALLER_NOT_AUTHENTICATED
 	// ReasonOrganisationNotAllowed: the caller is not listed for the
 	// organisation the request acts for.
-	ReasonOrganisationNotAllowed = "ORGANISATION_NOT_ALLOWED"
+	ReasonOrganisationNotAllowed = recoveryv1.ErrorReason_ERROR_REASON_ORGANISATION_NOT_ALLOWED
 )
 
-// Fixed, safe status messages: they tell a person what to change and never
-// carry anything the caller sent.
+// reasonPrefix is what the enum's value names carry and the wire does not.
+const reasonPrefix = "ERROR_REASON_"
+
+// ReasonName is r as google.rpc.ErrorInfo.reason carries it: the value's
+// name without the ERROR_REASON_ prefix (ERROR_REASON_KEY_NOT_FOUND travels
+// as "KEY_NOT_FOUND"), which is what callers matched on before the enum was
+// published. It lives here, the lowest package that builds an ErrorInfo, so
+// that service and service/auth apply the one rule.
+func ReasonName(r recoveryv1.ErrorReason) string {
+	return strings.TrimPrefix(r.String(), reasonPrefix)
+}
+
+// Refusal is Mode.Authorize's and Mode.Scope's answer when the call may not
+// go on: ORGANISATION_NOT_ALLOWED, or CALLER_NOT_AUTHENTICATED. It is a
+// plain typed error, not a gRPC status, so the handler's single error
+// mapping (service/errors.go) gives it its code and message; match it with
+// errors.As.
+type Refusal struct {
+	// Reason is why the call was refused.
+	Reason recoveryv1.ErrorReason
+	// Metadata is what the caller may be told about the refusal (the
+	// customer_id refused, the caller's name); never a credential.
+	Metadata map[string]string
+}
+
+// Error names the reason; the metadata is for the status details, not for
+// error text that may be logged far from the call.
+func (r *Refusal) Error() string {
+	return "auth: call refused: " + ReasonName(r.Reason)
+}
+
+// Fixed, safe status messages of the authentication interceptor: they tell
+// a person what to change and never carry anything the caller sent.
 const (
 	msgTokenMissing     = "caller authentication required: send metadata \"authorization: Bearer <token>\" or a client certificate"
 	msgTokenMalformed   = "authorization metadata must be exactly one value of the form \"Bearer <token>\""
@@ -45,29 +80,25 @@ const (
 	msgCertUnverified   = "client certificate was not verified against the server's client CA"
 	msgCertUnknown      = "client certificate names no known caller"
 	msgIdentityConflict = "credentials name more than one caller: the token and the client certificate must belong to the same caller"
-	msgNotAuthenticated = "no authenticated caller for this call"
-	msgOrgNotAllowed    = "caller is not allowed to act for this organisation"
 )
 
-// refusal is an authentication failure: the status the caller sees and the
-// reason it is logged and counted under.
+// refusal is an authentication failure: the reason it is logged and counted
+// under and the message the caller sees.
+//
+// NOTE: the interceptor answers before any handler runs, so service's error
+// mapping never sees these; their status is built here, and these four
+// reasons (all Unauthenticated) are mapped nowhere else.
 type refusal struct {
-	reason  string
+	reason  recoveryv1.ErrorReason
 	message string
 }
 
 // status converts the refusal into the gRPC status the caller sees.
 func (r refusal) status() error {
-	return withInfo(codes.Unauthenticated, r.message, r.reason, nil)
-}
-
-// withInfo builds a status carrying an ErrorInfo with reason and metadata.
-func withInfo(code codes.Code, message, reason string, metadata map[string]string) error {
-	st := status.New(code, message)
+	st := status.New(codes.Unauthenticated, r.message)
 	detailed, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason:   reason,
-		Domain:   ErrorDomain,
-		Metadata: metadata,
+		Reason: ReasonName(r.reason),
+		Domain: ErrorDomain,
 	})
 	if err != nil {
 		// NOTE: WithDetails fails only if the detail cannot be marshalled,

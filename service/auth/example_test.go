@@ -44,7 +44,7 @@ func Example() {
 	mode := authenticator.Mode()
 	handlerCtx := auth.WithCaller(ctx, auth.Caller{Name: "wallet-api", Organisations: []string{"org-1"}})
 	if err := mode.Authorize(handlerCtx, "org-1"); err != nil {
-		return // PermissionDenied, reason ORGANISATION_NOT_ALLOWED
+		return // a *auth.Refusal (ORGANISATION_NOT_ALLOWED) for the service's error mapping
 	}
 	_ = auth.CallerName(handlerCtx) // recorded as assigned_by / stored_by
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"log/slog"
 
-	"google.golang.org/grpc/codes"
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 )
 
 // Mode is how handlers treat a call that carries no authenticated caller.
@@ -15,7 +15,7 @@ type Mode int
 const (
 	// Enforced means every protected call must carry an authenticated caller
 	// (the authentication interceptor guarantees it); a call without one is
-	// refused with Unauthenticated, reason ReasonNotAuthenticated.
+	// refused with a *Refusal, ReasonNotAuthenticated.
 	Enforced Mode = iota
 	// Disabled means caller authentication is off (no callers file configured).
 	// A call without a caller is allowed for every organisation and is
@@ -35,8 +35,8 @@ func (m Mode) String() string {
 // Authorize reports whether the call in ctx may act for the organisation
 // customerID (the request's organisation.customer_id, or the customer id of
 // the key or backup it touches). It returns nil when allowed, otherwise a
-// PermissionDenied status with ErrorInfo reason ReasonOrganisationNotAllowed
-// and the customer id in its metadata, or Unauthenticated when the mode is
+// *Refusal: ReasonOrganisationNotAllowed with the customer id and the
+// caller's name in its metadata, or ReasonNotAuthenticated when the mode is
 // Enforced and ctx has no caller. Handlers call it before any upstream call
 // or registry write.
 func (m Mode) Authorize(ctx context.Context, customerID string) error {
@@ -48,20 +48,20 @@ func (m Mode) Authorize(ctx context.Context, customerID string) error {
 		return m.notAuthenticated(ctx)
 	}
 	if caller.MayAccess(customerID) {
-		instruments.decision(ctx, stageAuthorize, outcomeAllowed, "")
+		instruments.decision(ctx, stageAuthorize, outcomeAllowed, recoveryv1.ErrorReason_ERROR_REASON_UNSPECIFIED)
 		return nil
 	}
 	instruments.decision(ctx, stageAuthorize, outcomeDenied, ReasonOrganisationNotAllowed)
-	return withInfo(codes.PermissionDenied, msgOrgNotAllowed, ReasonOrganisationNotAllowed, map[string]string{
+	return &Refusal{Reason: ReasonOrganisationNotAllowed, Metadata: map[string]string{
 		"customer_id": customerID,
 		"caller":      caller.Name,
-	})
+	}}
 }
 
 // Scope is the organisation filter for listings (ListKeys, ListBackups)
 // made by the call in ctx: nil means every organisation, otherwise only the
 // listed ones (possibly none). With Disabled and no caller it is nil; with
-// Enforced and no caller it is an Unauthenticated error. A listing that
+// Enforced and no caller it is a *Refusal, ReasonNotAuthenticated. A listing that
 // names one organisation should call Authorize for it instead.
 func (m Mode) Scope(ctx context.Context) ([]string, error) {
 	caller, ok := CallerFrom(ctx)
@@ -82,5 +82,5 @@ func (m Mode) notAuthenticated(ctx context.Context) error {
 	instruments.decision(ctx, stageAuthorize, outcomeDenied, ReasonNotAuthenticated)
 	slog.Default().LogAttrs(ctx, slog.LevelError,
 		"protected call reached a handler without an authenticated caller; is the auth interceptor installed?")
-	return withInfo(codes.Unauthenticated, msgNotAuthenticated, ReasonNotAuthenticated, nil)
+	return &Refusal{Reason: ReasonNotAuthenticated}
 }

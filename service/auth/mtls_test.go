@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service/auth"
 )
 
@@ -185,17 +186,17 @@ func TestMTLS(t *testing.T) {
 		name       string
 		cert       *tls.Certificate
 		header     []string
-		wantReason string
+		wantReason recoveryv1.ErrorReason
 		wantCaller string
 	}{
-		{"URI SAN, last path segment", walletAPI, nil, "", "wallet-api"},
-		{"URI SAN, whole URI", wholeURI, nil, "", "spiffe://test.example/support"},
-		{"DNS SAN", batch, nil, "", "batch-worker.internal"},
+		{"URI SAN, last path segment", walletAPI, nil, 0, "wallet-api"},
+		{"URI SAN, whole URI", wholeURI, nil, 0, "spiffe://test.example/support"},
+		{"DNS SAN", batch, nil, 0, "batch-worker.internal"},
 		{"certificate naming no caller", stranger, nil, auth.ReasonCertUnknown, ""},
 		{"certificate naming two callers", twoCallers, nil, auth.ReasonIdentityConflict, ""},
-		{"no certificate, token", nil, []string{"Bearer " + tokenSupport}, "", "support-tool"},
+		{"no certificate, token", nil, []string{"Bearer " + tokenSupport}, 0, "support-tool"},
 		{"no certificate, no token", nil, nil, auth.ReasonTokenMissing, ""},
-		{"certificate and token of the same caller", walletAPI, []string{"Bearer " + tokenWalletAPI}, "", "wallet-api"},
+		{"certificate and token of the same caller", walletAPI, []string{"Bearer " + tokenWalletAPI}, 0, "wallet-api"},
 		{"certificate and token of different callers", walletAPI, []string{"Bearer " + tokenSupport}, auth.ReasonIdentityConflict, ""},
 		{"known certificate, wrong token", walletAPI, []string{"Bearer not-a-known-token"}, auth.ReasonTokenInvalid, ""},
 		{"unknown certificate, valid token", stranger, []string{"Bearer " + tokenWalletAPI}, auth.ReasonCertUnknown, ""},
@@ -209,7 +210,7 @@ func TestMTLS(t *testing.T) {
 		}{{"unary", getKeyAs}, {"stream", secureFileAs}} {
 			t.Run(tt.name+"/"+c.name, func(t *testing.T) {
 				seen, err := c.call(withAuthorization(t, tt.header...), conn)
-				if tt.wantReason != "" {
+				if tt.wantReason != 0 {
 					wantRefusal(t, err, codes.Unauthenticated, tt.wantReason)
 					return
 				}

@@ -6,6 +6,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 )
 
 // instrumentationName names this package's meter and tracer.
@@ -54,12 +56,17 @@ func newTelemetry() telemetry {
 	return t
 }
 
-// decision counts one authentication or authorization decision.
-func (t telemetry) decision(ctx context.Context, stage, outcome, reason string) {
+// decision counts one authentication or authorization decision. reason is
+// ERROR_REASON_UNSPECIFIED for an allowed call and counts as "".
+func (t telemetry) decision(ctx context.Context, stage, outcome string, reason recoveryv1.ErrorReason) {
+	name := ""
+	if reason != recoveryv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		name = ReasonName(reason)
+	}
 	t.decisions.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("stage", stage),
 		attribute.String("outcome", outcome),
-		attribute.String("reason", reason),
+		attribute.String("reason", name),
 	))
 }
 

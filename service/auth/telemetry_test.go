@@ -68,9 +68,9 @@ func TestDecisionsAndReloadsAreCounted(t *testing.T) {
 	a := newAuthenticator(t, auth.Config{CallersFile: path}, nil)
 	conn := dial(t, startServer(t, a, nil), nil)
 
-	invalid := []attribute.KeyValue{attribute.String("stage", "authenticate"), attribute.String("outcome", "denied"), attribute.String("reason", auth.ReasonTokenInvalid)}
+	invalid := []attribute.KeyValue{attribute.String("stage", "authenticate"), attribute.String("outcome", "denied"), attribute.String("reason", "CALLER_TOKEN_INVALID")}
 	allowed := []attribute.KeyValue{attribute.String("stage", "authenticate"), attribute.String("outcome", "allowed")}
-	orgDenied := []attribute.KeyValue{attribute.String("stage", "authorize"), attribute.String("reason", auth.ReasonOrganisationNotAllowed)}
+	orgDenied := []attribute.KeyValue{attribute.String("stage", "authorize"), attribute.String("reason", "ORGANISATION_NOT_ALLOWED")}
 	reloadErr := []attribute.KeyValue{attribute.String("outcome", "error")}
 	beforeInvalid := sumOf(t, reader, "recovery.auth.decisions", invalid...)
 	beforeAllowed := sumOf(t, reader, "recovery.auth.decisions", allowed...)

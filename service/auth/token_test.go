@@ -13,6 +13,7 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service/auth"
 )
 
@@ -23,14 +24,14 @@ func TestBearerTokens(t *testing.T) {
 	tests := []struct {
 		name       string
 		header     []string
-		wantReason string // "" = authenticated
+		wantReason recoveryv1.ErrorReason // ERROR_REASON_UNSPECIFIED = authenticated
 		wantCaller string
 		wantOrgs   string
 	}{
 		{"no authorization metadata", nil, auth.ReasonTokenMissing, "", ""},
-		{"right token", []string{"Bearer " + tokenWalletAPI}, "", "wallet-api", "org-1,org-2"},
-		{"scheme in lowercase", []string{"bearer " + tokenSupport}, "", "support-tool", "*"},
-		{"another caller's token", []string{"Bearer " + tokenBatch}, "", "batch-worker.internal", "org-3"},
+		{"right token", []string{"Bearer " + tokenWalletAPI}, 0, "wallet-api", "org-1,org-2"},
+		{"scheme in lowercase", []string{"bearer " + tokenSupport}, 0, "support-tool", "*"},
+		{"another caller's token", []string{"Bearer " + tokenBatch}, 0, "batch-worker.internal", "org-3"},
 		{"wrong token", []string{"Bearer not-a-known-token"}, auth.ReasonTokenInvalid, "", ""},
 		{"the file's digest instead of the token", []string{"Bearer " + digestOf(tokenWalletAPI)}, auth.ReasonTokenInvalid, "", ""},
 		{"token without scheme", []string{tokenWalletAPI}, auth.ReasonTokenInvalid, "", ""},
@@ -52,7 +53,7 @@ func TestBearerTokens(t *testing.T) {
 		for _, c := range calls {
 			t.Run(tt.name+"/"+c.name, func(t *testing.T) {
 				seen, err := c.call(withAuthorization(t, tt.header...), conn)
-				if tt.wantReason != "" {
+				if tt.wantReason != 0 {
 					wantRefusal(t, err, codes.Unauthenticated, tt.wantReason)
 					for _, secret := range []string{tokenWalletAPI, tokenSupport, tokenBatch, "not-a-known-token"} {
 						if strings.Contains(err.Error(), secret) {
@@ -153,12 +154,12 @@ func TestReflection(t *testing.T) {
 		name             string
 		publicReflection bool
 		header           []string
-		wantReason       string
+		wantReason       recoveryv1.ErrorReason
 	}{
 		{"production, anonymous", false, nil, auth.ReasonTokenMissing},
 		{"production, wrong token", false, []string{"Bearer not-a-known-token"}, auth.ReasonTokenInvalid},
-		{"production, authenticated", false, []string{"Bearer " + tokenWalletAPI}, ""},
-		{"development, anonymous", true, nil, ""},
+		{"production, authenticated", false, []string{"Bearer " + tokenWalletAPI}, 0},
+		{"development, anonymous", true, nil, 0},
 	}
 	for _, tt := range tests {
 		a := newAuthenticator(t, auth.Config{PublicReflection: tt.publicReflection}, nil)
@@ -170,7 +171,7 @@ func TestReflection(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				services, err := listServices(withAuthorization(t, tt.header...), conn, alpha)
-				if tt.wantReason != "" {
+				if tt.wantReason != 0 {
 					wantRefusal(t, err, codes.Unauthenticated, tt.wantReason)
 					return
 				}

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
-	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
@@ -120,7 +119,7 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 	_, err := srv.client.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: "bad"})
 	wantStatus(t, err, codes.InvalidArgument, "INVALID_REQUEST", "key_id")
 	_, err = srv.client.GetKey(testCtx(t), &recoveryv1.GetKeyRequest{KeyId: key.GetKeyId()})
-	wantStatus(t, err, codes.Unauthenticated, auth.ReasonTokenMissing)
+	wantStatus(t, err, codes.Unauthenticated, "CALLER_TOKEN_MISSING")
 	after := scrapeMetrics(t, addr)
 
 	const rpc = "recovery.v1.RecoveryService/"
@@ -152,7 +151,7 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 		{"callers authenticated", "recovery_auth_decisions_total",
 			map[string]string{"stage": "authenticate", "outcome": "allowed"}, 5},
 		{"callers refused", "recovery_auth_decisions_total",
-			map[string]string{"stage": "authenticate", "outcome": "denied", "reason": auth.ReasonTokenMissing}, 1},
+			map[string]string{"stage": "authenticate", "outcome": "denied", "reason": "CALLER_TOKEN_MISSING"}, 1},
 		{"gRPC calls per method and code (refused)", "rpc_server_call_duration_seconds",
 			map[string]string{"rpc_method": rpc + "GetKey", "rpc_response_status_code": "UNAUTHENTICATED"}, 1},
 	} {

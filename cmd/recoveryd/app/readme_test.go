@@ -77,24 +77,40 @@ func TestREADMEExamples(t *testing.T) {
 }
 
 // TestREADMEDocumentsEveryReasonAndFlag keeps the README's tables in step
-// with the code: every ErrorInfo reason the service defines and every flag
-// recoveryd accepts (with its variable) has a row.
+// with the code: the error reasons table lists exactly the contract's
+// ErrorReason values (by their wire names), and every flag recoveryd accepts
+// (with its variable) has a row.
 func TestREADMEDocumentsEveryReasonAndFlag(t *testing.T) {
 	readme, err := os.ReadFile(readmePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	errorsSource, err := os.ReadFile(filepath.Join("..", "..", "..", "service", "errors.go"))
-	if err != nil {
-		t.Fatal(err)
+	_, section, ok := bytes.Cut(readme, []byte("\n## Error reasons\n"))
+	if !ok {
+		t.Fatal("README has no \"## Error reasons\" section")
 	}
-	reasons := regexp.MustCompile(`(?m)^\s*Reason\w+\s*=\s*"([A-Z_]+)"`).FindAllSubmatch(errorsSource, -1)
-	if len(reasons) == 0 {
-		t.Fatal("found no Reason constants in service/errors.go")
+	section, _, _ = bytes.Cut(section, []byte("\n## "))
+	// The first cell of each row names one or more reasons.
+	documented := map[string]bool{}
+	for _, row := range regexp.MustCompile("(?m)^\\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \\|").FindAllSubmatch(section, -1) {
+		for _, name := range regexp.MustCompile("`([A-Z_]+)`").FindAllSubmatch(row[1], -1) {
+			documented[string(name[1])] = true
+		}
 	}
-	for _, r := range reasons {
-		if !bytes.Contains(readme, []byte("`"+string(r[1])+"`")) {
-			t.Errorf("README's error reasons table lacks %s", r[1])
+	sent := map[string]bool{}
+	for number, name := range recoveryv1.ErrorReason_name {
+		if recoveryv1.ErrorReason(number) == recoveryv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+			continue
+		}
+		wire := strings.TrimPrefix(name, "ERROR_REASON_")
+		sent[wire] = true
+		if !documented[wire] {
+			t.Errorf("README's error reasons table lacks %s", wire)
+		}
+	}
+	for wire := range documented {
+		if !sent[wire] {
+			t.Errorf("README's error reasons table lists %s, which is not an ErrorReason value", wire)
 		}
 	}
 }

@@ -40,7 +40,8 @@ const (
 // encrypted backup files) with the Partner Key Service.
 //
 // Errors carry google.rpc details: `google.rpc.ErrorInfo` (domain
-// "recovery.v1", a stable `reason` such as KEY_NOT_FOUND, PLAINTEXT_TOO_LARGE,
+// "recovery.v1", a stable `reason`: the name of an ErrorReason value without
+// its ERROR_REASON_ prefix, such as KEY_NOT_FOUND, PLAINTEXT_TOO_LARGE,
 // ENCLAVE_SIGNATURE_INVALID, UPSTREAM_UNAVAILABLE), `google.rpc.BadRequest`
 // (one field violation per invalid field) and, where a retry can help,
 // `google.rpc.RetryInfo`. Act on `reason`, never on the message text.
@@ -151,7 +152,8 @@ func (c *recoveryServiceClient) ListBackups(ctx context.Context, in *ListBackups
 // encrypted backup files) with the Partner Key Service.
 //
 // Errors carry google.rpc details: `google.rpc.ErrorInfo` (domain
-// "recovery.v1", a stable `reason` such as KEY_NOT_FOUND, PLAINTEXT_TOO_LARGE,
+// "recovery.v1", a stable `reason`: the name of an ErrorReason value without
+// its ERROR_REASON_ prefix, such as KEY_NOT_FOUND, PLAINTEXT_TOO_LARGE,
 // ENCLAVE_SIGNATURE_INVALID, UPSTREAM_UNAVAILABLE), `google.rpc.BadRequest`
 // (one field violation per invalid field) and, where a retry can help,
 // `google.rpc.RetryInfo`. Act on `reason`, never on the message text.
