@@ -126,7 +126,7 @@ func (s *Server) reserveAssignment(ctx context.Context, terms registry.KeyTerms)
 	defer cancel()
 	delay := assignmentPollStart
 	for {
-		res, err := s.registry.ReserveAssignment(ctx, terms, s.lease())
+		res, err := s.assignments.ReserveAssignment(ctx, terms, s.lease())
 		if err != nil {
 			return res, registryFailure(err)
 		}
@@ -211,7 +211,7 @@ func (s *Server) newAssignment(ctx context.Context, terms registry.KeyTerms, tok
 		return nil, fail(ReasonEnclaveSignatureInvalid, err)
 	}
 
-	if err := s.registry.CompleteAssignment(work, token, *key); err != nil {
+	if err := s.assignments.CompleteAssignment(work, token, *key); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "verified key assigned upstream but not recorded",
 			slog.String("key_id", key.KeyID), slog.String("customer_id", terms.CustomerID),
 			slog.String("error", err.Error()))
@@ -223,7 +223,7 @@ func (s *Server) newAssignment(ctx context.Context, terms registry.KeyTerms, tok
 	s.metrics.assignment(ctx, outcomeNew)
 	// Read back what was recorded so this answer and every repeat agree to
 	// the registry's time precision.
-	if recorded, err := s.registry.GetKey(work, key.KeyID); err == nil {
+	if recorded, err := s.recorded.GetKey(work, key.KeyID); err == nil {
 		return recorded, nil
 	}
 	return key, nil
@@ -278,7 +278,7 @@ func (s *Server) assignmentFailed(work context.Context, terms registry.KeyTerms,
 }
 
 func (s *Server) releaseAssignment(ctx context.Context, token string) {
-	if err := s.registry.ReleaseAssignment(ctx, token); err != nil {
+	if err := s.assignments.ReleaseAssignment(ctx, token); err != nil {
 		// The row stays pending and turns Unknown when its lease ends:
 		// safe, but an operator will have to look at it.
 		s.log.LogAttrs(ctx, slog.LevelError, "releasing an assignment reservation failed",
@@ -287,7 +287,7 @@ func (s *Server) releaseAssignment(ctx context.Context, token string) {
 }
 
 func (s *Server) failAssignment(ctx context.Context, token string, state registry.AssignmentState, reason string) {
-	if err := s.registry.FailAssignment(ctx, token, state, reason); err != nil {
+	if err := s.assignments.FailAssignment(ctx, token, state, reason); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "parking an assignment reservation failed",
 			slog.Int("state", int(state)), slog.String("error", err.Error()))
 	}

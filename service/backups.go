@@ -16,7 +16,7 @@ func (s *Server) ListBackups(ctx context.Context, req *recoveryv1.ListBackupsReq
 	if err != nil {
 		return nil, s.statusFromError(ctx, "ListBackups", err)
 	}
-	backups, next, err := s.registry.ListBackups(ctx,
+	backups, next, err := s.listings.ListBackups(ctx,
 		registry.BackupFilter{KeyID: req.GetKeyId(), CustomerID: req.GetCustomerId(), Organisations: orgs},
 		page(req.GetPageSize(), req.GetPageToken()))
 	if err != nil {

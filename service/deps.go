@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
@@ -18,25 +19,57 @@ type Upstream interface {
 }
 
 // KeySource supplies the enclave verification keys that assign-key
-// signatures are checked against.
-type KeySource = upstream.KeySource
+// signatures are checked against; what upstream.NewJWKSFetcher and
+// upstream.LoadKeySourceFile return satisfies it.
+type KeySource interface {
+	// Keys returns the current keys, from a cache while it is fresh.
+	Keys(ctx context.Context) ([]keycrypto.VerificationKey, error)
+	// Refresh re-fetches once: a signature no cached key verifies may be
+	// by a key published since.
+	Refresh(ctx context.Context) ([]keycrypto.VerificationKey, error)
+}
 
-// Registry is what the service needs of the durable record; a
-// *registry.Store satisfies it.
-type Registry interface {
+// Assignments is what AssignKey needs of the registry: the reservation that
+// makes an assignment exactly-once per (user, organisation), and its end.
+type Assignments interface {
 	ReserveAssignment(ctx context.Context, terms registry.KeyTerms, lease time.Duration) (registry.AssignmentReservation, error)
 	CompleteAssignment(ctx context.Context, token string, key registry.Key) error
 	ReleaseAssignment(ctx context.Context, token string) error
 	FailAssignment(ctx context.Context, token string, state registry.AssignmentState, reason string) error
+}
+
+// Keys is how every flow finds a recorded key: by id, or by the public key
+// a caller sent instead.
+type Keys interface {
 	GetKey(ctx context.Context, keyID string) (*registry.Key, error)
 	GetKeyByPublicKey(ctx context.Context, publicKeyHex string) (*registry.Key, error)
-	ListKeys(ctx context.Context, f registry.KeyFilter, p registry.Page) ([]registry.Key, string, error)
+}
+
+// Backups is what SecureData and SecureFile need of the registry: an
+// idempotency reservation around the upstream store, and the record after.
+type Backups interface {
 	ReserveBackup(ctx context.Context, scope, idempotencyKey, requestHash string, lease time.Duration) (registry.BackupReservation, error)
 	CompleteBackup(ctx context.Context, token string, b registry.Backup) error
 	ReleaseBackup(ctx context.Context, token string) error
 	FailBackup(ctx context.Context, token, reason string) error
 	RecordBackup(ctx context.Context, b registry.Backup) error
+}
+
+// Listings is what the support RPCs (ListKeys, ListBackups) read, a page at
+// a time.
+type Listings interface {
+	ListKeys(ctx context.Context, f registry.KeyFilter, p registry.Page) ([]registry.Key, string, error)
 	ListBackups(ctx context.Context, f registry.BackupFilter, p registry.Page) ([]registry.Backup, string, error)
+}
+
+// Registry is the durable record as one store holds it, every flow's part;
+// a *registry.Store satisfies it. The Server keeps each part apart, so a
+// flow reaches only what it uses.
+type Registry interface {
+	Assignments
+	Keys
+	Backups
+	Listings
 }
 
 // Authorizer decides which organisations the call in a context may act for;
@@ -57,5 +90,6 @@ type Authorizer interface {
 var (
 	_ Upstream   = (*upstream.Client)(nil)
 	_ Registry   = (*registry.Store)(nil)
+	_ KeySource  = upstream.KeySource(nil)
 	_ Authorizer = auth.Disabled
 )

@@ -35,7 +35,7 @@ func requestHash(backupType, keyID, checksum string, m registry.BackupMetadata) 
 // reserveBackup claims (caller, idempotencyKey). It returns the recorded
 // backup on a repeat, or the reservation token to store with.
 func (s *Server) reserveBackup(ctx context.Context, scope, idempotencyKey, hash string, lease time.Duration) (*registry.Backup, string, error) {
-	res, err := s.registry.ReserveBackup(ctx, scope, idempotencyKey, hash, lease)
+	res, err := s.backups.ReserveBackup(ctx, scope, idempotencyKey, hash, lease)
 	if err != nil {
 		return nil, "", registryFailure(err)
 	}
@@ -69,16 +69,16 @@ func (s *Server) reserveBackup(ctx context.Context, scope, idempotencyKey, hash 
 func (s *Server) recordBackup(ctx context.Context, token string, b *registry.Backup) {
 	var err error
 	if token != "" {
-		err = s.registry.CompleteBackup(ctx, token, *b)
+		err = s.backups.CompleteBackup(ctx, token, *b)
 		if errors.Is(err, registry.ErrReservationLost) {
 			// The lease ran out mid-request; keep at least the record of
 			// the backup, without the idempotency key it no longer owns.
 			unkeyed := *b
 			unkeyed.IdempotencyKey = ""
-			err = s.registry.RecordBackup(ctx, unkeyed)
+			err = s.backups.RecordBackup(ctx, unkeyed)
 		}
 	} else {
-		err = s.registry.RecordBackup(ctx, *b)
+		err = s.backups.RecordBackup(ctx, *b)
 	}
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "backup stored upstream but not recorded",
@@ -101,7 +101,7 @@ func (s *Server) backupFailed(ctx context.Context, token string, storedNothing b
 		storedNothing = true
 	}
 	if storedNothing {
-		if rerr := s.registry.ReleaseBackup(ctx, token); rerr != nil {
+		if rerr := s.backups.ReleaseBackup(ctx, token); rerr != nil {
 			s.log.LogAttrs(ctx, slog.LevelError, "releasing a backup reservation failed",
 				slog.String("error", rerr.Error()))
 		}
@@ -109,7 +109,7 @@ func (s *Server) backupFailed(ctx context.Context, token string, storedNothing b
 	}
 	s.log.LogAttrs(ctx, slog.LevelError, "backup outcome unknown",
 		slog.String("error", err.Error()))
-	if ferr := s.registry.FailBackup(ctx, token, fmt.Sprintf("upstream store failed after it may have been sent: %v", err)); ferr != nil {
+	if ferr := s.backups.FailBackup(ctx, token, fmt.Sprintf("upstream store failed after it may have been sent: %v", err)); ferr != nil {
 		// The row stays pending and turns unknown when its lease ends.
 		s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
 			slog.String("error", ferr.Error()))

@@ -26,7 +26,7 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 	)
 	switch {
 	case keyID != "":
-		key, err = s.registry.GetKey(ctx, keyID)
+		key, err = s.recorded.GetKey(ctx, keyID)
 		if errors.Is(err, registry.ErrNotFound) {
 			f := fail(ReasonKeyNotFound, err)
 			f.metadata = map[string]string{"key_id": keyID}
@@ -39,7 +39,7 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 		if perr != nil {
 			return nil, nil, invalidField(fieldPrefix+"public_key_hex", perr)
 		}
-		key, err = s.registry.GetKeyByPublicKey(ctx, pub.Hex())
+		key, err = s.recorded.GetKeyByPublicKey(ctx, pub.Hex())
 		if errors.Is(err, registry.ErrNotFound) {
 			f := fail(ReasonKeyNotFound, err)
 			f.metadata = map[string]string{"fingerprint_sha256": pub.Fingerprint()}

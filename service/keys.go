@@ -20,7 +20,7 @@ func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*re
 		return nil, s.statusFromError(ctx, "GetKey", invalidField("key_id", errors.New("key_id is required")))
 	}
 	annotate(ctx, attribute.String("key_id", req.GetKeyId()))
-	key, err := s.registry.GetKey(ctx, req.GetKeyId())
+	key, err := s.recorded.GetKey(ctx, req.GetKeyId())
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
 			f := fail(ReasonKeyNotFound, err)
@@ -47,7 +47,7 @@ func (s *Server) ListKeys(ctx context.Context, req *recoveryv1.ListKeysRequest) 
 	if err != nil {
 		return nil, s.statusFromError(ctx, "ListKeys", err)
 	}
-	keys, next, err := s.registry.ListKeys(ctx,
+	keys, next, err := s.listings.ListKeys(ctx,
 		registry.KeyFilter{CustomerID: req.GetCustomerId(), UserIdentifier: req.GetUserIdentifier(), Organisations: orgs},
 		page(req.GetPageSize(), req.GetPageToken()))
 	if err != nil {

@@ -66,7 +66,10 @@ type Server struct {
 
 	upstream     Upstream
 	keys         KeySource
-	registry     Registry
+	assignments  Assignments
+	recorded     Keys
+	backups      Backups
+	listings     Listings
 	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
@@ -90,7 +93,10 @@ func New(cfg Config) *Server {
 	s := &Server{
 		upstream:     cfg.Upstream,
 		keys:         cfg.Keys,
-		registry:     cfg.Registry,
+		assignments:  cfg.Registry,
+		recorded:     cfg.Registry,
+		backups:      cfg.Registry,
+		listings:     cfg.Registry,
 		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,
