@@ -15,7 +15,7 @@ import (
 type Upstream interface {
 	AssignKey(ctx context.Context, req upstream.AssignKeyRequest) (*upstream.AssignKeyResponse, error)
 	SecureData(ctx context.Context, req upstream.SecureDataRequest) (*upstream.SecureDataResponse, error)
-	SecureFile(ctx context.Context, req upstream.SecureFileRequest) (*upstream.SecureFileResponse, error)
+	StartSecureFile(ctx context.Context, req upstream.SecureFileRequest) (*upstream.FileUpload, error)
 }
 
 // KeySource supplies the enclave verification keys that assign-key

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strconv"
 
@@ -90,14 +89,24 @@ func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.B
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryWriteTimeout)
 	defer cancel()
 
-	up := s.startUpload(ctx, h.key.PublicKeyHex, h.meta)
-	size, sum, err := s.pumpFile(stream, up, h)
+	// The upload ends with the caller's departure until Finish; see
+	// upstream.FileUpload for the rules.
+	up, err := s.upstream.StartSecureFile(ctx, upstream.SecureFileRequest{
+		PublicKey: h.key.PublicKeyHex,
+		Metadata:  upstreamMetadata(h.meta),
+	})
 	if err != nil {
-		// Aborted before the body was complete: nothing was stored.
 		s.backupFailed(work, token, true, err)
 		return nil, err
 	}
-	resp, err := up.finish()
+	size, sum, err := s.pumpFile(stream, up, h)
+	if err != nil {
+		// Aborted before the body was complete: nothing was stored.
+		up.Abort(err)
+		s.backupFailed(work, token, true, err)
+		return nil, err
+	}
+	resp, err := up.Finish()
 	if err != nil {
 		s.backupFailed(work, token, false, err)
 		return nil, err
@@ -153,10 +162,11 @@ func (s *Server) checkHeader(ctx context.Context, hdr *recoveryv1.SecureFileHead
 	return h, nil
 }
 
-// pumpFile forwards chunks into the upload as they arrive, counting and
-// hashing them, and checks the result against the limit and the header's
-// declarations. On any failure it aborts the upload and returns why.
-func (s *Server) pumpFile(stream fileStream, up *upload, h fileHeader) (size int64, sum string, err error) {
+// pumpFile forwards chunks to up as they arrive, counting and hashing
+// them, and checks the result against the limit and the header's
+// declarations. On any failure it returns why; the caller aborts the
+// upload.
+func (s *Server) pumpFile(stream fileStream, up io.Writer, h fileHeader) (size int64, sum string, err error) {
 	digest := sha256.New()
 	for {
 		msg, err := stream.Recv()
@@ -164,10 +174,10 @@ func (s *Server) pumpFile(stream fileStream, up *upload, h fileHeader) (size int
 			break
 		}
 		if err != nil {
-			return 0, "", up.abort(err)
+			return 0, "", err
 		}
 		if msg.GetHeader() != nil {
-			return 0, "", up.abort(outOfOrder("header", "a second header arrived after the file began"))
+			return 0, "", outOfOrder("header", "a second header arrived after the file began")
 		}
 		chunk := msg.GetChunk()
 		if len(chunk) == 0 {
@@ -176,22 +186,23 @@ func (s *Server) pumpFile(stream fileStream, up *upload, h fileHeader) (size int
 		size += int64(len(chunk))
 		switch {
 		case size > s.maxFileBytes:
-			return 0, "", up.abort(s.fileTooLarge(fmt.Errorf("more than %d bytes received", s.maxFileBytes)))
+			return 0, "", s.fileTooLarge(fmt.Errorf("more than %d bytes received", s.maxFileBytes))
 		case h.declaredSize > 0 && size > h.declaredSize:
-			return 0, "", up.abort(sizeMismatch(h.declaredSize, size))
+			return 0, "", sizeMismatch(h.declaredSize, size)
 		}
-		if err := up.write(digest, chunk); err != nil {
+		digest.Write(chunk)
+		if _, err := up.Write(chunk); err != nil {
 			return 0, "", err
 		}
 	}
 	sum = hex.EncodeToString(digest.Sum(nil))
 	switch {
 	case size == 0:
-		return 0, "", up.abort(fail(ReasonEmptyFile, errors.New("no chunk carried any bytes")))
+		return 0, "", fail(ReasonEmptyFile, errors.New("no chunk carried any bytes"))
 	case h.declaredSize > 0 && size != h.declaredSize:
-		return 0, "", up.abort(sizeMismatch(h.declaredSize, size))
+		return 0, "", sizeMismatch(h.declaredSize, size)
 	case h.declaredSHA != "" && sum != h.declaredSHA:
-		return 0, "", up.abort(fail(ReasonDigestMismatch, errors.New("received bytes hash differently from the declared sha256")))
+		return 0, "", fail(ReasonDigestMismatch, errors.New("received bytes hash differently from the declared sha256"))
 	}
 	return size, sum, nil
 }
@@ -212,81 +223,4 @@ func (s *Server) fileTooLarge(cause error) *failure {
 	f := fail(ReasonFileTooLarge, cause)
 	f.metadata = map[string]string{"max_bytes": strconv.FormatInt(s.maxFileBytes, 10)}
 	return f
-}
-
-// errUploadEnded unblocks a chunk write once the upload no longer reads.
-var errUploadEnded = errors.New("upstream upload ended")
-
-// upload is one upstream SecureFile request fed through a pipe: the file
-// body is whatever is written, and only finish ends it normally.
-type upload struct {
-	pw     *io.PipeWriter
-	done   chan struct{}
-	stop   func() bool // detaches the caller's cancellation
-	cancel context.CancelFunc
-	resp   *upstream.SecureFileResponse
-	err    error
-}
-
-// startUpload begins the upstream request. The caller's cancellation aborts
-// it until finish detaches it: a caller gone mid-file leaves nothing stored,
-// while a file already complete is answered and recorded regardless.
-func (s *Server) startUpload(ctx context.Context, publicKeyHex string, meta registry.BackupMetadata) *upload {
-	uctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	pr, pw := io.Pipe()
-	u := &upload{pw: pw, done: make(chan struct{}), cancel: cancel}
-	u.stop = context.AfterFunc(ctx, cancel)
-	go func() {
-		defer close(u.done)
-		u.resp, u.err = s.upstream.SecureFile(uctx, upstream.SecureFileRequest{
-			PublicKey: publicKeyHex,
-			Metadata:  upstreamMetadata(meta),
-			File:      pr,
-		})
-		pr.CloseWithError(errUploadEnded)
-	}()
-	return u
-}
-
-// write hashes and forwards one chunk. When the upload has ended early its
-// own error says why (e.g. the upstream refused the key).
-func (u *upload) write(digest hash.Hash, chunk []byte) error {
-	digest.Write(chunk)
-	if _, err := u.pw.Write(chunk); err != nil {
-		u.stop()
-		<-u.done
-		u.cancel()
-		if u.err == nil {
-			return fail(ReasonUpstreamContractMismatch, errors.New("upstream answered before reading the whole file"))
-		}
-		return u.err
-	}
-	return nil
-}
-
-// abort fails the upload mid-body and returns cause once it has ended.
-func (u *upload) abort(cause error) error {
-	// NOTE: CloseWithError before anything could close the body normally:
-	// the adapter then aborts the request instead of writing the closing
-	// multipart boundary, and the upstream discards the partial file.
-	u.pw.CloseWithError(cause)
-	u.stop()
-	u.cancel()
-	<-u.done
-	return cause
-}
-
-// finish ends the body normally and waits for the upstream's answer.
-func (u *upload) finish() (*upstream.SecureFileResponse, error) {
-	if !u.stop() {
-		// The caller left after the last chunk, before the body was
-		// closed: the cancellation already aborts the upload.
-		u.pw.CloseWithError(context.Canceled)
-		<-u.done
-		return nil, context.Canceled
-	}
-	u.pw.Close()
-	<-u.done
-	u.cancel()
-	return u.resp, u.err
 }

@@ -157,31 +157,34 @@ func TestSecureFileContextCancelled(t *testing.T) {
 		}
 	})
 
-	t.Run("reader blocked", func(t *testing.T) {
+	t.Run("caller idle", func(t *testing.T) {
+		// The transport waits on the pipe for the caller's next bytes,
+		// and the caller writes none: the cancellation must still end the
+		// request, or Finish would wait for ever.
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		release := make(chan struct{})
-		g := newGenerator(8 << 20)
-		g.hook = func(n int64) error {
-			if n >= 128<<10 {
-				cancel()
-				<-release // a caller's reader that ignores ctx
-				return errSourceBroken
-			}
-			return nil
+		u, err := c.StartSecureFile(ctx, SecureFileRequest{PublicKey: key.PublicKey})
+		if err != nil {
+			t.Fatal(err)
 		}
-		// NOTE: if SecureFile waited for the blocked Read it would never
-		// return; the guard turns that hang into a failure.
-		guard := time.AfterFunc(30*time.Second, func() {
-			t.Error("SecureFile did not return while File.Read was blocked after ctx ended")
-			close(release)
-		})
-		_, err := c.SecureFile(ctx, SecureFileRequest{PublicKey: key.PublicKey, File: g})
-		if guard.Stop() {
-			close(release) // let the writer goroutine finish; goleak checks it does
+		if _, err := u.Write(make([]byte, 128<<10)); err != nil {
+			t.Fatalf("Write: %v", err)
 		}
-		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUploadAborted) {
-			t.Fatalf("error = %v, want the cancellation (the blocked Read had not failed yet)", err)
+		cancel()
+		finished := make(chan error, 1)
+		go func() {
+			_, err := u.Finish()
+			finished <- err
+		}()
+		select {
+		case err = <-finished:
+		case <-time.After(30 * time.Second):
+			u.Abort(errSourceBroken)
+			t.Fatal("Finish did not return after ctx ended while the caller was idle")
+		}
+		var uerr *Error
+		if !errors.As(err, &uerr) || !errors.Is(err, context.Canceled) || uerr.Kind != KindUnavailable {
+			t.Fatalf("Finish = %v, want KindUnavailable wrapping context.Canceled", err)
 		}
 	})
 
@@ -292,53 +295,59 @@ func TestSecureFileStreamsLargeFile(t *testing.T) {
 }
 
 // TestSecureFileEarlyAnswer: when the upstream answers before the body
-// ends (413 past the limit) while the caller's reader is stalled, as a
-// pipe fed from a slow stream is, SecureFile returns the answer at once;
-// closing the reader afterwards releases the writer goroutine.
+// ends (413 past the limit) while the caller is between chunks, as a
+// caller fed from a slow stream often is, the answer is what the caller
+// gets next, without the caller having to write or abort first.
 //
 // NOTE: Go's HTTP server drains up to 256 KiB of an unread request body
 // before it writes a response unless the response closes the connection,
 // so the emulator is wrapped to answer with "Connection: close", as
 // front-end proxies commonly do for a 413.
 func TestSecureFileEarlyAnswer(t *testing.T) {
-	sb, err := sandbox.New(sandbox.Config{KeySource: testKeySource(), Logger: discardLogger(), MaxFileBytes: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Connection", "close")
-		sb.ServeHTTP(w, r)
-	}))
-	defer hs.Close()
-	emu := &emulator{srv: sb, http: hs}
+	answered := make(chan struct{})
+	emu := startSandboxWith(t, sandbox.Config{MaxFileBytes: 64 << 10}, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			next.ServeHTTP(w, r)
+			if r.URL.Path == sandbox.PathSecureFile {
+				close(answered)
+			}
+		})
+	})
 	c := emu.client(t, sandbox.DevPartnerToken)
 	key := assignTestKey(t, c, "early-answer-user")
 
-	pr, pw := io.Pipe()
-	returned := make(chan struct{})
-	go func() {
-		chunk := make([]byte, 16<<10)
-		for range 16 { // 256 KiB, well past the limit
-			if _, err := pw.Write(chunk); err != nil {
-				return
-			}
+	u, err := c.StartSecureFile(context.Background(), SecureFileRequest{PublicKey: key.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 16<<10)
+	for range 16 { // 256 KiB, well past the limit
+		if _, err = u.Write(chunk); err != nil {
+			break
 		}
-		<-returned // stall, like a caller that has not sent its next chunk
-		pw.CloseWithError(errSourceBroken)
-	}()
+	}
+	select { // the caller stalls until the upstream has answered
+	case <-answered:
+	case <-time.After(30 * time.Second):
+		u.Abort(errSourceBroken)
+		t.Fatal("the emulator never answered the oversize upload")
+	}
 	guard := time.AfterFunc(30*time.Second, func() {
-		t.Error("SecureFile waited for the stalled reader after the upstream answered")
-		pw.CloseWithError(errSourceBroken)
+		t.Error("the upload waited for the stalled caller after the upstream answered")
+		u.Abort(errSourceBroken)
 	})
-	_, err = c.SecureFile(context.Background(), SecureFileRequest{PublicKey: key.PublicKey, File: pr})
+	if err == nil {
+		_, err = u.Finish()
+	}
 	guard.Stop()
-	close(returned)
 	var uerr *Error
 	if !errors.As(err, &uerr) || uerr.Kind != KindTooLarge || !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("error = %v, want KindTooLarge", err)
 	}
-	pr.CloseWithError(errors.New("caller done")) // as the service does once SecureFile returns
+	if _, ferr := u.Finish(); !errors.Is(ferr, ErrTooLarge) {
+		t.Errorf("Finish after the early answer = %v, want the 413", ferr)
+	}
 	if got := emu.backups(t); len(got) != 0 {
 		t.Fatalf("the emulator stored %+v", got)
 	}
