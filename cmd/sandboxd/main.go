@@ -61,6 +61,10 @@ type options struct {
 	misbehave    string
 	poolSize     int
 	logLevel     slog.Level
+	faults       map[string]float64
+	faultSeed    int64
+	faultDelay   time.Duration
+	latency      time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -75,8 +79,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.misbehave, "misbehave", "", "break the enclave signature on purpose: bad-signature, wrong-binding or swapped-key")
 	fs.IntVar(&o.poolSize, "pool-size", sandbox.DefaultPoolSize, "fresh RSA-4096 keys kept ready in the background (~0.7 s of CPU each)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	faults := fs.String("faults", "", "inject faults into partner requests: KIND=P,... with kinds 500, 503, 429 (Retry-After: 1), reset-before, reset-after, slow, truncated and probabilities adding up to at most 1; counted at GET "+sandbox.PathInspectFaults)
+	fs.Int64Var(&o.faultSeed, "fault-seed", 0, "seed of the fault draws, for a reproducible run (0 = random)")
+	fs.DurationVar(&o.faultDelay, "fault-delay", sandbox.DefaultFaultDelay, "how long the slow fault holds an answer")
+	fs.DurationVar(&o.latency, "latency", 0, "delay added to every partner request, as a WAN link would")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	var err error
+	if o.faults, err = sandbox.ParseFaults(*faults); err != nil {
+		return o, fmt.Errorf("--faults: %w", err)
+	}
+	if o.faultDelay <= 0 || o.latency < 0 {
+		return o, errors.New("--fault-delay must be positive and --latency not negative")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -121,6 +136,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) 
 		RateLimit:    o.rateLimit,
 		Misbehave:    o.misbehave,
 		PoolSize:     o.poolSize,
+		Faults:       o.faults,
+		FaultSeed:    o.faultSeed,
+		FaultDelay:   o.faultDelay,
+		Latency:      o.latency,
 		Logger:       logger,
 	}
 	if h.keySource != nil {

@@ -154,6 +154,10 @@ func TestFlags(t *testing.T) {
 		"unknown misbehave":   {"--misbehave", "flaky", "--listen", "127.0.0.1:0"},
 		"missing tokens file": {"--tokens-file", filepath.Join(t.TempDir(), "none.json"), "--listen", "127.0.0.1:0"},
 		"unusable listen":     {"--listen", "not-an-address"},
+		"unknown fault":       {"--faults", "504=0.1"},
+		"fault over 1":        {"--faults", "503=0.7,500=0.7"},
+		"zero fault delay":    {"--fault-delay", "0s"},
+		"negative latency":    {"--latency", "-1s"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -166,6 +170,45 @@ func TestFlags(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"--help"}, io.Discard, io.Discard, hooks{}); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
+	}
+}
+
+// TestFaultFlags: --faults and --fault-seed reach the emulator: every
+// assignment answers the injected 503, the JWKS still answers, and the
+// inspection API counts what was injected.
+func TestFaultFlags(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--faults", "503=1", "--fault-seed", "7", "--latency", "1ms"}, pw, io.Discard,
+			hooks{keySource: testkeys.NewRSASource()})
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	stdout := bufio.NewReader(pr)
+	base := readBanner(t, stdout)
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	for range 3 {
+		if status, _ := call(t, http.MethodPost, base+sandbox.PathAssignKey, sandbox.DevPartnerToken, map[string]any{}); status != http.StatusServiceUnavailable {
+			t.Fatalf("assign under --faults 503=1: %d, want 503", status)
+		}
+	}
+	if status, _ := call(t, http.MethodGet, base+sandbox.PathJWKS, "", nil); status != http.StatusOK {
+		t.Fatalf("jwks under faults: %d", status)
+	}
+	status, body := call(t, http.MethodGet, base+sandbox.PathInspectFaults, "", nil)
+	var counts sandbox.FaultCounts
+	if err := json.Unmarshal(body, &counts); status != http.StatusOK || err != nil {
+		t.Fatalf("faults: %d %v", status, err)
+	}
+	if counts.Requests != 3 || counts.Injected[sandbox.Fault503] != 3 {
+		t.Errorf("fault counts = %+v, want 3 requests, 3 injected 503s", counts)
 	}
 }
 

@@ -68,6 +68,16 @@ type Config struct {
 	Now func() time.Time
 	// Misbehave is "" or one of the Misbehave* modes.
 	Misbehave string
+	// Faults maps fault kinds (Fault500 … FaultTruncated) to the
+	// probability that a partner request gets that fault; they add up to at
+	// most 1. The JWKS, health and inspection endpoints never fail.
+	Faults map[string]float64
+	// FaultSeed seeds the fault draws, for a reproducible run (0 = random).
+	FaultSeed int64
+	// FaultDelay is FaultSlow's delay (0 = DefaultFaultDelay).
+	FaultDelay time.Duration
+	// Latency is added to every partner request, as a WAN link would.
+	Latency time.Duration
 	// Logger receives one line per request and lifecycle events (nil =
 	// slog.Default()). Tokens and plaintext never reach it.
 	Logger *slog.Logger
@@ -111,6 +121,15 @@ func (c Config) withDefaults() (Config, error) {
 	default:
 		return c, fmt.Errorf("sandbox: unknown misbehave mode %q (want %s, %s or %s)",
 			c.Misbehave, MisbehaveBadSignature, MisbehaveWrongBinding, MisbehaveSwappedKey)
+	}
+	if err := checkFaults(c.Faults); err != nil {
+		return c, fmt.Errorf("sandbox: %w", err)
+	}
+	if c.FaultDelay < 0 || c.Latency < 0 {
+		return c, errors.New("sandbox: FaultDelay and Latency must not be negative")
+	}
+	if c.FaultDelay == 0 {
+		c.FaultDelay = DefaultFaultDelay
 	}
 	if len(c.Tokens) == 0 {
 		c.Tokens = DevTokens()

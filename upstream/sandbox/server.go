@@ -26,6 +26,9 @@ const (
 	// inspection endpoints (no real upstream has them).
 	PathInspectKeys    = "/sandbox/v1/keys"
 	PathInspectBackups = "/sandbox/v1/backups"
+	// PathInspectFaults counts partner requests and the faults injected
+	// into them (Config.Faults).
+	PathInspectFaults = "/sandbox/v1/faults"
 )
 
 // Server is the emulated Partner Key Service. It is safe for concurrent use.
@@ -37,6 +40,7 @@ type Server struct {
 	signing *signingKeys
 	auth    *authenticator
 	limiter *rateLimiter
+	faults  *faultInjector
 	handler http.Handler
 	tel     *telemetry
 	closed  atomic.Bool
@@ -68,6 +72,7 @@ func New(cfg Config) (*Server, error) {
 		signing: signing,
 		auth:    newAuthenticator(cfg.Tokens),
 		limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+		faults:  newFaultInjector(cfg),
 		tel:     tel,
 	}
 	if cfg.KeySource == nil {
@@ -88,6 +93,8 @@ func New(cfg Config) (*Server, error) {
 		"signing_kid", signing.active.KID,
 		"misbehave", cfg.Misbehave,
 		"rate_limit", cfg.RateLimit,
+		"faults", cfg.Faults,
+		"latency", cfg.Latency,
 		"max_file_bytes", cfg.MaxFileBytes)
 	return s, nil
 }
@@ -113,14 +120,17 @@ func (s *Server) routes() http.Handler {
 	}
 	route(http.MethodGet, PathHealth, s.handleHealth)
 	route(http.MethodGet, PathJWKS, s.handleJWKS)
-	route(http.MethodPost, PathAssignKey, s.partner(s.assignKey))
-	route(http.MethodPost, PathSecureData, s.partner(s.secureData))
-	route(http.MethodPost, PathSecureFile, s.partner(s.secureFile))
+	// NOTE: faults sit in front of authentication, as a WAN link or a
+	// gateway would.
+	route(http.MethodPost, PathAssignKey, s.withFaults(s.partner(s.assignKey)))
+	route(http.MethodPost, PathSecureData, s.withFaults(s.partner(s.secureData)))
+	route(http.MethodPost, PathSecureFile, s.withFaults(s.partner(s.secureFile)))
 	route(http.MethodGet, PathInspectKeys, s.handleListKeys)
 	route(http.MethodGet, PathInspectKeys+"/{key_id}/private-key", s.handlePrivateKey)
 	route(http.MethodGet, PathInspectBackups, s.handleListBackups)
 	route(http.MethodGet, PathInspectBackups+"/{backup_id}/content", s.handleBackupContent)
 	route(http.MethodPost, PathInspectBackups+"/{backup_id}/recover", s.handleRecover)
+	route(http.MethodGet, PathInspectFaults, s.handleFaults)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("No such endpoint: "+r.URL.Path))
 	})

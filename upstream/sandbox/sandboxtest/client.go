@@ -70,6 +70,14 @@ func (c *Client) Recover(t testing.TB, backupID string) []byte {
 	return body.Plaintext
 }
 
+// Faults counts the partner requests and the faults injected into them.
+func (c *Client) Faults(t testing.TB) sandbox.FaultCounts {
+	t.Helper()
+	var body sandbox.FaultCounts
+	c.decode(t, http.MethodGet, sandbox.PathInspectFaults, &body)
+	return body
+}
+
 // PrivateKeyPEM is an assigned key's private half (PKCS#8 PEM), for
 // checking another crypto implementation against the emulator.
 func (c *Client) PrivateKeyPEM(t testing.TB, keyID string) []byte {
