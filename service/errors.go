@@ -109,7 +109,7 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 	ReasonRequestInProgress: {codes.Aborted,
 		"a request with this idempotency_key is still in progress: retry after the RetryInfo delay", slog.LevelWarn},
 	ReasonBackupOutcomeUnknown: {codes.FailedPrecondition,
-		"an earlier request with this idempotency_key has an unknown outcome: check ListBackups, or use a new idempotency_key", slog.LevelError},
+		"the Partner Key Service may hold this backup, but recoveryd could not confirm or record it (or an earlier request with this idempotency_key ended so): do not treat it as stored nor as lost; check ListBackups, and retry with the same idempotency_key only to learn its outcome", slog.LevelError},
 	ReasonFileTooLarge: {codes.ResourceExhausted,
 		"the file is larger than the size limit: nothing was stored", slog.LevelInfo},
 	ReasonDigestMismatch: {codes.InvalidArgument,

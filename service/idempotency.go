@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -32,9 +33,19 @@ func requestHash(backupType, keyID, checksum string, m registry.BackupMetadata) 
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// reserveBackup claims (caller, idempotencyKey). It returns the recorded
-// backup on a repeat, or the reservation token to store with.
+// autoKeyPrefix marks the idempotency keys recoveryd makes for a store the
+// caller sent without one.
+const autoKeyPrefix = "recoveryd-auto-"
+
+// reserveBackup writes the pending record of a store before the upstream is
+// touched, claiming (caller, idempotencyKey): a store whose record cannot be
+// written fails here, having changed nothing. A request without an
+// idempotency key gets one of its own, which nobody can repeat. It returns
+// the recorded backup on a repeat, or the reservation token to store with.
 func (s *Server) reserveBackup(ctx context.Context, scope, idempotencyKey, hash string, lease time.Duration) (*registry.Backup, string, error) {
+	if idempotencyKey == "" {
+		idempotencyKey = autoKeyPrefix + rand.Text()
+	}
 	res, err := s.backups.ReserveBackup(ctx, scope, idempotencyKey, hash, lease)
 	if err != nil {
 		return nil, "", registryFailure(err)
@@ -62,41 +73,36 @@ func (s *Server) reserveBackup(ctx context.Context, scope, idempotencyKey, hash 
 	}
 }
 
-// recordBackup records a backup the upstream confirmed. A registry failure
-// here does not fail the request: the material is stored upstream and the
-// caller holds its backup_id, while an error would invite a retry that
-// stores it twice. The operator gets an error log and a metric instead.
-func (s *Server) recordBackup(ctx context.Context, token string, b *registry.Backup) {
-	var err error
-	if token != "" {
-		err = s.backups.CompleteBackup(ctx, token, *b)
-		if errors.Is(err, registry.ErrReservationLost) {
-			// The lease ran out mid-request; keep at least the record of
-			// the backup, without the idempotency key it no longer owns.
-			unkeyed := *b
-			unkeyed.IdempotencyKey = ""
-			err = s.backups.RecordBackup(ctx, unkeyed)
-		}
-	} else {
-		err = s.backups.RecordBackup(ctx, *b)
+// recordBackup completes the pending record of a backup the upstream
+// confirmed. Only a complete record is acknowledged: when it cannot be
+// written the caller is told the outcome is unknown (the upstream holds the
+// backup, recoveryd has no record of it), never OK.
+func (s *Server) recordBackup(ctx context.Context, token string, b *registry.Backup) error {
+	err := s.backups.CompleteBackup(ctx, token, *b)
+	if errors.Is(err, registry.ErrReservationLost) {
+		// The lease ran out mid-request; keep at least the record of the
+		// backup, without the idempotency key it no longer owns.
+		unkeyed := *b
+		unkeyed.IdempotencyKey = ""
+		err = s.backups.RecordBackup(ctx, unkeyed)
 	}
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "backup stored upstream but not recorded",
 			slog.String("backup_id", b.BackupID), slog.String("key_id", b.KeyID),
 			slog.String("customer_id", b.CustomerID), slog.String("error", err.Error()))
 		s.metrics.backup(ctx, b.BackupType, "unrecorded")
-		return
+		return fail(ReasonBackupOutcomeUnknown, fmt.Errorf("recording backup %s: %w", b.BackupID, err))
 	}
 	s.metrics.backup(ctx, b.BackupType, "stored")
+	return nil
 }
 
-// backupFailed settles an idempotency reservation after the upstream store
-// failed: released when the upstream certainly stored nothing (so the
-// caller may retry with the same key), parked otherwise.
-func (s *Server) backupFailed(ctx context.Context, token string, storedNothing bool, err error) {
-	if token == "" {
-		return
-	}
+// backupFailed settles the pending record after the store failed and
+// returns what the caller is told: err itself when the upstream certainly
+// stored nothing (the record is released, so a retry may store), and
+// BACKUP_OUTCOME_UNKNOWN when it may have (the record is parked as unknown:
+// a retry must not be told "nothing was stored").
+func (s *Server) backupFailed(ctx context.Context, token string, storedNothing bool, err error) error {
 	if ue, ok := errors.AsType[*upstream.Error](err); ok && ue.NothingDone() {
 		storedNothing = true
 	}
@@ -105,7 +111,7 @@ func (s *Server) backupFailed(ctx context.Context, token string, storedNothing b
 			s.log.LogAttrs(ctx, slog.LevelError, "releasing a backup reservation failed",
 				slog.String("error", rerr.Error()))
 		}
-		return
+		return err
 	}
 	s.log.LogAttrs(ctx, slog.LevelError, "backup outcome unknown",
 		slog.String("error", err.Error()))
@@ -114,4 +120,5 @@ func (s *Server) backupFailed(ctx context.Context, token string, storedNothing b
 		s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
 			slog.String("error", ferr.Error()))
 	}
+	return fail(ReasonBackupOutcomeUnknown, err)
 }

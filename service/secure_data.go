@@ -59,31 +59,25 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 		IdempotencyKey: req.GetIdempotencyKey(),
 	}
 
-	var token string
-	if backup.IdempotencyKey != "" {
-		hash := requestHash(backupTypeData, key.KeyID, payload.checksum, meta)
-		recorded, tok, err := s.reserveBackup(ctx, caller, backup.IdempotencyKey, hash, s.lease())
-		if err != nil || recorded != nil {
-			return recorded, err
-		}
-		token = tok
+	hash := requestHash(backupTypeData, key.KeyID, payload.checksum, meta)
+	recorded, token, err := s.reserveBackup(ctx, caller, backup.IdempotencyKey, hash, s.lease())
+	if err != nil || recorded != nil {
+		return recorded, err
 	}
-
-	// NOTE: the store and its record run on a context the caller's
-	// departure does not cancel: once sent, the backup may exist upstream,
-	// and recording it is what lets a retry with the idempotency key find it.
-	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.callTimeout+registryWriteTimeout)
-	defer cancel()
 
 	if payload.plaintext != nil {
 		payload.ciphertext, err = s.encrypt(ctx, pub, payload.plaintext)
 		if err != nil {
-			s.backupFailed(work, token, true, err)
-			return nil, err
+			settle, cancel := s.settling(ctx)
+			defer cancel()
+			return nil, s.backupFailed(settle, token, true, err)
 		}
 	}
 
-	call, cancelCall := context.WithTimeout(work, s.callTimeout)
+	// NOTE: the store runs on a context the caller's departure does not
+	// cancel: once sent, the backup may exist upstream, and only an answer
+	// lets it be recorded.
+	call, cancelCall := context.WithTimeout(context.WithoutCancel(ctx), s.callTimeout)
 	resp, err := s.upstream.SecureData(call, upstream.SecureDataRequest{
 		PublicKey:  key.PublicKeyHex,
 		Ciphertext: payload.ciphertext,
@@ -91,9 +85,10 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 		Metadata:   upstreamMetadata(meta),
 	})
 	cancelCall()
+	settle, cancel := s.settling(ctx)
+	defer cancel()
 	if err != nil {
-		s.backupFailed(work, token, false, err)
-		return nil, err
+		return nil, s.backupFailed(settle, token, false, err)
 	}
 	if resp.Checksum != "" && resp.Checksum != payload.checksum {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "upstream confirmed a different checksum than sent",
@@ -109,7 +104,9 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 		backup.StoredAt = s.now().UTC()
 	}
 	annotate(ctx, attribute.String("backup_id", backup.BackupID))
-	s.recordBackup(work, token, &backup)
+	if err := s.recordBackup(settle, token, &backup); err != nil {
+		return nil, err
+	}
 	return &backup, nil
 }
 

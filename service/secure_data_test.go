@@ -356,9 +356,9 @@ func TestSecureDataIdempotency(t *testing.T) {
 
 func TestSecureDataLostResponse(t *testing.T) {
 	// The upstream stores the backup but its answer is lost: the caller is
-	// told the upstream was unavailable, and a retry with the same
-	// idempotency key is told the outcome is unknown instead of storing the
-	// material a second time.
+	// told the outcome is unknown (not "unavailable, retry", which would
+	// invite a duplicate), and so is a retry with the same idempotency key,
+	// instead of storing the material a second time.
 	f := newFixture(t, fixtureOptions{wrap: loseResponse("/v1/partner/secure/data")})
 	key := f.mustAssign("user-1", "org-1")
 	req := func() *recoveryv1.SecureDataRequest {
@@ -369,7 +369,7 @@ func TestSecureDataLostResponse(t *testing.T) {
 		}
 	}
 	_, err := f.client.SecureData(t.Context(), req())
-	wantStatus(t, err, codes.Unavailable, ReasonUpstreamUnavailable)
+	wantStatus(t, err, codes.FailedPrecondition, ReasonBackupOutcomeUnknown)
 	_, err = f.client.SecureData(t.Context(), req())
 	wantStatus(t, err, codes.FailedPrecondition, ReasonBackupOutcomeUnknown)
 	if n := len(f.sandboxBackups()); n != 1 {

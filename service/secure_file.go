@@ -72,22 +72,12 @@ func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.B
 		Caller:         caller,
 		IdempotencyKey: h.idempotency,
 	}
-	var token string
-	if h.idempotency != "" {
-		content := h.declaredSHA + "/" + strconv.FormatInt(h.declaredSize, 10)
-		recorded, tok, err := s.reserveBackup(ctx, caller, h.idempotency,
-			requestHash(backupTypeFile, h.key.KeyID, content, h.meta), fileUploadLease)
-		if err != nil || recorded != nil {
-			return recorded, err
-		}
-		token = tok
+	content := h.declaredSHA + "/" + strconv.FormatInt(h.declaredSize, 10)
+	recorded, token, err := s.reserveBackup(ctx, caller, h.idempotency,
+		requestHash(backupTypeFile, h.key.KeyID, content, h.meta), fileUploadLease)
+	if err != nil || recorded != nil {
+		return recorded, err
 	}
-
-	// The record is written on a context the caller's departure does not
-	// cancel: once the upstream has the whole file, the backup must be
-	// recorded even if nobody waits for the answer.
-	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryWriteTimeout)
-	defer cancel()
 
 	// The upload ends with the caller's departure until Finish; see
 	// upstream.FileUpload for the rules.
@@ -96,20 +86,25 @@ func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.B
 		Metadata:  upstreamMetadata(h.meta),
 	})
 	if err != nil {
-		s.backupFailed(work, token, true, err)
-		return nil, err
+		settle, cancel := s.settling(ctx)
+		defer cancel()
+		return nil, s.backupFailed(settle, token, true, err)
 	}
 	size, sum, err := s.pumpFile(stream, up, h)
 	if err != nil {
 		// Aborted before the body was complete: nothing was stored.
 		up.Abort(err)
-		s.backupFailed(work, token, true, err)
-		return nil, err
+		settle, cancel := s.settling(ctx)
+		defer cancel()
+		return nil, s.backupFailed(settle, token, true, err)
 	}
 	resp, err := up.Finish()
+	// NOTE: the settling writes' timeout starts only now, after the whole
+	// file went upstream, however long the caller took to stream it.
+	settle, cancel := s.settling(ctx)
+	defer cancel()
 	if err != nil {
-		s.backupFailed(work, token, false, err)
-		return nil, err
+		return nil, s.backupFailed(settle, token, false, err)
 	}
 
 	backup.BackupID = resp.BackupID
@@ -121,7 +116,9 @@ func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.B
 	}
 	annotate(ctx, attribute.String("backup_id", backup.BackupID), attribute.Int64("size_bytes", size))
 	s.metrics.fileStored(ctx, size)
-	s.recordBackup(work, token, &backup)
+	if err := s.recordBackup(settle, token, &backup); err != nil {
+		return nil, err
+	}
 	return &backup, nil
 }
 

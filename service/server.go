@@ -1,6 +1,8 @@
 package service
 
 import (
+	"cmp"
+	"context"
 	"crypto/rand"
 	"io"
 	"log/slog"
@@ -56,6 +58,10 @@ type Config struct {
 	// CallTimeout bounds one upstream AssignKey or SecureData call; 0 means
 	// DefaultCallTimeout. An assignment's reservation lease is twice this.
 	CallTimeout time.Duration
+	// RegistryWriteTimeout bounds the registry writes that settle a store
+	// once the upstream has answered (they run even if the caller has gone);
+	// 0 means 10 s. It starts when those writes start, never before.
+	RegistryWriteTimeout time.Duration
 }
 
 // Server implements recoveryv1.RecoveryServiceServer. It holds no state of
@@ -76,7 +82,9 @@ type Server struct {
 	random       io.Reader
 	now          func() time.Time
 	callTimeout  time.Duration
-	metrics      *instruments
+	// registryWriteTimeout is Config.RegistryWriteTimeout.
+	registryWriteTimeout time.Duration
+	metrics              *instruments
 	// assignmentWait bounds waiting for a concurrent assignment
 	// (assignmentWaitLimit; tests shorten it).
 	assignmentWait time.Duration
@@ -103,7 +111,9 @@ func New(cfg Config) *Server {
 		random:       cfg.Random,
 		now:          cfg.Now,
 		callTimeout:  cfg.CallTimeout,
-		metrics:      newInstruments(),
+
+		registryWriteTimeout: cmp.Or(cfg.RegistryWriteTimeout, registryWriteTimeout),
+		metrics:              newInstruments(),
 
 		assignmentWait: assignmentWaitLimit,
 	}
@@ -126,6 +136,14 @@ func New(cfg Config) *Server {
 		s.callTimeout = DefaultCallTimeout
 	}
 	return s
+}
+
+// settling is the context of the registry writes that settle a store after
+// the upstream answered: the caller's departure does not cancel it (once
+// sent, the backup may exist upstream, and its record is what a retry
+// finds), and its timeout starts now, when those writes start.
+func (s *Server) settling(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.registryWriteTimeout)
 }
 
 // lease is how long an assignment or backup reservation may stay pending

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestOpenSQLiteMakesAPrivateWALDatabase(t *testing.T) {
@@ -130,4 +131,47 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// TestProbeWrite: the write probe commits (again and again), and fails
+// while another connection holds the registry's write lock, where Ping, which
+// only proves a connection, still passes. Readiness relies on the difference.
+func TestProbeWrite(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		s := db.mustOpen(t)
+		for range 2 {
+			if err := s.ProbeWrite(t.Context()); err != nil {
+				t.Fatalf("ProbeWrite: %v", err)
+			}
+		}
+		other := db.inspect(t)
+		conn, err := other.write.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock := []string{"BEGIN EXCLUSIVE"}
+		if db.backend == "postgresql" {
+			lock = []string{"BEGIN", "LOCK TABLE write_probe IN ACCESS EXCLUSIVE MODE"}
+		}
+		for _, stmt := range lock {
+			if _, err := conn.ExecContext(t.Context(), stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		if err := s.ProbeWrite(ctx); err == nil {
+			t.Error("ProbeWrite succeeded while another connection held the write lock")
+		}
+		if err := s.Ping(t.Context()); err != nil {
+			t.Errorf("Ping: %v (it checks a connection, not a write)", err)
+		}
+		if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.Close()
+		if err := s.ProbeWrite(t.Context()); err != nil {
+			t.Errorf("ProbeWrite after the lock was released: %v", err)
+		}
+	})
 }

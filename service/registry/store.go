@@ -159,6 +159,24 @@ func (s *Store) Ping(ctx context.Context) (err error) {
 	return nil
 }
 
+// ProbeWrite proves the registry can write: it commits one row's update,
+// as a store's record would. Ping only proves a connection.
+func (s *Store) ProbeWrite(ctx context.Context) (err error) {
+	ctx, end := s.tel.start(ctx, "ProbeWrite")
+	defer func() { end(err, "") }()
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO write_probe (id, probed_at) VALUES (1, $1)
+			 ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at`,
+			time.Now().UTC().Format(time.RFC3339Nano))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("registry: write probe: %w", err)
+	}
+	return nil
+}
+
 // inTx runs fn in a write transaction and commits it when fn returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)

@@ -177,7 +177,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, opts.CallFinished); err != nil {
 		return nil, err
 	}
-	registryPing := registryCheck(store.Ping)
+	registryPing := registryCheck(store.Ping, store.ProbeWrite)
 	startup := []readinessCheck{
 		registryPing,
 		// NOTE: fetching the verification keys once proves both that the

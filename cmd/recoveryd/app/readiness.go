@@ -200,7 +200,11 @@ func runChecks(ctx context.Context, checks []readinessCheck, timeout time.Durati
 // but not a ping. So the check pings again while that is the error: a
 // database that is back passes on a fresh connection, one that is still
 // down refuses it and the check fails with the database's own reason.
-func registryCheck(ping func(context.Context) error) readinessCheck {
+//
+// A registry that answers but cannot write (a full disk, a read-only file
+// system, a held lock) is not ready either: every store writes its record
+// before it is acknowledged. So the check then commits a write (probeWrite).
+func registryCheck(ping, probeWrite func(context.Context) error) readinessCheck {
 	return readinessCheck{name: "registry", check: func(ctx context.Context) error {
 		err := ping(ctx)
 		for range registryStaleConnRetries {
@@ -209,7 +213,10 @@ func registryCheck(ping func(context.Context) error) readinessCheck {
 			}
 			err = ping(ctx)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return probeWrite(ctx)
 	}}
 }
 
