@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -304,7 +305,11 @@ func classifyUpstream(ue *upstream.Error, err error) *failure {
 		}
 		return f
 	case upstream.KindUnavailable:
-		return fail(ReasonUpstreamUnavailable, err)
+		// Every refusal says when to retry: the upstream's Retry-After (an
+		// open circuit breaker's remaining time), else a second.
+		f := fail(ReasonUpstreamUnavailable, err)
+		f.retryAfter = cmp.Or(ue.RetryAfter, time.Second)
+		return f
 	default: // KindUnsupportedMedia, KindProtocol, KindUnknown
 		return fail(ReasonUpstreamContractMismatch, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -37,18 +38,6 @@ const (
 	DefaultFileTimeout = 10 * time.Minute
 	// DefaultUserAgent identifies the adapter to the upstream's operators.
 	DefaultUserAgent = "recoveryservice-upstream/1 (+https://github.com/walletprovider/recoveryservice)"
-)
-
-// Retry policy: only what cannot duplicate a side effect is retried.
-const (
-	// maxRetries is the most extra attempts one call makes.
-	maxRetries = 2
-	// maxRetryAfter is the longest Retry-After a 429 may ask for and still
-	// be retried inside the call; longer waits go back to the caller.
-	maxRetryAfter = 5 * time.Second
-	// reconnectDelay is the pause before retrying a request that certainly
-	// never reached the upstream (connection refused, DNS, TLS handshake).
-	reconnectDelay = 100 * time.Millisecond
 )
 
 // Bounded reads of response bodies.
@@ -193,6 +182,7 @@ type Client struct {
 	tracer      trace.Tracer
 	metrics     *clientMetrics
 	log         *slog.Logger
+	breaker     *gobreaker.TwoStepCircuitBreaker[struct{}]
 
 	// maxRetries and wait are the retry policy; tests shorten them.
 	maxRetries int
@@ -224,6 +214,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := cmp.Or(cfg.Logger, slog.Default())
 	c := &Client{
 		base:      base,
 		token:     cfg.Token,
@@ -238,7 +229,8 @@ func NewClient(cfg Config) (*Client, error) {
 		fileTimeout: cmp.Or(cfg.FileTimeout, DefaultFileTimeout),
 		tracer:      tracerFrom(cfg.TracerProvider),
 		metrics:     metrics,
-		log:         cmp.Or(cfg.Logger, slog.Default()),
+		log:         log,
+		breaker:     newBreaker(log, metrics),
 		maxRetries:  maxRetries,
 		wait:        sleepCtx,
 		now:         time.Now,
@@ -307,13 +299,25 @@ func (c *Client) newRequest(ctx context.Context, e endpoint, body io.Reader, con
 // send performs one attempt: the request, the metric, and the
 // classification of everything but a 2xx. On a 2xx it returns the response
 // with its body still open.
-func (c *Client) send(e endpoint, req *http.Request) (*http.Response, *Error) {
+func (c *Client) send(e endpoint, req *http.Request) (resp *http.Response, uerr *Error) {
+	done, err := c.breaker.Allow()
+	if err != nil {
+		return nil, breakerOpen(e, err)
+	}
+	defer func() {
+		if upstreamFault(uerr) {
+			done(uerr)
+		} else {
+			// NOTE: a nil *Error in an error interface is not nil.
+			done(nil)
+		}
+	}()
 	var gotConn atomic.Bool
 	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 
 	start := time.Now()
-	resp, err := c.http.Do(req)
+	resp, err = c.http.Do(req)
 	if err != nil {
 		c.metrics.record(req.Context(), e, 0, time.Since(start))
 		// NOTE: when ctx ends, the transport may report the symptom (a
@@ -330,31 +334,11 @@ func (c *Client) send(e endpoint, req *http.Request) (*http.Response, *Error) {
 	}
 	defer resp.Body.Close()
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	uerr := statusError(e.String(), resp, body, c.now())
+	uerr = statusError(e.String(), resp, body, c.now())
 	if readErr != nil && len(body) == 0 {
 		uerr.Err = readErr
 	}
 	return nil, uerr
-}
-
-// retryDelay says whether a failed attempt may be retried and after how
-// long. Whether the attempt had a side effect is Error.NothingDone's
-// question, not this function's; of the attempts that did nothing, only
-// those a short wait may cure qualify: a request that never reached the
-// upstream (connection refused, DNS, TLS handshake), or a 429 asking for a
-// wait of at most maxRetryAfter. A 400 or 401 did nothing too, but would
-// fail the same way again.
-func retryDelay(err *Error) (time.Duration, bool) {
-	if !err.NothingDone() {
-		return 0, false
-	}
-	switch {
-	case err.Kind == KindUnavailable:
-		return reconnectDelay, true
-	case err.Kind == KindRateLimited && err.RetryAfter > 0 && err.RetryAfter <= maxRetryAfter:
-		return err.RetryAfter, true
-	}
-	return 0, false
 }
 
 // doJSON sends body (already encoded) to e, retrying per retryDelay, and
@@ -362,6 +346,7 @@ func retryDelay(err *Error) (time.Duration, bool) {
 func (c *Client) doJSON(ctx context.Context, e endpoint, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
 	defer cancel()
+	mayHaveActed := false
 	for attempt := 0; ; attempt++ {
 		req, err := c.newRequest(ctx, e, bytes.NewReader(body), "application/json")
 		if err != nil {
@@ -369,12 +354,20 @@ func (c *Client) doJSON(ctx context.Context, e endpoint, body []byte) ([]byte, e
 		}
 		resp, uerr := c.send(e, req)
 		if uerr == nil {
-			return readJSONBody(e, resp)
+			body, err := readJSONBody(e, resp)
+			if err == nil && attempt > 0 && mayHaveActed {
+				// An earlier attempt may have stored too: count the
+				// possible extra copy.
+				c.metrics.possibleDuplicate(ctx, e)
+			}
+			return body, err
 		}
-		delay, retry := retryDelay(uerr)
+		mayHaveActed = mayHaveActed || !uerr.NothingDone()
+		delay, retry := retryDelay(retryPolicies[e], uerr, attempt)
 		if !retry || attempt >= c.maxRetries || !fitsDeadline(ctx, delay) {
 			return nil, uerr
 		}
+		c.metrics.retry(ctx, e, uerr.NothingDone())
 		c.log.WarnContext(ctx, "retrying upstream call",
 			slog.String("endpoint", e.String()),
 			slog.String("kind", uerr.Kind.String()),

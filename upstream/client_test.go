@@ -81,8 +81,9 @@ func TestRetryConnectionRefused(t *testing.T) {
 			if got := dials.Load(); got != tt.wantDials {
 				t.Errorf("dials = %d, want %d", got, tt.wantDials)
 			}
-			if len(waits) != 2 || waits[0] != reconnectDelay {
-				t.Errorf("waits = %v, want two of %v", waits, reconnectDelay)
+			// Full jitter: each wait is below its doubling ceiling.
+			if len(waits) != 2 || waits[0] >= backoffBase || waits[1] >= 2*backoffBase {
+				t.Errorf("waits = %v, want two under %v and %v", waits, backoffBase, 2*backoffBase)
 			}
 			if !tt.wantErr {
 				if err != nil || resp.KeyID == "" || hits.Load() != 1 {
@@ -107,14 +108,16 @@ func TestRetryRateLimited(t *testing.T) {
 		retryAfter string
 		limited    int // how many 429s before a 200
 		wantHits   int32
-		wantWaits  []time.Duration
-		wantKind   Kind // KindUnknown = success
+		// wantWaits are the exact waits; nil checks only that there were
+		// wantHits-1 of them, each a jittered backoff.
+		wantWaits []time.Duration
+		wantKind  Kind // KindUnknown = success
 	}{
 		{"short wait retried", "1", 2, 3, []time.Duration{time.Second, time.Second}, KindUnknown},
 		{"gives up after two retries", "1", 5, 3, []time.Duration{time.Second, time.Second}, KindRateLimited},
 		{"at the limit retried", "5", 1, 2, []time.Duration{5 * time.Second}, KindUnknown},
 		{"long wait returned", "6", 1, 1, nil, KindRateLimited},
-		{"no Retry-After returned", "", 1, 1, nil, KindRateLimited},
+		{"no Retry-After: backoff", "", 1, 2, nil, KindUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,8 +142,11 @@ func TestRetryRateLimited(t *testing.T) {
 			if hits.Load() != tt.wantHits {
 				t.Errorf("hits = %d, want %d", hits.Load(), tt.wantHits)
 			}
-			if fmt.Sprint(waits) != fmt.Sprint(tt.wantWaits) {
+			switch {
+			case tt.wantWaits != nil && fmt.Sprint(waits) != fmt.Sprint(tt.wantWaits):
 				t.Errorf("waits = %v, want %v", waits, tt.wantWaits)
+			case tt.wantWaits == nil && (len(waits) != int(tt.wantHits)-1 || len(waits) > 0 && waits[0] >= backoffBase):
+				t.Errorf("waits = %v, want %d jittered backoffs", waits, tt.wantHits-1)
 			}
 			if tt.wantKind == KindUnknown {
 				if err != nil || resp.BackupID == "" {
@@ -225,8 +231,11 @@ func TestNoRetryAfterTimeout(t *testing.T) {
 	}
 }
 
-// TestNoRetryAfter5xx: the upstream may have acted before failing.
-func TestNoRetryAfter5xx(t *testing.T) {
+// TestRetryAfter5xxPerOperation: the upstream may have acted before
+// failing. AssignKey does not retry (a repeat would meet its own 409);
+// SecureData does, to its bound (an extra copy is acceptable, a lost
+// backup is not).
+func TestRetryAfter5xxPerOperation(t *testing.T) {
 	for _, status := range []int{500, 502, 503, 504} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			var hits atomic.Int32
@@ -240,8 +249,8 @@ func TestNoRetryAfter5xx(t *testing.T) {
 			c.wait = func(context.Context, time.Duration) error { return nil }
 			_, errA := c.AssignKey(context.Background(), validAssign())
 			_, errD := c.SecureData(context.Background(), SecureDataRequest{PublicKey: "3082", Ciphertext: []byte{1}, Checksum: "ab"})
-			if !errors.Is(errA, ErrUnavailable) || !errors.Is(errD, ErrUnavailable) || hits.Load() != 2 {
-				t.Fatalf("errors %v / %v, hits %d; want unavailable once each", errA, errD, hits.Load())
+			if !errors.Is(errA, ErrUnavailable) || !errors.Is(errD, ErrUnavailable) || hits.Load() != int32(1+1+maxRetries) {
+				t.Fatalf("errors %v / %v, hits %d; want unavailable, AssignKey once, SecureData %d times", errA, errD, hits.Load(), 1+maxRetries)
 			}
 		})
 	}

@@ -139,10 +139,15 @@ func TestStatusMapping(t *testing.T) {
 				!strings.Contains(msg, "POST /v1/partner/keys") || len(msg) > 2*maxErrorText+200 {
 				t.Errorf("Error() = %q: must name the endpoint, be bounded, and hold no token or control characters", msg)
 			}
-			// Nothing that may have reached the upstream is retried, and a
-			// 429 asking for more than maxRetryAfter goes back to the caller.
-			if hits != 1 {
-				t.Errorf("server saw %d requests, want 1 (no retry)", hits)
+			// AssignKey retries nothing that may have reached the upstream;
+			// a 429 (which did nothing) is retried unless it asks for more
+			// than maxRetryAfter.
+			want := 1
+			if uerr.Kind == KindRateLimited && uerr.RetryAfter <= maxRetryAfter {
+				want = 1 + maxRetries
+			}
+			if hits != want {
+				t.Errorf("server saw %d requests, want %d", hits, want)
 			}
 		})
 	}
@@ -238,33 +243,50 @@ func TestNothingDone(t *testing.T) {
 	}
 }
 
-// TestRetryOnlyWhatDidNothing: the retry policy never retries an attempt
-// that may have acted, and of those that did nothing only the ones a wait
-// may cure.
-func TestRetryOnlyWhatDidNothing(t *testing.T) {
+// TestRetryPolicy: which failed attempts each operation retries, and after
+// how long. AssignKey never retries an attempt that may have acted;
+// SecureData retries upstream failures too; neither retries a refusal.
+func TestRetryPolicy(t *testing.T) {
+	assign, data := retryPolicies[endpointAssignKey], retryPolicies[endpointSecureData]
 	tests := []struct {
-		name      string
-		err       *Error
-		wantRetry bool
-		wantDelay time.Duration
+		name   string
+		err    *Error
+		assign bool
+		data   bool
+		// minDelay is the least wait (a Retry-After); the rest is jitter.
+		minDelay time.Duration
 	}{
-		{"never sent", &Error{Kind: KindUnavailable}, true, reconnectDelay},
-		{"sent, no answer", &Error{Kind: KindUnavailable, Sent: true}, false, 0},
-		{"503", &Error{Kind: KindUnavailable, Status: 503, Sent: true}, false, 0},
-		{"429, short wait", &Error{Kind: KindRateLimited, Status: 429, Sent: true, RetryAfter: time.Second}, true, time.Second},
-		{"429, long wait", &Error{Kind: KindRateLimited, Status: 429, Sent: true, RetryAfter: maxRetryAfter + time.Second}, false, 0},
-		{"429, no Retry-After", &Error{Kind: KindRateLimited, Status: 429, Sent: true}, false, 0},
-		{"400 did nothing but would fail again", &Error{Kind: KindInvalid, Status: 400, Sent: true}, false, 0},
-		{"2xx with a broken body", &Error{Kind: KindProtocol, Status: 200, Sent: true}, false, 0},
+		{"never sent", &Error{Kind: KindUnavailable}, true, true, 0},
+		{"sent, no answer", &Error{Kind: KindUnavailable, Sent: true}, false, true, 0},
+		{"503", &Error{Kind: KindUnavailable, Status: 503, Sent: true}, false, true, 0},
+		{"503 asking for a second", &Error{Kind: KindUnavailable, Status: 503, Sent: true, RetryAfter: time.Second}, false, true, time.Second},
+		{"429, short wait", &Error{Kind: KindRateLimited, Status: 429, Sent: true, RetryAfter: time.Second}, true, true, time.Second},
+		{"429, long wait", &Error{Kind: KindRateLimited, Status: 429, Sent: true, RetryAfter: maxRetryAfter + time.Second}, false, false, 0},
+		{"429, no Retry-After", &Error{Kind: KindRateLimited, Status: 429, Sent: true}, true, true, 0},
+		{"400 did nothing but would fail again", &Error{Kind: KindInvalid, Status: 400, Sent: true}, false, false, 0},
+		{"409", &Error{Kind: KindAlreadyAssigned, Status: 409, Sent: true}, false, false, 0},
+		{"2xx with a broken body", &Error{Kind: KindProtocol, Status: 200, Sent: true}, false, false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			delay, retry := retryDelay(tt.err)
-			if retry != tt.wantRetry || delay != tt.wantDelay {
-				t.Errorf("retryDelay = %s, %t; want %s, %t", delay, retry, tt.wantDelay, tt.wantRetry)
+			for _, p := range []struct {
+				name   string
+				policy retryPolicy
+				want   bool
+			}{{"assign", assign, tt.assign}, {"data", data, tt.data}} {
+				for attempt := range 3 {
+					delay, retry := retryDelay(p.policy, tt.err, attempt)
+					if retry != p.want {
+						t.Fatalf("%s attempt %d: retry = %t, want %t", p.name, attempt, retry, p.want)
+					}
+					ceiling := max(tt.minDelay, min(backoffBase<<attempt, backoffMax))
+					if retry && (delay < tt.minDelay || delay > ceiling) {
+						t.Errorf("%s attempt %d: delay %s outside [%s, %s]", p.name, attempt, delay, tt.minDelay, ceiling)
+					}
+				}
 			}
-			if retry && !tt.err.NothingDone() {
-				t.Error("retried an attempt that may have acted")
+			if tt.assign && !tt.err.NothingDone() {
+				t.Error("AssignKey would retry an attempt that may have acted")
 			}
 		})
 	}

@@ -1,0 +1,126 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
+)
+
+// loseFirstAnswer lets the emulator process the first request to path in
+// full, then drops the connection before its answer: the store happened,
+// the client cannot know.
+func loseFirstAnswer(path string) func(http.Handler) http.Handler {
+	var lost atomic.Bool
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != path || lost.Swap(true) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				panic(http.ErrAbortHandler)
+			}
+			_ = conn.Close()
+		})
+	}
+}
+
+// TestSecureDataRetriesALostAnswer: a secure/data store whose answer was
+// lost is retried, the call succeeds, and the possible extra copy upstream
+// is counted (an extra copy is acceptable; a lost acknowledged backup is
+// not).
+func TestSecureDataRetriesALostAnswer(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	sb := sandboxtest.Start(t, sandboxtest.Options{Wrap: loseFirstAnswer(sandbox.PathSecureData)})
+	emu := &emulator{srv: sb.Server, http: sb.HTTP}
+	c := emu.client(t, sandbox.DevPartnerToken, func(cfg *Config) { cfg.MeterProvider = mp })
+	c.wait = func(context.Context, time.Duration) error { return nil }
+
+	key := assignTestKey(t, c, "lost-answer")
+	ct, sum := sealed(t, key.PublicKey, []byte("share"))
+	resp, err := c.SecureData(t.Context(), SecureDataRequest{PublicKey: key.PublicKey, Ciphertext: ct, Checksum: sum})
+	if err != nil {
+		t.Fatalf("SecureData after a lost answer: %v", err)
+	}
+	stored := sb.Inspect.Backups(t)
+	if len(stored) != 2 || (stored[0].BackupID != resp.BackupID && stored[1].BackupID != resp.BackupID) {
+		t.Fatalf("upstream holds %+v, want the lost copy and %s", stored, resp.BackupID)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range sum.DataPoints {
+					got[m.Name] += dp.Value
+				}
+			}
+		}
+	}
+	if got[metricRetries] != 1 || got[metricDuplicates] != 1 {
+		t.Errorf("retries = %d, possible duplicates = %d; want 1 and 1", got[metricRetries], got[metricDuplicates])
+	}
+}
+
+// TestBreakerFailsFast: after breakerTripFailures failed attempts in a
+// row the breaker opens, and the next call fails at once without reaching
+// the upstream, saying when to retry; 4xx answers never open it.
+func TestBreakerFailsFast(t *testing.T) {
+	var hits atomic.Int32
+	var status atomic.Int32
+	status.Store(http.StatusServiceUnavailable)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(int(status.Load()))
+	}))
+	t.Cleanup(srv.Close)
+
+	t.Run("refusals do not trip it", func(t *testing.T) {
+		status.Store(http.StatusBadRequest)
+		c := newTestClient(t, srv.URL)
+		for range 2 * breakerTripFailures {
+			if _, err := c.AssignKey(t.Context(), validAssign()); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("AssignKey = %v, want the 400", err)
+			}
+		}
+	})
+	t.Run("failures trip it", func(t *testing.T) {
+		status.Store(http.StatusServiceUnavailable)
+		hits.Store(0)
+		c := newTestClient(t, srv.URL)
+		c.wait = func(context.Context, time.Duration) error { return nil }
+		for range breakerTripFailures {
+			if _, err := c.AssignKey(t.Context(), validAssign()); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("AssignKey = %v, want the 503", err)
+			}
+		}
+		before := hits.Load()
+		_, err := c.AssignKey(t.Context(), validAssign())
+		var uerr *Error
+		if !errors.As(err, &uerr) || uerr.Kind != KindUnavailable || !uerr.NothingDone() || uerr.RetryAfter != breakerOpenFor {
+			t.Fatalf("AssignKey with the breaker open = %#v, want unavailable, nothing done, retry after %s", err, breakerOpenFor)
+		}
+		if hits.Load() != before {
+			t.Errorf("the open breaker let %d requests through", hits.Load()-before)
+		}
+	})
+}
