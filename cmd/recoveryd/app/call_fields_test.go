@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,9 +13,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service/auth"
@@ -80,17 +77,7 @@ func startCallFieldsServer(t *testing.T, level slog.Level) (recoveryv1.RecoveryS
 		grpc.ChainStreamInterceptor(loggingStream(log, opts...), authn.StreamServerInterceptor(), callFieldsStream()),
 	)
 	recoveryv1.RegisterRecoveryServiceServer(srv, idService{})
-	lis := bufconn.Listen(1 << 20)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient("passthrough:///fields",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return recoveryv1.NewRecoveryServiceClient(conn), logs
+	return serveInMemory(t, srv), logs
 }
 
 // finishedCalls are the "finished call" lines of the log, decoded, in order.

@@ -2,16 +2,13 @@ package app
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
@@ -54,17 +51,7 @@ func chainServer(t *testing.T) (recoveryv1.RecoveryServiceClient, *sandboxtest.L
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis := bufconn.Listen(1 << 20)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient("passthrough:///chain",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return recoveryv1.NewRecoveryServiceClient(conn), logs
+	return serveInMemory(t, srv), logs
 }
 
 // TestChainPositions: what each position of the interceptor chain must do,

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,8 +19,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
@@ -163,6 +166,23 @@ func (s *testServer) waitServing(t testing.TB) {
 	if err := s.WaitServing(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// serveInMemory serves srv over bufconn until the test ends and returns a
+// client of it.
+func serveInMemory(t *testing.T, srv *grpc.Server) recoveryv1.RecoveryServiceClient {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///in-memory",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return recoveryv1.NewRecoveryServiceClient(conn)
 }
 
 // testCtx is a context bounded by testDeadline.
