@@ -133,8 +133,26 @@ build: ## build recoveryd and sandboxd into .bin/
 	go build -o $(BIN)/sandboxd ./cmd/sandboxd
 
 .PHONY: test
-test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everything CI runs: generate check, breaking check, lint, all tests
+test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everything CI runs: generate check, breaking check, lint, all tests, the interop clients
 	go test $(TEST_FLAGS) $(GO_PACKAGES)
+	@$(MAKE) --no-print-directory interop
+
+# The polyglot callers in interop/, each run against a real recoveryd in
+# front of a real sandboxd built from this tree (interop/run.sh).
+INTEROP_CLIENTS ?= node
+INTEROP_NODE_MODULES := interop/node/node_modules/.package-lock.json
+
+# npm ci, pinned by the committed package-lock.json, with no dependency's
+# install scripts run (none is needed); node 20 and npm come
+# with the machine (Debian's nodejs is older), so their absence is an error.
+$(INTEROP_NODE_MODULES): interop/node/package.json interop/node/package-lock.json
+	@command -v npm >/dev/null || { echo "make interop: node 20 and npm are needed for the Node client" >&2; exit 1; }
+	cd interop/node && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+.PHONY: interop
+interop: $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(PROTOVALIDATE_PROTO) system-deps $(INTEROP_NODE_MODULES) ## run the Node, Python and Java callers against a real recoveryd (INTEROP_CLIENTS=node python java)
+	interop/run.sh $(INTEROP_CLIENTS)
 
 .PHONY: bench
 bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~2-3 min; docs/benchmarks.md)
