@@ -139,7 +139,7 @@ test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everythin
 
 # The polyglot callers in interop/, each run against a real recoveryd in
 # front of a real sandboxd built from this tree (interop/run.sh).
-INTEROP_CLIENTS ?= node
+INTEROP_CLIENTS ?= node python
 INTEROP_NODE_MODULES := interop/node/node_modules/.package-lock.json
 
 # npm ci, pinned by the committed package-lock.json, with no dependency's
@@ -150,8 +150,24 @@ $(INTEROP_NODE_MODULES): interop/node/package.json interop/node/package-lock.jso
 	cd interop/node && npm ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
+# Debian packages of the Python client: grpcio, protobuf and cryptography
+# for /usr/bin/python3, and protoc with the gRPC Python plugin, which
+# generate its stubs at test time (matching the runtime's protobuf).
+.PHONY: interop-deps
+interop-deps: system-deps ## install the Debian packages the interop clients need (apt-get, when missing)
+	@missing=""; \
+	  for pkg in python3-grpcio python3-protobuf python3-cryptography protobuf-compiler protobuf-compiler-grpc; do \
+	    dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$pkg"; \
+	  done; \
+	  if [ -n "$$missing" ]; then \
+	    echo ">> installing Debian packages:$$missing"; \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	    $$sudo apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi
+
 .PHONY: interop
-interop: $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(PROTOVALIDATE_PROTO) system-deps $(INTEROP_NODE_MODULES) ## run the Node, Python and Java callers against a real recoveryd (INTEROP_CLIENTS=node python java)
+interop: $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(PROTOVALIDATE_PROTO) interop-deps $(INTEROP_NODE_MODULES) ## run the Node, Python and Java callers against a real recoveryd (INTEROP_CLIENTS=node python java)
 	interop/run.sh $(INTEROP_CLIENTS)
 
 .PHONY: bench
