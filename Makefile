@@ -139,7 +139,7 @@ test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everythin
 
 # The polyglot callers in interop/, each run against a real recoveryd in
 # front of a real sandboxd built from this tree (interop/run.sh).
-INTEROP_CLIENTS ?= node python
+INTEROP_CLIENTS ?= node python java
 INTEROP_NODE_MODULES := interop/node/node_modules/.package-lock.json
 
 # npm ci, pinned by the committed package-lock.json, with no dependency's
@@ -150,13 +150,17 @@ $(INTEROP_NODE_MODULES): interop/node/package.json interop/node/package-lock.jso
 	cd interop/node && npm ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
-# Debian packages of the Python client: grpcio, protobuf and cryptography
-# for /usr/bin/python3, and protoc with the gRPC Python plugin, which
-# generate its stubs at test time (matching the runtime's protobuf).
+# Debian packages of the Python client (grpcio, protobuf and cryptography
+# for /usr/bin/python3) and of the Java client (grpc-java and what it needs
+# at run time but does not declare: netty, guava, perfmark, gson; the JSR-250
+# annotations its stubs use), and protoc with both gRPC plugins, which
+# generate the stubs at test time (matching the runtimes' protobuf).
 .PHONY: interop-deps
 interop-deps: system-deps ## install the Debian packages the interop clients need (apt-get, when missing)
 	@missing=""; \
-	  for pkg in python3-grpcio python3-protobuf python3-cryptography protobuf-compiler protobuf-compiler-grpc; do \
+	  for pkg in python3-grpcio python3-protobuf python3-cryptography protobuf-compiler protobuf-compiler-grpc \
+	             libgrpc-java libprotobuf-java protobuf-compiler-grpc-java-plugin libnetty-java libguava-java \
+	             libperfmark-java libgoogle-gson-java libjsr305-java libgeronimo-annotation-1.3-spec-java; do \
 	    dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$pkg"; \
 	  done; \
 	  if [ -n "$$missing" ]; then \
