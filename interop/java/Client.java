@@ -316,16 +316,19 @@ public final class Client {
       require(res.getAlreadyAssigned() && res.getKey().getKeyId().equals(key.getKeyId()), "not the recorded key");
     });
 
-    check("SecureData plaintext: recovered exactly by the sandbox", () -> {
+    check("SecureData plaintext: recovered exactly; a retry with its idempotency_key stores nothing new", () -> {
       byte[] plaintext = ("java plaintext seed phrase " + run).getBytes(StandardCharsets.UTF_8);
-      Backup b = unary().secureData(SecureDataRequest.newBuilder()
+      SecureDataRequest request = SecureDataRequest.newBuilder()
           .setKeyId(key.getKeyId())
           .setPlaintext(ByteString.copyFrom(plaintext))
           .setMetadata(BackupMetadata.newBuilder().setDescription("interop java plaintext").setContentType("text/plain"))
           .setIdempotencyKey("java-plain-" + run)
-          .build()).getBackup();
+          .build();
+      Backup b = unary().secureData(request).getBackup();
       require(b.getChecksumSha256().equals(sha256(plaintext)), "checksum is not SHA-256 of the plaintext");
       require(Arrays.equals(recovered(b.getBackupId()), plaintext), "the sandbox recovered other bytes");
+      require(unary().secureData(request).getBackup().getBackupId().equals(b.getBackupId()),
+          "a retry with the same idempotency_key stored another backup");
       backups.add(b.getBackupId());
     });
 

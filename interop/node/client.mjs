@@ -241,16 +241,19 @@ await check('AssignKey again: the recorded key, already_assigned', async () => {
   assert(res.already_assigned && res.key.key_id === state.key.key_id, 'a repeat did not return the recorded key');
 });
 
-await check('SecureData plaintext: recovered exactly by the sandbox', async () => {
+await check('SecureData plaintext: recovered exactly; a retry with its idempotency_key stores nothing new', async () => {
   const plaintext = Buffer.from(`node plaintext seed phrase ${run}`);
-  const res = await unary('SecureData', {
+  const request = {
     key_id: state.key.key_id,
     plaintext,
     metadata: { description: 'interop node plaintext', content_type: 'text/plain' },
     idempotency_key: `node-plain-${run}`,
-  });
+  };
+  const res = await unary('SecureData', request);
   assert(res.backup.checksum_sha256 === sha256(plaintext), 'checksum is not SHA-256 of the plaintext');
   assert((await recovered(res.backup.backup_id)).equals(plaintext), 'the sandbox recovered other bytes');
+  const retried = await unary('SecureData', request);
+  assert(retried.backup.backup_id === res.backup.backup_id, 'a retry with the same idempotency_key stored another backup');
   state.plainBackup = res.backup.backup_id;
 });
 

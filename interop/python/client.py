@@ -191,20 +191,20 @@ def _():
     assert res.already_assigned and res.key.key_id == state["key"].key_id, "a repeat did not return the recorded key"
 
 
-@check("SecureData plaintext: recovered exactly by the sandbox")
+@check("SecureData plaintext: recovered exactly; a retry with its idempotency_key stores nothing new")
 def _():
     plaintext = f"python plaintext seed phrase {RUN}".encode()
-    res = stub.SecureData(
-        pb.SecureDataRequest(
-            key_id=state["key"].key_id,
-            plaintext=plaintext,
-            metadata=pb.BackupMetadata(description="interop python plaintext", content_type="text/plain"),
-            idempotency_key=f"python-plain-{RUN}",
-        ),
-        timeout=UNARY_TIMEOUT_S,
+    request = pb.SecureDataRequest(
+        key_id=state["key"].key_id,
+        plaintext=plaintext,
+        metadata=pb.BackupMetadata(description="interop python plaintext", content_type="text/plain"),
+        idempotency_key=f"python-plain-{RUN}",
     )
+    res = stub.SecureData(request, timeout=UNARY_TIMEOUT_S)
     assert res.backup.checksum_sha256 == sha256(plaintext), "checksum is not SHA-256 of the plaintext"
     assert recovered(res.backup.backup_id) == plaintext, "the sandbox recovered other bytes"
+    retried = stub.SecureData(request, timeout=UNARY_TIMEOUT_S)
+    assert retried.backup.backup_id == res.backup.backup_id, "a retry with the same idempotency_key stored another backup"
     state["plain"] = res.backup.backup_id
 
 
