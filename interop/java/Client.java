@@ -9,7 +9,8 @@ import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
-import io.grpc.stub.StreamObserver;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
 import java.io.InputStream;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -351,38 +352,67 @@ public final class Client {
       Files.write(file, randomBytes(FILE_BYTES));
       byte[] all = Files.readAllBytes(file);
       String digest = sha256(all);
-      CompletableFuture<Backup> done = new CompletableFuture<>();
-      StreamObserver<SecureFileRequest> requests = async.withDeadlineAfter(FILE_DEADLINE_S, TimeUnit.SECONDS)
-          .secureFile(new StreamObserver<SecureFileResponse>() {
-            @Override
-            public void onNext(SecureFileResponse r) {
-              done.complete(r.getBackup());
-            }
-
-            @Override
-            public void onError(Throwable t) {
-              done.completeExceptionally(t);
-            }
-
-            @Override
-            public void onCompleted() {
-              done.completeExceptionally(new AssertionError("stream completed without a response"));
-            }
-          });
-      requests.onNext(SecureFileRequest.newBuilder().setHeader(SecureFileHeader.newBuilder()
+      SecureFileRequest header = SecureFileRequest.newBuilder().setHeader(SecureFileHeader.newBuilder()
           .setKeyId(key.getKeyId())
           .setMetadata(BackupMetadata.newBuilder().setOriginalFilename("java-file.bin").setContentType("application/octet-stream"))
           .setSizeBytes(FILE_BYTES)
           .setSha256(digest)
-          .setIdempotencyKey("java-file-" + run)).build());
+          .setIdempotencyKey("java-file-" + run)).build();
+      CompletableFuture<Backup> done = new CompletableFuture<>();
+      Backup b;
       try (InputStream in = Files.newInputStream(file)) {
-        byte[] buf = new byte[CHUNK_BYTES];
-        for (int n; (n = in.readNBytes(buf, 0, buf.length)) > 0; ) {
-          requests.onNext(SecureFileRequest.newBuilder().setChunk(ByteString.copyFrom(buf, 0, n)).build());
-        }
+        async.withDeadlineAfter(FILE_DEADLINE_S, TimeUnit.SECONDS).secureFile(new ClientResponseObserver<SecureFileRequest, SecureFileResponse>() {
+          private ClientCallStreamObserver<SecureFileRequest> out;
+          private boolean headerSent;
+          private boolean finished;
+
+          @Override
+          public void beforeStart(ClientCallStreamObserver<SecureFileRequest> requestStream) {
+            out = requestStream;
+            // Flow control: send only while the transport is ready, so the
+            // file is read as it is sent rather than queued in memory whole.
+            requestStream.setOnReadyHandler(this::sendWhileReady);
+          }
+
+          private void sendWhileReady() {
+            try {
+              while (!finished && out.isReady()) {
+                if (!headerSent) {
+                  out.onNext(header);
+                  headerSent = true;
+                  continue;
+                }
+                byte[] chunk = in.readNBytes(CHUNK_BYTES);
+                if (chunk.length == 0) {
+                  finished = true;
+                  out.onCompleted();
+                } else {
+                  out.onNext(SecureFileRequest.newBuilder().setChunk(ByteString.copyFrom(chunk)).build());
+                }
+              }
+            } catch (java.io.IOException e) {
+              finished = true;
+              out.onError(e);
+            }
+          }
+
+          @Override
+          public void onNext(SecureFileResponse r) {
+            done.complete(r.getBackup());
+          }
+
+          @Override
+          public void onError(Throwable t) {
+            done.completeExceptionally(t);
+          }
+
+          @Override
+          public void onCompleted() {
+            done.completeExceptionally(new AssertionError("stream completed without a response"));
+          }
+        });
+        b = done.get(FILE_DEADLINE_S, TimeUnit.SECONDS);
       }
-      requests.onCompleted();
-      Backup b = done.get(FILE_DEADLINE_S, TimeUnit.SECONDS);
       require(b.getChecksumSha256().equals(digest) && b.getSizeBytes() == FILE_BYTES, "checksum or size differs");
       require(Arrays.equals(sandbox("GET", "/sandbox/v1/backups/" + b.getBackupId() + "/content"), all),
           "the sandbox holds other bytes");
