@@ -133,8 +133,46 @@ build: ## build recoveryd and sandboxd into .bin/
 	go build -o $(BIN)/sandboxd ./cmd/sandboxd
 
 .PHONY: test
-test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everything CI runs: generate check, breaking check, lint, all tests
+test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everything CI runs: generate check, breaking check, lint, all tests, the interop clients
 	go test $(TEST_FLAGS) $(GO_PACKAGES)
+	@$(MAKE) --no-print-directory interop
+
+# The polyglot callers in interop/, each run against a real recoveryd in
+# front of a real sandboxd built from this tree (interop/run.sh).
+INTEROP_CLIENTS ?= node python java
+INTEROP_NODE_MODULES := interop/node/node_modules/.package-lock.json
+
+# npm ci, pinned by the committed package-lock.json, with no dependency's
+# install scripts run (none is needed); node 20 and npm come
+# with the machine (Debian's nodejs is older), so their absence is an error.
+$(INTEROP_NODE_MODULES): interop/node/package.json interop/node/package-lock.json
+	@command -v npm >/dev/null || { echo "make interop: node 20 and npm are needed for the Node client" >&2; exit 1; }
+	cd interop/node && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+# Debian packages of the Python client (grpcio, protobuf and cryptography
+# for /usr/bin/python3) and of the Java client (grpc-java and what it needs
+# at run time but does not declare: netty, guava, perfmark, gson; the JSR-250
+# annotations its stubs use), and protoc with both gRPC plugins, which
+# generate the stubs at test time (matching the runtimes' protobuf).
+.PHONY: interop-deps
+interop-deps: system-deps ## install the Debian packages the interop clients need (apt-get, when missing)
+	@missing=""; \
+	  for pkg in python3-grpcio python3-protobuf python3-cryptography protobuf-compiler protobuf-compiler-grpc \
+	             libgrpc-java libprotobuf-java protobuf-compiler-grpc-java-plugin libnetty-java libguava-java \
+	             libperfmark-java libgoogle-gson-java libjsr305-java libgeronimo-annotation-1.3-spec-java; do \
+	    dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$pkg"; \
+	  done; \
+	  if [ -n "$$missing" ]; then \
+	    echo ">> installing Debian packages:$$missing"; \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	    $$sudo apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi
+
+.PHONY: interop
+interop: $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(PROTOVALIDATE_PROTO) interop-deps $(INTEROP_NODE_MODULES) ## run the Node, Python and Java callers against a real recoveryd (INTEROP_CLIENTS=node python java)
+	interop/run.sh $(INTEROP_CLIENTS)
 
 .PHONY: bench
 bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~2-3 min; docs/benchmarks.md)

@@ -20,3 +20,5 @@
 // Every error wraps exactly one of the package's sentinel errors (test with
 // errors.Is) and never carries plaintext or private key material.
 package keycrypto
+
+//go:generate go run ./internal/vectorsgen -out testdata/vectors.json
