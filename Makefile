@@ -15,6 +15,8 @@ GHZ_VERSION                := v0.93.0
 BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 GOLANGCI_LINT_VERSION      := v2.15.0
 GOVULNCHECK_VERSION        := v1.9.0
+# kustomize renders deploy/kubernetes in its test; v5.8.3 needs Go 1.27.
+KUSTOMIZE_VERSION          := v5.8.2
 
 BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
@@ -42,6 +44,7 @@ $(eval $(call go_tool,ghz,github.com/bojand/ghz/cmd/ghz,$(GHZ_VERSION)))
 $(eval $(call go_tool,benchstat,golang.org/x/perf/cmd/benchstat,$(BENCHSTAT_VERSION)))
 $(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
 $(eval $(call go_tool,govulncheck,golang.org/x/vuln/cmd/govulncheck,$(GOVULNCHECK_VERSION)))
+$(eval $(call go_tool,kustomize,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION)))
 # What generate, lint and test need: everything but the bench and vuln tools,
 # so a first `make test` on a new machine builds no tool it does not run.
 BUILD_TOOL_STAMPS := $(filter-out $(BIN)/.benchstat-% $(BIN)/.govulncheck-%,$(TOOL_STAMPS))
