@@ -652,11 +652,12 @@ func checkServices(t *testing.T, r rendered, d object, grpcPort, adminPort int) 
 func checkConfig(t *testing.T, binary string, vars map[string]string) (code int, output string) {
 	t.Helper()
 	root := t.TempDir()
+	certPEM, keyPEM := selfSigned(t) // one identity: tls.crt and tls.key must match
 	env := []string{}
 	for name, value := range vars {
 		for _, path := range filePaths(value) {
 			if strings.HasPrefix(path, secretsRoot) {
-				writeSecretFile(t, filepath.Join(root, path))
+				writeSecretFile(t, filepath.Join(root, path), certPEM, keyPEM)
 			}
 		}
 		value = strings.ReplaceAll(value, secretsRoot, filepath.Join(root, secretsRoot)+"/")
@@ -682,20 +683,16 @@ func checkConfig(t *testing.T, binary string, vars map[string]string) (code int,
 // NOTE: mode 0400 owned by the test's user. In a pod the files are
 // root:65532 mode 0440 (fsGroup), and service/auth refuses a callers file
 // its group may read: see the README's "Deploy" section.
-func writeSecretFile(t *testing.T, path string) {
+func writeSecretFile(t *testing.T, path string, certPEM, keyPEM []byte) {
 	t.Helper()
 	var content []byte
 	switch filepath.Base(path) {
 	case "callers.json":
 		content = []byte(`{"callers":[{"name":"wallet-api","token_sha256":"9a60699d2db5c9f647ec72a5f6d4834939754d211311751b4c9b7b3021a40226","organisations":["org-1"]}]}`)
-	case "tls.crt", "tls.key", "ca.crt":
-		certPEM, keyPEM := selfSigned(t)
+	case "tls.crt", "ca.crt":
 		content = certPEM
-		if filepath.Base(path) == "tls.key" {
-			// The pair must match: write both from one identity.
-			content = keyPEM
-			mustWrite(t, filepath.Join(filepath.Dir(path), "tls.crt"), certPEM)
-		}
+	case "tls.key":
+		content = keyPEM
 	case "pgpass":
 		content = []byte("*:*:*:recoveryd:not-a-real-password\n")
 	default:
@@ -709,7 +706,6 @@ func mustWrite(t *testing.T, path string, content []byte) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	_ = os.Remove(path) // a second write replaces a read-only file
 	if err := os.WriteFile(path, content, 0o400); err != nil {
 		t.Fatal(err)
 	}
