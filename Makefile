@@ -58,7 +58,8 @@ tools: $(TOOL_STAMPS) ## install the pinned tools into .bin/
 
 # Debian packages the tests run for real: openssl (crypto interop vectors),
 # the PostgreSQL server (registry tests start their own instance), and jq and
-# curl (the README's examples are executed by a test).
+# curl (the README's examples are executed by a test), podman with runc and
+# the CA bundle (deploy/image's test builds and runs the image).
 .PHONY: system-deps
 system-deps: ## install the Debian packages the tests need (apt-get, when missing)
 	@missing=""; \
@@ -67,6 +68,9 @@ system-deps: ## install the Debian packages the tests need (apt-get, when missin
 	  command -v jq >/dev/null || missing="$$missing jq"; \
 	  command -v curl >/dev/null || missing="$$missing curl"; \
 	  command -v xxd >/dev/null || missing="$$missing xxd"; \
+	  command -v podman >/dev/null || missing="$$missing podman"; \
+	  command -v runc >/dev/null || missing="$$missing runc"; \
+	  [ -s /etc/ssl/certs/ca-certificates.crt ] || missing="$$missing ca-certificates"; \
 	  if [ -n "$$missing" ]; then \
 	    echo ">> installing Debian packages:$$missing"; \
 	    sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
@@ -134,6 +138,13 @@ vuln: $(BIN)/.govulncheck-$(GOVULNCHECK_VERSION) ## govulncheck: known vulnerabi
 build: ## build recoveryd and sandboxd into .bin/
 	go build -o $(BIN)/recoveryd ./cmd/recoveryd
 	go build -o $(BIN)/sandboxd ./cmd/sandboxd
+
+# IMAGE names what `make image` builds.
+IMAGE ?= localhost/recoveryd:latest
+
+.PHONY: image
+image: system-deps ## build recoveryd's OCI image offline with podman, FROM scratch (IMAGE=name:tag to change)
+	deploy/image/build.sh $(IMAGE)
 
 .PHONY: test
 test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everything CI runs: generate check, breaking check, lint, all tests
