@@ -15,6 +15,8 @@ GHZ_VERSION                := v0.93.0
 BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 GOLANGCI_LINT_VERSION      := v2.15.0
 GOVULNCHECK_VERSION        := v1.9.0
+# kustomize renders deploy/kubernetes in its test; v5.8.3 needs Go 1.27.
+KUSTOMIZE_VERSION          := v5.8.2
 
 BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
@@ -42,6 +44,7 @@ $(eval $(call go_tool,ghz,github.com/bojand/ghz/cmd/ghz,$(GHZ_VERSION)))
 $(eval $(call go_tool,benchstat,golang.org/x/perf/cmd/benchstat,$(BENCHSTAT_VERSION)))
 $(eval $(call go_tool,golangci-lint,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION)))
 $(eval $(call go_tool,govulncheck,golang.org/x/vuln/cmd/govulncheck,$(GOVULNCHECK_VERSION)))
+$(eval $(call go_tool,kustomize,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION)))
 # What generate, lint and test need: everything but the bench and vuln tools,
 # so a first `make test` on a new machine builds no tool it does not run.
 BUILD_TOOL_STAMPS := $(filter-out $(BIN)/.benchstat-% $(BIN)/.govulncheck-%,$(TOOL_STAMPS))
@@ -55,7 +58,8 @@ tools: $(TOOL_STAMPS) ## install the pinned tools into .bin/
 
 # Debian packages the tests run for real: openssl (crypto interop vectors),
 # the PostgreSQL server (registry tests start their own instance), and jq and
-# curl (the README's examples are executed by a test).
+# curl (the README's examples are executed by a test), podman with runc and
+# the CA bundle (deploy/image's test builds and runs the image).
 .PHONY: system-deps
 system-deps: ## install the Debian packages the tests need (apt-get, when missing)
 	@missing=""; \
@@ -64,6 +68,9 @@ system-deps: ## install the Debian packages the tests need (apt-get, when missin
 	  command -v jq >/dev/null || missing="$$missing jq"; \
 	  command -v curl >/dev/null || missing="$$missing curl"; \
 	  command -v xxd >/dev/null || missing="$$missing xxd"; \
+	  command -v podman >/dev/null || missing="$$missing podman"; \
+	  command -v runc >/dev/null || missing="$$missing runc"; \
+	  [ -s /etc/ssl/certs/ca-certificates.crt ] || missing="$$missing ca-certificates"; \
 	  if [ -n "$$missing" ]; then \
 	    echo ">> installing Debian packages:$$missing"; \
 	    sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
@@ -131,6 +138,13 @@ vuln: $(BIN)/.govulncheck-$(GOVULNCHECK_VERSION) ## govulncheck: known vulnerabi
 build: ## build recoveryd and sandboxd into .bin/
 	go build -o $(BIN)/recoveryd ./cmd/recoveryd
 	go build -o $(BIN)/sandboxd ./cmd/sandboxd
+
+# IMAGE names what `make image` builds.
+IMAGE ?= localhost/recoveryd:latest
+
+.PHONY: image
+image: system-deps ## build recoveryd's OCI image offline with podman, FROM scratch (IMAGE=name:tag to change)
+	deploy/image/build.sh $(IMAGE)
 
 .PHONY: test
 test: $(BUILD_TOOL_STAMPS) system-deps check-generate breaking lint ## everything CI runs: generate check, breaking check, lint, all tests, the interop clients

@@ -10,15 +10,31 @@ import (
 	"github.com/walletprovider/recoveryservice/upstream"
 )
 
+// checkConfigFlag asks for a validate-only run: parse, Validate, report,
+// start nothing. It has no RECOVERY_* fallback on purpose: a variable left in
+// a ConfigMap would turn every replica into a process that validates and exits.
+const checkConfigFlag = "check-config"
+
+// runMode is what main does with a parsed configuration.
+type runMode int
+
+const (
+	// modeServe runs the server.
+	modeServe runMode = iota
+	// modeCheckConfig only validates the configuration (--check-config).
+	modeCheckConfig
+)
+
 // parseConfig reads command-line args (without the program name) and the
 // RECOVERY_* environment through getenv. A flag on the command line wins over
 // its environment variable, which wins over the default; an empty variable
 // counts as unset. It returns flag.ErrHelp after printing usage for -help.
 // It does not validate: call Validate.
-func parseConfig(args []string, getenv func(string) string, usage io.Writer) (app.Config, error) {
+func parseConfig(args []string, getenv func(string) string, usage io.Writer) (app.Config, runMode, error) {
 	cfg := app.DefaultConfig()
 	fs := flag.NewFlagSet("recoveryd", flag.ContinueOnError)
 	fs.SetOutput(usage)
+	checkOnly := fs.Bool(checkConfigFlag, false, "validate the configuration (flags and RECOVERY_* variables, the files they name, the production guard), print one line per problem and exit: 0 when it would start, 2 when not; starts nothing")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address, host:port")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "admin HTTP address for /metrics, /healthz and /readyz, host:port; empty (--admin-listen=) disables it")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the SQLite registry and the embedded sandbox's state")
@@ -38,17 +54,21 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.ClientCA, "client-ca", cfg.ClientCA, "PEM CA certificates that sign client certificates (mTLS); needs --tls-cert and --caller-tokens-file")
 	fs.StringVar(&cfg.UpstreamCAFile, "upstream-ca-file", cfg.UpstreamCAFile, "PEM CA certificates trusted, besides the system roots, for the upstream's and the JWKS's HTTPS (a private CA)")
-	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (env " + app.EnvName(f.Name) + ")" })
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != checkConfigFlag {
+			f.Usage += " (env " + app.EnvName(f.Name) + ")"
+		}
+	})
 	fs.Usage = func() {
 		fmt.Fprintf(usage, "Usage: recoveryd [flags]\n\nServes the RecoveryService over gRPC. With no flags it runs on an embedded\nsandbox upstream with a SQLite registry under %s.\n\n", cfg.DataDir)
 		fs.PrintDefaults()
 	}
 
 	if err := fs.Parse(args); err != nil {
-		return app.Config{}, err
+		return app.Config{}, modeServe, err
 	}
 	if fs.NArg() > 0 {
-		return app.Config{}, fmt.Errorf("unexpected argument %q: recoveryd takes only flags (see -help)", fs.Arg(0))
+		return app.Config{}, modeServe, fmt.Errorf("unexpected argument %q: recoveryd takes only flags (see -help)", fs.Arg(0))
 	}
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
@@ -56,7 +76,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.VisitAll(func(f *flag.Flag) {
 		name := app.EnvName(f.Name)
 		value := getenv(name)
-		if onCommandLine[f.Name] || value == "" {
+		if f.Name == checkConfigFlag || onCommandLine[f.Name] || value == "" {
 			return
 		}
 		if err := f.Value.Set(value); err != nil {
@@ -64,7 +84,10 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 		}
 	})
 	if err := errors.Join(errs...); err != nil {
-		return app.Config{}, err
+		return app.Config{}, modeServe, err
 	}
-	return cfg, nil
+	if *checkOnly {
+		return cfg, modeCheckConfig, nil
+	}
+	return cfg, modeServe, nil
 }

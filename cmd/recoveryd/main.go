@@ -21,12 +21,16 @@ const (
 )
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	cfg, mode, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
 	if err != nil {
 		configurationError(err)
+	}
+	if mode == modeCheckConfig {
+		checkConfig(cfg)
+		return
 	}
 	log := app.NewLogger(os.Stderr, cfg.LogLevel)
 	// Packages given no logger (nil → slog.Default()) log as JSON too.
@@ -48,6 +52,16 @@ func main() {
 		os.Exit(exitFailure)
 	}
 	log.Info("recoveryd stopped")
+}
+
+// checkConfig is --check-config: the same Validate that Run applies first
+// (files read, production guard), and nothing started. A deployment's
+// configuration can so be checked before it is rolled out.
+func checkConfig(cfg app.Config) {
+	if err := cfg.Validate(); err != nil {
+		configurationError(err)
+	}
+	fmt.Fprintf(os.Stdout, "recoveryd: configuration OK (environment %s)\n", cfg.Environment)
 }
 
 // configurationError prints the problems with the flags, one per line, and

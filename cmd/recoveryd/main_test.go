@@ -126,7 +126,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseConfig(tt.args, envMap(tt.env), io.Discard)
+			got, _, err := parseConfig(tt.args, envMap(tt.env), io.Discard)
 			if err != nil {
 				t.Fatalf("parseConfig: %v", err)
 			}
@@ -154,7 +154,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseConfig(tt.args, envMap(tt.env), io.Discard)
+			_, _, err := parseConfig(tt.args, envMap(tt.env), io.Discard)
 			if err == nil {
 				t.Fatal("parseConfig succeeded; want an error")
 			}
@@ -169,7 +169,7 @@ func TestParseConfigErrors(t *testing.T) {
 
 func TestParseConfigHelpNamesEveryVariable(t *testing.T) {
 	var usage bytes.Buffer
-	_, err := parseConfig([]string{"-help"}, envMap(nil), &usage)
+	_, _, err := parseConfig([]string{"-help"}, envMap(nil), &usage)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseConfig(-help) = %v, want flag.ErrHelp", err)
 	}
@@ -223,7 +223,7 @@ func TestNoFlagTakesASecret(t *testing.T) {
 	if err := os.WriteFile(callers, []byte(`{"callers":[{"token_sha256":"`+secret+`"}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseConfig([]string{"--caller-tokens-file", callers}, envMap(map[string]string{
+	cfg, _, err := parseConfig([]string{"--caller-tokens-file", callers}, envMap(map[string]string{
 		"RECOVERY_TLS_CERT": "/etc/recoveryd/tls.crt", "RECOVERY_TLS_KEY": "/etc/recoveryd/tls.key",
 	}), nil)
 	if err != nil {
@@ -239,7 +239,7 @@ func TestNoFlagTakesASecret(t *testing.T) {
 		t.Errorf("config dump shows a file's content: %s", out)
 	}
 	var usage strings.Builder
-	if _, err := parseConfig([]string{"-help"}, envMap(nil), &usage); err == nil {
+	if _, _, err := parseConfig([]string{"-help"}, envMap(nil), &usage); err == nil {
 		t.Fatal("-help did not stop parsing")
 	}
 	for _, line := range strings.Split(usage.String(), "\n") {
@@ -258,7 +258,7 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	var usage bytes.Buffer
-	if _, err := parseConfig([]string{"-help"}, envMap(nil), &usage); err == nil {
+	if _, _, err := parseConfig([]string{"-help"}, envMap(nil), &usage); err == nil {
 		t.Fatal("-help did not stop parsing")
 	}
 	flags := regexp.MustCompile(`(?m)^  -([a-z-]+)`).FindAllStringSubmatch(usage.String(), -1)
@@ -267,8 +267,74 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 	}
 	for _, f := range flags {
 		row := "| `--" + f[1] + "` | `" + app.EnvName(f[1]) + "` |"
+		if f[1] == checkConfigFlag {
+			row = "| `--" + f[1] + "` | — |" // no variable, on purpose
+		}
 		if !bytes.Contains(readme, []byte(row)) {
 			t.Errorf("README's configuration table lacks the row %s", row)
 		}
 	}
+}
+
+// runMain runs recoveryd's main as a process with args and only the given
+// environment, and returns its exit code, stdout and stderr.
+func runMain(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.CommandContext(testCtx(t), os.Args[0], args...) //nolint:gosec // this test binary, re-executed.
+	cmd.Env = append([]string{runMainEnv + "=1", "PATH=" + os.Getenv("PATH")}, env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if exit, ok := errors.AsType[*exec.ExitError](err); ok {
+		return exit.ExitCode(), out.String(), errOut.String()
+	}
+	if err != nil {
+		t.Fatalf("running recoveryd %v: %v", args, err)
+	}
+	return 0, out.String(), errOut.String()
+}
+
+// TestCheckConfig: --check-config validates like a start does, prints one
+// line per problem, exits 2 or 0, and starts nothing — not even the data
+// directory a start would create.
+func TestCheckConfig(t *testing.T) {
+	t.Run("fine", func(t *testing.T) {
+		dataDir := filepath.Join(t.TempDir(), "data")
+		code, stdout, stderr := runMain(t, []string{"RECOVERY_DATA_DIR=" + dataDir}, "--check-config")
+		if code != 0 {
+			t.Fatalf("exit code %d, want 0\nstderr:\n%s", code, stderr)
+		}
+		if stdout != "recoveryd: configuration OK (environment development)\n" || stderr != "" {
+			t.Errorf("stdout %q, stderr %q", stdout, stderr)
+		}
+		if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("--check-config touched the data directory (stat: %v): it must start nothing", err)
+		}
+	})
+	t.Run("problems", func(t *testing.T) {
+		dataDir := filepath.Join(t.TempDir(), "data")
+		code, stdout, stderr := runMain(t, []string{"RECOVERY_ENVIRONMENT=production"}, "--check-config", "--data-dir", dataDir)
+		if code != exitUsage {
+			t.Fatalf("exit code %d, want %d\nstderr:\n%s", code, exitUsage, stderr)
+		}
+		want := "recoveryd: configuration error:\n" + guardEmbedded + "\n" + guardNoCallerAuth + "\n"
+		if stderr != want || stdout != "" {
+			t.Errorf("stderr:\n%s\nwant:\n%s\nstdout: %q", stderr, want, stdout)
+		}
+		if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("--check-config touched the data directory (stat: %v): it must start nothing", err)
+		}
+	})
+	t.Run("no environment fallback", func(t *testing.T) {
+		// A RECOVERY_CHECK_CONFIG left in a ConfigMap must not turn a
+		// replica into a process that validates and exits.
+		_, mode, err := parseConfig(nil, envMap(map[string]string{"RECOVERY_CHECK_CONFIG": "true"}), io.Discard)
+		if err != nil || mode != modeServe {
+			t.Errorf("parseConfig with RECOVERY_CHECK_CONFIG=true = %v, %v; want modeServe", mode, err)
+		}
+		_, mode, err = parseConfig([]string{"--check-config"}, envMap(nil), io.Discard)
+		if err != nil || mode != modeCheckConfig {
+			t.Errorf("parseConfig(--check-config) = %v, %v; want modeCheckConfig", mode, err)
+		}
+	})
 }
