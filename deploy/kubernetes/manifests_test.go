@@ -680,9 +680,8 @@ func checkConfig(t *testing.T, binary string, vars map[string]string) (code int,
 
 // writeSecretFile writes a stand-in for the Secret file at path, by its name.
 //
-// NOTE: mode 0400 owned by the test's user. In a pod the files are
-// root:65532 mode 0440 (fsGroup), and service/auth refuses a callers file
-// its group may read: see the README's "Deploy" section.
+// NOTE: as a pod sees them: root:65532, mode 0440 (the Secret volume's
+// defaultMode with the fsGroup), which recoveryd must accept.
 func writeSecretFile(t *testing.T, path string, certPEM, keyPEM []byte) {
 	t.Helper()
 	var content []byte
@@ -706,7 +705,13 @@ func mustWrite(t *testing.T, path string, content []byte) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, content, 0o400); err != nil {
+	if err := os.WriteFile(path, content, 0o440); err != nil { //nolint:gosec // G306: group-readable on purpose, as a Secret volume with an fsGroup mounts it
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("this test writes secret files as Kubernetes mounts them (root:65532): run it as root (make test does, in CI)")
+	}
+	if err := os.Chown(path, 0, 65532); err != nil {
 		t.Fatal(err)
 	}
 }

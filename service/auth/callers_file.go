@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 )
 
 // MaxCallersFileSize bounds how much of a callers file is read: a file this
@@ -89,8 +90,25 @@ type callerJSON struct {
 	Organisations []string `json:"organisations"`
 }
 
+// privateEnough applies PostgreSQL's rule for key files: nobody but the
+// owner may write it or anyone else read it, except that its group may read
+// it when root owns it (root could read it anyway, and a group given to the
+// service by its deployment, such as a Kubernetes fsGroup, is deliberate).
+func privateEnough(info os.FileInfo) bool {
+	perm := info.Mode().Perm()
+	switch {
+	case perm&0o077 == 0:
+		return true
+	case perm&0o077 != 0o040:
+		return false
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == 0
+}
+
 // LoadCallersFile reads and validates the callers file at path. It refuses
-// (with a *FileError) a file that group or others may read or write, is not
+// (with a *FileError) a file that others may access or its group write (or
+// read, unless root owns it: see privateEnough), is not
 // a regular file, is larger than MaxCallersFileSize, is not exactly one JSON
 // object of the documented shape (field names are case-sensitive; unknown
 // and repeated fields are errors), lists no callers, or has an entry whose
@@ -109,10 +127,11 @@ func LoadCallersFile(path string) (*CallerSet, error) {
 	if !info.Mode().IsRegular() {
 		return nil, &FileError{File: path, Problem: "not a regular file"}
 	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+	if perm := info.Mode().Perm(); !privateEnough(info) {
 		return nil, &FileError{File: path, Problem: fmt.Sprintf(
 			"permissions %04o let group or others access it; it lists who may handle recovery material, "+
-				"so make it readable by the service user only (chmod 600)", perm)}
+				"so make it readable by the service user only (chmod 600), or by its group only when root owns it "+
+				"(chmod 440, as a Kubernetes secret volume with an fsGroup mounts it)", perm)}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxCallersFileSize+1))
 	if err != nil {

@@ -123,7 +123,7 @@ func TestLoadCallersFileRejects(t *testing.T) {
 
 func TestLoadCallersFileRefusesAccessibleFiles(t *testing.T) {
 	valid := callersJSON(t, entry("a", "good-token", "*"))
-	for _, mode := range []os.FileMode{0o644, 0o640, 0o620, 0o604, 0o602, 0o660, 0o700 | 0o001} {
+	for _, mode := range []os.FileMode{0o644, 0o620, 0o604, 0o602, 0o660, 0o700 | 0o001, 0o650} {
 		t.Run(mode.String(), func(t *testing.T) {
 			path := writeCallersFile(t, valid)
 			if err := os.Chmod(path, mode); err != nil {
@@ -143,6 +143,35 @@ func TestLoadCallersFileRefusesAccessibleFiles(t *testing.T) {
 		}
 		if _, err := auth.LoadCallersFile(path); err != nil {
 			t.Errorf("mode %v: %v", mode, err)
+		}
+	}
+}
+
+// TestLoadCallersFileGroupReadOnlyWhenRootOwns: a group-readable callers
+// file (a Kubernetes secret volume with an fsGroup: root-owned, 0440) is
+// accepted when root owns it, and refused when anyone else does.
+func TestLoadCallersFileGroupReadOnlyWhenRootOwns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test chowns files: run it as root (make test does, in CI)")
+	}
+	valid := callersJSON(t, entry("a", "good-token", "*"))
+	for _, mode := range []os.FileMode{0o440, 0o640} {
+		path := writeCallersFile(t, valid)
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 0, 65532); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := auth.LoadCallersFile(path); err != nil {
+			t.Errorf("root-owned, mode %v: %v", mode, err)
+		}
+		if err := os.Chown(path, 65532, 65532); err != nil {
+			t.Fatal(err)
+		}
+		var fe *auth.FileError
+		if _, err := auth.LoadCallersFile(path); !errors.As(err, &fe) || !strings.Contains(fe.Problem, "root owns it") {
+			t.Errorf("owned by 65532, mode %v: %v, want a *FileError", mode, err)
 		}
 	}
 }
