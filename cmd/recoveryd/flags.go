@@ -47,6 +47,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "postgres://… registry; empty keeps a SQLite registry at <data-dir>/registry.db")
 	fs.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", cfg.MaxFileBytes, "largest file SecureFile accepts, in bytes")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight calls may finish after SIGTERM/SIGINT")
+	fs.DurationVar(&cfg.UpstreamCallTimeout, "upstream-call-timeout", cfg.UpstreamCallTimeout, "bound of one AssignKey or SecureData call to the upstream, retries included (at most 5m)")
 	// Security. NOTE: every secret comes from a file named here; no flag or
 	// variable takes a secret's value.
 	fs.StringVar(&cfg.CallerTokensFile, "caller-tokens-file", cfg.CallerTokensFile, "JSON file of the callers allowed in (SHA-256 of their bearer tokens, organisations); reloaded on SIGHUP; empty turns caller authentication off (development only)")

@@ -84,6 +84,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				"RECOVERY_DATABASE_URL":           "postgres://db.example/recovery",
 				"RECOVERY_MAX_FILE_BYTES":         "1024",
 				"RECOVERY_SHUTDOWN_TIMEOUT":       "5s",
+				"RECOVERY_UPSTREAM_CALL_TIMEOUT":  "12s",
 				"RECOVERY_ADMIN_LISTEN":           "127.0.0.1:9999",
 				"RECOVERY_CALLER_TOKENS_FILE":     "/etc/recoveryd/callers.json",
 				"RECOVERY_TLS_CERT":               "/etc/recoveryd/tls.crt",
@@ -97,7 +98,8 @@ func TestParseConfigPrecedence(t *testing.T) {
 				UpstreamTokenFile: "/run/secrets/token", JWKSURL: "https://keys.example/jwks.json",
 				VerificationKeysFile: "/etc/keys.pem", DatabaseURL: "postgres://db.example/recovery",
 				MaxFileBytes: 1024, ShutdownTimeout: 5 * time.Second, AdminListen: "127.0.0.1:9999",
-				CallerTokensFile: "/etc/recoveryd/callers.json", TLSCert: "/etc/recoveryd/tls.crt", TLSKey: "/etc/recoveryd/tls.key",
+				UpstreamCallTimeout: 12 * time.Second,
+				CallerTokensFile:    "/etc/recoveryd/callers.json", TLSCert: "/etc/recoveryd/tls.crt", TLSKey: "/etc/recoveryd/tls.key",
 				ClientCA: "/etc/recoveryd/client-ca.crt", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
 			},
 		},
@@ -177,7 +179,7 @@ func TestParseConfigHelpNamesEveryVariable(t *testing.T) {
 		"RECOVERY_LISTEN", "RECOVERY_DATA_DIR", "RECOVERY_ENVIRONMENT", "RECOVERY_LOG_LEVEL",
 		"RECOVERY_UPSTREAM_URL", "RECOVERY_UPSTREAM_TOKEN_FILE", "RECOVERY_JWKS_URL",
 		"RECOVERY_VERIFICATION_KEYS_FILE", "RECOVERY_DATABASE_URL", "RECOVERY_MAX_FILE_BYTES",
-		"RECOVERY_SHUTDOWN_TIMEOUT", "RECOVERY_CALLER_TOKENS_FILE", "RECOVERY_TLS_CERT", "RECOVERY_TLS_KEY",
+		"RECOVERY_SHUTDOWN_TIMEOUT", "RECOVERY_UPSTREAM_CALL_TIMEOUT", "RECOVERY_CALLER_TOKENS_FILE", "RECOVERY_TLS_CERT", "RECOVERY_TLS_KEY",
 		"RECOVERY_CLIENT_CA", "RECOVERY_UPSTREAM_CA_FILE",
 	} {
 		if !strings.Contains(usage.String(), v) {

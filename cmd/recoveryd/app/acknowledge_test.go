@@ -10,9 +10,12 @@ import (
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // Tests of the rule "acknowledge only what is durably recorded": an OK for a
@@ -141,5 +144,26 @@ func waitHealth(t *testing.T, srv *testServer, want healthpb.HealthCheckResponse
 			t.Fatalf("health never turned %s (last: %v, %v)", want, resp.GetStatus(), err)
 		case <-time.After(testProbeInterval):
 		}
+	}
+}
+
+// TestUpstreamCallTimeoutBoundsTheCall: --upstream-call-timeout reaches the
+// adapter and the service: against an upstream that answers only after
+// 3 s, a 300 ms bound makes the call fail instead of waiting (with the
+// default 30 s it would succeed).
+func TestUpstreamCallTimeoutBoundsTheCall(t *testing.T) {
+	log, _ := newTestLogger(t)
+	up := sandboxtest.Start(t, sandboxtest.Options{Config: sandbox.Config{
+		Faults: map[string]float64{sandbox.FaultSlow: 1}, FaultDelay: 3 * time.Second, Logger: log,
+	}})
+	cfg := remoteConfig(t, up, t.TempDir())
+	cfg.UpstreamCallTimeout = 300 * time.Millisecond
+	srv := startReady(t, cfg, log, Options{})
+	_, err := srv.client.AssignKey(testCtx(t), assignKeyRequest("slow-upstream", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT))
+	if err == nil {
+		t.Fatal("AssignKey succeeded against an upstream slower than --upstream-call-timeout")
+	}
+	if code := status.Code(err); code != codes.FailedPrecondition && code != codes.Unavailable {
+		t.Errorf("AssignKey = %v, want the outcome unknown or the upstream unavailable", err)
 	}
 }

@@ -167,6 +167,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 		// Enforced with a callers file, Disabled (development) without.
 		Authz:        sec.authn.Mode(),
 		MaxFileBytes: cfg.MaxFileBytes,
+		CallTimeout:  cfg.UpstreamCallTimeout,
 		Logger:       log.With("component", "service"),
 	}
 	if opts.Service != nil {
@@ -231,7 +232,8 @@ func (a *app) connectUpstream(ctx context.Context, cfg Config, opts Options) (*u
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err := upstream.NewClient(upstream.Config{BaseURL: cfg.UpstreamURL, Token: token, Transport: transport, AllowHTTP: development})
+	client, err := upstream.NewClient(upstream.Config{BaseURL: cfg.UpstreamURL, Token: token, Transport: transport, AllowHTTP: development,
+		CallTimeout: cfg.UpstreamCallTimeout})
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuring the upstream client: %w", err)
 	}
@@ -257,7 +259,8 @@ func (a *app) connectEmbeddedSandbox(ctx context.Context, cfg Config, opts Optio
 	a.closers = append(a.closers, sb.close)
 	a.log.Warn("EMBEDDED SANDBOX IN USE: keys and backups go to the in-process emulator, not to the Partner Key Service; set --upstream-url for a real upstream",
 		"sandbox_url", sb.baseURL, "sandbox_state", filepath.Join(cfg.DataDir, sandboxDirName))
-	client, err := upstream.NewClient(upstream.Config{BaseURL: sb.baseURL, Token: sandbox.DevPartnerToken, AllowHTTP: true})
+	client, err := upstream.NewClient(upstream.Config{BaseURL: sb.baseURL, Token: sandbox.DevPartnerToken, AllowHTTP: true,
+		CallTimeout: cfg.UpstreamCallTimeout})
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuring the upstream client for the embedded sandbox: %w", err)
 	}

@@ -34,6 +34,13 @@ const (
 	// defaultShutdownTimeout is how long in-flight calls (a 10 MiB upload on
 	// a slow link included) get to finish after SIGTERM before they are cut.
 	defaultShutdownTimeout = 30 * time.Second
+	// defaultUpstreamCallTimeout bounds one AssignKey or SecureData call to
+	// the upstream, retries included (the adapter's default).
+	defaultUpstreamCallTimeout = upstream.DefaultCallTimeout
+	// maxUpstreamCallTimeout is the longest --upstream-call-timeout allowed:
+	// a reservation's lease is twice it, and a customer waits that long
+	// behind a crashed replica's reservation.
+	maxUpstreamCallTimeout = 5 * time.Minute
 	// redacted stands in for secrets wherever a Config is printed.
 	redacted = "[redacted]"
 )
@@ -71,6 +78,9 @@ type Config struct {
 	MaxFileBytes int64
 	// ShutdownTimeout bounds the graceful part of shutdown.
 	ShutdownTimeout time.Duration
+	// UpstreamCallTimeout bounds one AssignKey or SecureData call to the
+	// upstream, retries included; reservations last twice as long.
+	UpstreamCallTimeout time.Duration
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -99,6 +109,8 @@ func DefaultConfig() Config {
 		LogLevel:        slog.LevelInfo,
 		MaxFileBytes:    defaultMaxFileBytes,
 		ShutdownTimeout: defaultShutdownTimeout,
+
+		UpstreamCallTimeout: defaultUpstreamCallTimeout,
 	}
 }
 
@@ -133,6 +145,9 @@ func (c Config) validate(getenv func(string) string) error {
 	}
 	if c.MaxFileBytes < 1 {
 		bad("--max-file-bytes must be at least 1 (got %d); the upstream's limit is %d", c.MaxFileBytes, defaultMaxFileBytes)
+	}
+	if c.UpstreamCallTimeout <= 0 || c.UpstreamCallTimeout > maxUpstreamCallTimeout {
+		bad("--upstream-call-timeout must be positive and at most %s (got %s), e.g. %s", maxUpstreamCallTimeout, c.UpstreamCallTimeout, defaultUpstreamCallTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
@@ -279,6 +294,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("database_url", redactDatabaseURL(c.DatabaseURL)),
 		slog.Int64("max_file_bytes", c.MaxFileBytes),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.String("upstream_call_timeout", c.UpstreamCallTimeout.String()),
 		slog.String("caller_tokens_file", c.CallerTokensFile),
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 // envMap is a getenv over a fixed map.
@@ -50,6 +51,8 @@ func TestValidate(t *testing.T) {
 		{name: "unknown environment", cfg: embedded(func(c *Config) { c.Environment = "staging" }), want: []string{`--environment "staging" is not development or production`}},
 		{name: "zero file limit", cfg: embedded(func(c *Config) { c.MaxFileBytes = 0 }), want: []string{"--max-file-bytes must be at least 1"}},
 		{name: "zero shutdown timeout", cfg: embedded(func(c *Config) { c.ShutdownTimeout = 0 }), want: []string{"--shutdown-timeout must be positive"}},
+		{name: "zero upstream call timeout", cfg: embedded(func(c *Config) { c.UpstreamCallTimeout = 0 }), want: []string{"--upstream-call-timeout must be positive and at most 5m0s (got 0s), e.g. 30s"}},
+		{name: "upstream call timeout over the cap", cfg: embedded(func(c *Config) { c.UpstreamCallTimeout = time.Hour }), want: []string{"--upstream-call-timeout must be positive and at most 5m0s (got 1h0m0s), e.g. 30s"}},
 		{name: "unsupported database", cfg: embedded(func(c *Config) { c.DatabaseURL = "mysql://u:hunter2@db/recovery" }), want: []string{`--database-url scheme "mysql" is not supported`}},
 		{name: "database not a URL", cfg: embedded(func(c *Config) { c.DatabaseURL = "host=db password=hunter2" }), want: []string{"--database-url is not a URL"}},
 
