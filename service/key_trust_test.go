@@ -25,12 +25,6 @@ import (
 // jwksPath is where the sandbox publishes its signing keys.
 const jwksPath = "/.well-known/jwks.json"
 
-// verifications is recovery.signature.verifications{result}.
-func (f *fixture) verifications(t *testing.T, result string) float64 {
-	t.Helper()
-	return f.counter(t, verificationsTotal, map[string]string{"result": result})
-}
-
 // heldKey is the key the upstream assigned to user at org, if any.
 func (f *fixture) heldKey(t *testing.T, user, org string) (sandbox.InspectedKey, bool) {
 	t.Helper()
@@ -52,22 +46,21 @@ func (f *fixture) heldKey(t *testing.T, user, org string) (sandbox.InspectedKey,
 // verification.
 func wantUntrusted(t *testing.T, f *fixture, user, org, check string) {
 	t.Helper()
-	checkBefore := f.verifications(t, check)
-	validBefore := f.verifications(t, "valid")
-	untrustedBefore := f.counter(t, assignmentsTotal, map[string]string{"outcome": "untrusted"})
+	before := f.metrics(t)
 
 	for range 2 {
 		_, err := f.client.AssignKey(t.Context(), assignRequest(user, org))
 		wantStatus(t, err, codes.FailedPrecondition, service.ReasonEnclaveSignatureInvalid)
 	}
 
-	if d := f.verifications(t, check) - checkBefore; d != 1 {
+	after := f.metrics(t)
+	if d := after.verifications(check) - before.verifications(check); d != 1 {
 		t.Errorf("signature.verifications{result=%s} grew by %v, want 1 (the repeat must not verify again)", check, d)
 	}
-	if d := f.verifications(t, "valid") - validBefore; d != 0 {
+	if d := after.verifications("valid") - before.verifications("valid"); d != 0 {
 		t.Errorf("signature.verifications{result=valid} grew by %v for a bad assignment", d)
 	}
-	if d := f.counter(t, assignmentsTotal, map[string]string{"outcome": "untrusted"}) - untrustedBefore; d != 2 {
+	if d := after.assignments("untrusted") - before.assignments("untrusted"); d != 2 {
 		t.Errorf("assignments{outcome=untrusted} grew by %v, want 2", d)
 	}
 
@@ -145,7 +138,7 @@ func logLine(logs *sandboxtest.LogBuffer, msg, keyID string) map[string]any {
 // result=valid} grew by one.
 func wantTrusted(t *testing.T, f *fixture, user, org string) *recoveryv1.RecoveryKey {
 	t.Helper()
-	before := f.verifications(t, "valid")
+	before := f.metrics(t)
 	resp, err := f.client.AssignKey(t.Context(), assignRequest(user, org))
 	if err != nil {
 		t.Fatalf("AssignKey(%s): %v", user, err)
@@ -153,7 +146,7 @@ func wantTrusted(t *testing.T, f *fixture, user, org string) *recoveryv1.Recover
 	if held, ok := f.heldKey(t, user, org); !ok || held.KeyID != resp.GetKey().GetKeyId() {
 		t.Errorf("AssignKey returned key %s, the upstream holds %+v", resp.GetKey().GetKeyId(), held)
 	}
-	if d := f.verifications(t, "valid") - before; d != 1 {
+	if d := f.metrics(t).verifications("valid") - before.verifications("valid"); d != 1 {
 		t.Errorf("signature.verifications{result=valid} grew by %v, want 1", d)
 	}
 	return resp.GetKey()

@@ -7,12 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/codes"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
@@ -25,11 +25,14 @@ const (
 	verificationsTotal = "recovery_signature_verifications_total"
 )
 
-// counter is the value of the Prometheus counter family (as an operator
-// scrapes it from the admin /metrics endpoint) summed over the series whose
-// labels include every one of labels. recoveryd's meters live as long as
-// the process, shared by every fixture, so tests compare before and after.
-func (f *fixture) counter(t *testing.T, family string, labels map[string]string) float64 {
+// metrics is one scrape of recoveryd's admin /metrics endpoint, as an
+// operator's Prometheus reads it. recoveryd's meters live as long as the
+// process, shared by every fixture, so tests compare a scrape before with
+// one after; each scrape gathers every family, so tests take few.
+type metrics map[string]*dto.MetricFamily
+
+// metrics scrapes the fixture's /metrics.
+func (f *fixture) metrics(t *testing.T) metrics {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+f.adminAddr+"/metrics", nil)
 	if err != nil {
@@ -48,10 +51,16 @@ func (f *fixture) counter(t *testing.T, family string, labels map[string]string)
 	if err != nil {
 		t.Fatalf("/metrics is not Prometheus text: %v", err)
 	}
+	return families
+}
+
+// counter is counter family's value summed over the series whose labels
+// include every one of labels; 0 when there is none yet.
+func (m metrics) counter(family string, labels map[string]string) float64 {
 	var total float64
-	for _, m := range families[family].GetMetric() {
+	for _, series := range m[family].GetMetric() {
 		have := map[string]string{}
-		for _, l := range m.GetLabel() {
+		for _, l := range series.GetLabel() {
 			have[l.GetName()] = l.GetValue()
 		}
 		match := true
@@ -59,10 +68,20 @@ func (f *fixture) counter(t *testing.T, family string, labels map[string]string)
 			match = match && have[k] == v
 		}
 		if match {
-			total += m.GetCounter().GetValue()
+			total += series.GetCounter().GetValue()
 		}
 	}
 	return total
+}
+
+// assignments is recovery.assignments{outcome}.
+func (m metrics) assignments(outcome string) float64 {
+	return m.counter(assignmentsTotal, map[string]string{"outcome": outcome})
+}
+
+// verifications is recovery.signature.verifications{result}.
+func (m metrics) verifications(result string) float64 {
+	return m.counter(verificationsTotal, map[string]string{"result": result})
 }
 
 // spansNamed are the ended spans of the fixture's run called name that
@@ -81,9 +100,7 @@ func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	logs := f.logs
 
-	newBefore := f.counter(t, assignmentsTotal, map[string]string{"outcome": "new"})
-	repeatBefore := f.counter(t, assignmentsTotal, map[string]string{"outcome": "repeat"})
-	validBefore := f.verifications(t, "valid")
+	before := f.metrics(t)
 
 	key := f.mustAssign("user-telemetry", "org-1")
 	f.mustAssign("user-telemetry", "org-1")
@@ -101,13 +118,14 @@ func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
 	})
 	wantStatus(t, err, codes.NotFound, service.ReasonKeyNotFound)
 
-	if d := f.counter(t, assignmentsTotal, map[string]string{"outcome": "new"}) - newBefore; d != 1 {
+	after := f.metrics(t)
+	if d := after.assignments("new") - before.assignments("new"); d != 1 {
 		t.Errorf("assignments{outcome=new} grew by %v, want 1", d)
 	}
-	if d := f.counter(t, assignmentsTotal, map[string]string{"outcome": "repeat"}) - repeatBefore; d != 1 {
+	if d := after.assignments("repeat") - before.assignments("repeat"); d != 1 {
 		t.Errorf("assignments{outcome=repeat} grew by %v, want 1", d)
 	}
-	if d := f.verifications(t, "valid") - validBefore; d != 1 {
+	if d := after.verifications("valid") - before.verifications("valid"); d != 1 {
 		t.Errorf("signature.verifications{result=valid} grew by %v, want 1", d)
 	}
 
