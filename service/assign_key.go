@@ -31,10 +31,9 @@ const (
 // most once per (user_identifier, organisation.customer_id), for a caller
 // allowed to act for that organisation.
 func (s *Server) AssignKey(ctx context.Context, req *recoveryv1.AssignKeyRequest) (*recoveryv1.AssignKeyResponse, error) {
+	// recoveryd's validation interceptor has already refused a request
+	// missing any of the terms (the proto's rules).
 	terms := termsFromRequest(req, auth.CallerName(ctx))
-	if err := checkTerms(terms); err != nil {
-		return nil, s.statusFromError(ctx, "AssignKey", err)
-	}
 	// NOTE: authorized before the pair is reserved, so a refused caller
 	// neither reaches the upstream nor learns whether the pair has a key.
 	if err := s.authz.Authorize(ctx, terms.CustomerID); err != nil {
@@ -51,40 +50,6 @@ func (s *Server) AssignKey(ctx context.Context, req *recoveryv1.AssignKeyRequest
 		return nil, s.statusFromError(ctx, "AssignKey", err)
 	}
 	return &recoveryv1.AssignKeyResponse{Key: out, AlreadyAssigned: repeat}, nil
-}
-
-// checkTerms rejects terms the upstream would refuse anyway. recoveryd's
-// validation interceptor normally catches these first; this keeps a Server
-// wired without it from reserving a pair for a request that cannot succeed.
-func checkTerms(t registry.KeyTerms) error {
-	required := []struct{ field, value string }{
-		{"user_identifier", t.UserIdentifier},
-		{"key_environment", t.KeyEnvironment},
-		{"organisation.customer_id", t.CustomerID},
-		{"organisation.customer_name", t.CustomerName},
-		{"package.package_id", t.PackageID},
-		{"package.package_name", t.PackageName},
-	}
-	var f *failure
-	for _, r := range required {
-		if r.value != "" {
-			continue
-		}
-		desc := "is required"
-		if r.field == "key_environment" {
-			desc = "must be KEY_ENVIRONMENT_HOT or KEY_ENVIRONMENT_COLD"
-		}
-		v := invalidField(r.field, errors.New(r.field+" "+desc))
-		if f == nil {
-			f = v
-		} else {
-			f.violations = append(f.violations, v.violations...)
-		}
-	}
-	if f == nil {
-		return nil
-	}
-	return f
 }
 
 // assignKey runs the exactly-once flow; repeat reports a key returned from

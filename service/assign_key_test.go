@@ -1,4 +1,4 @@
-package service
+package service_test
 
 import (
 	"context"
@@ -17,29 +17,38 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
 func TestAssignKeyNew(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
+	// With authentication on, the key names the caller that assigned it.
+	authenticated := newFixture(t, fixtureOptions{callers: []testCaller{walletAPI}})
 	tests := []struct {
 		name string
+		f    *fixture
 		req  *recoveryv1.AssignKeyRequest
-		ctx  context.Context
+		// caller, when named, makes the call (with its token).
+		caller testCaller
 	}{
-		{"hot", assignRequest("user-hot", "org-1"), t.Context()},
-		{"cold", func() *recoveryv1.AssignKeyRequest {
+		{"hot", f, assignRequest("user-hot", "org-1"), testCaller{}},
+		{"cold", f, func() *recoveryv1.AssignKeyRequest {
 			r := assignRequest("user-cold", "org-1")
 			r.KeyEnvironment = recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_COLD
 			return r
-		}(), t.Context()},
-		{"same user other organisation", assignRequest("user-hot", "org-2"), t.Context()},
-		{"as a named caller", assignRequest("user-caller", "org-1"), asCaller(t.Context(), "wallet-api")},
+		}(), testCaller{}},
+		{"same user other organisation", f, assignRequest("user-hot", "org-2"), testCaller{}},
+		{"as a named caller", authenticated, assignRequest("user-caller", "org-1"), walletAPI},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := f.client.AssignKey(tt.ctx, tt.req)
+			f, ctx := tt.f, t.Context()
+			if tt.caller.name != "" {
+				ctx = as(t, tt.caller)
+			}
+			resp, err := f.client.AssignKey(ctx, tt.req)
 			if err != nil {
 				t.Fatalf("AssignKey: %v", err)
 			}
@@ -49,8 +58,8 @@ func TestAssignKeyNew(t *testing.T) {
 			key := resp.GetKey()
 
 			// The key is the one the upstream holds for this user.
-			var held *sandboxKey
-			for _, k := range f.sandboxKeys() {
+			var held *sandbox.InspectedKey
+			for _, k := range f.inspect.Keys(t) {
 				if k.UserIdentifier == tt.req.GetUserIdentifier() && k.CustomerID == tt.req.GetOrganisation().GetCustomerId() {
 					held = &k
 				}
@@ -62,10 +71,6 @@ func TestAssignKeyNew(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			caller := ""
-			if tt.name == "as a named caller" {
-				caller = "wallet-api"
-			}
 			want := &recoveryv1.RecoveryKey{
 				KeyId:             held.KeyID,
 				PublicKeyHex:      held.PublicKey,
@@ -75,7 +80,7 @@ func TestAssignKeyNew(t *testing.T) {
 				Organisation:      tt.req.GetOrganisation(),
 				Package:           tt.req.GetPackage(),
 				FingerprintSha256: pub.Fingerprint(),
-				AssignedBy:        caller,
+				AssignedBy:        tt.caller.name,
 			}
 			if diff := cmp.Diff(want, key, protocmp.Transform(),
 				protocmp.IgnoreFields(&recoveryv1.RecoveryKey{}, "assigned_at")); diff != "" {
@@ -84,12 +89,12 @@ func TestAssignKeyNew(t *testing.T) {
 			if key.GetAssignedAt() == nil {
 				t.Error("assigned_at is not set")
 			}
-			if held.KeyEnvironment != environmentName(tt.req.GetKeyEnvironment()) || held.PackageID != "pkg-1" {
+			if held.KeyEnvironment != strings.TrimPrefix(tt.req.GetKeyEnvironment().String(), "KEY_ENVIRONMENT_") || held.PackageID != "pkg-1" {
 				t.Errorf("upstream filed the key as %s/%s", held.KeyEnvironment, held.PackageID)
 			}
 
 			// GetKey returns the same record.
-			got, err := f.client.GetKey(t.Context(), &recoveryv1.GetKeyRequest{KeyId: key.GetKeyId()})
+			got, err := f.client.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: key.GetKeyId()})
 			if err != nil {
 				t.Fatalf("GetKey: %v", err)
 			}
@@ -132,7 +137,7 @@ func TestAssignKeyRepeatMakesNoUpstreamCall(t *testing.T) {
 			}
 		})
 	}
-	if n := len(f.sandboxKeys()); n != 1 {
+	if n := len(f.inspect.Keys(t)); n != 1 {
 		t.Fatalf("upstream holds %d keys, want 1", n)
 	}
 }
@@ -154,7 +159,7 @@ func TestAssignKeyDifferentTerms(t *testing.T) {
 			req := assignRequest("user-1", "org-1")
 			tt.change(req)
 			_, err := f.client.AssignKey(t.Context(), req)
-			d := wantStatus(t, err, codes.AlreadyExists, ReasonAssignedWithDifferentTerms)
+			d := wantStatus(t, err, codes.AlreadyExists, service.ReasonAssignedWithDifferentTerms)
 			want := map[string]string{
 				"recorded_key_environment": "KEY_ENVIRONMENT_HOT",
 				"recorded_package_id":      "pkg-1",
@@ -165,7 +170,7 @@ func TestAssignKeyDifferentTerms(t *testing.T) {
 			}
 		})
 	}
-	if n := len(f.sandboxKeys()); n != 1 {
+	if n := len(f.inspect.Keys(t)); n != 1 {
 		t.Fatalf("upstream holds %d keys, want 1", n)
 	}
 }
@@ -210,7 +215,7 @@ func TestAssignKeyConcurrentCallersShareOneKey(t *testing.T) {
 	if fresh != 1 {
 		t.Errorf("%d responses say the key is new, want exactly 1", fresh)
 	}
-	if keys := f.sandboxKeys(); len(keys) != 1 {
+	if keys := f.inspect.Keys(t); len(keys) != 1 {
 		t.Fatalf("upstream holds %d keys, want 1", len(keys))
 	} else if keys[0].KeyID != resps[0].GetKey().GetKeyId() {
 		t.Errorf("callers got key %s, upstream holds %s", resps[0].GetKey().GetKeyId(), keys[0].KeyID)
@@ -222,18 +227,14 @@ func TestAssignKeyAssignedElsewhere(t *testing.T) {
 	f.assignDirectly("user-1", "org-1")
 	for attempt := range 2 {
 		_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
-		wantStatus(t, err, codes.FailedPrecondition, ReasonAssignedElsewhere)
-		if n := len(f.sandboxKeys()); n != 1 {
+		wantStatus(t, err, codes.FailedPrecondition, service.ReasonAssignedElsewhere)
+		if n := len(f.inspect.Keys(t)); n != 1 {
 			t.Fatalf("attempt %d: upstream holds %d keys, want 1", attempt, n)
 		}
 	}
 	// The pair is parked for an operator, nothing usable recorded.
-	res, err := f.store.ReserveAssignment(t.Context(), termsFromRequest(assignRequest("user-1", "org-1"), ""), f.server.lease())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.State != registry.AssignmentElsewhere {
-		t.Errorf("registry state = %d, want AssignmentElsewhere", res.State)
+	if state := f.pairState(t, assignRequest("user-1", "org-1")); state != registry.AssignmentElsewhere {
+		t.Errorf("registry state = %s, want AssignmentElsewhere", state)
 	}
 }
 
@@ -241,9 +242,9 @@ func TestAssignKeyLostResponseIsUnknown(t *testing.T) {
 	f := newFixture(t, fixtureOptions{wrap: loseResponse("/v1/partner/keys")})
 	for range 2 { // the repeat is answered from the registry
 		_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
-		wantStatus(t, err, codes.FailedPrecondition, ReasonAssignmentOutcomeUnknown)
+		wantStatus(t, err, codes.FailedPrecondition, service.ReasonAssignmentOutcomeUnknown)
 	}
-	if n := len(f.sandboxKeys()); n != 1 {
+	if n := len(f.inspect.Keys(t)); n != 1 {
 		t.Fatalf("upstream holds %d keys, want 1: the unknown outcome must not be retried", n)
 	}
 }
@@ -255,8 +256,8 @@ func TestAssignKeyDefiniteRefusalReleasesThePair(t *testing.T) {
 		code   codes.Code
 		reason recoveryv1.ErrorReason
 	}{
-		{"401 bad token", fixtureOptions{token: "not-a-token"}, codes.Internal, ReasonUpstreamCredentialsRejected},
-		{"403 no scope", fixtureOptions{token: sandbox.DevNoScopeToken}, codes.Internal, ReasonUpstreamCredentialsRejected},
+		{"401 bad token", fixtureOptions{token: "not-a-token"}, codes.Internal, service.ReasonUpstreamCredentialsRejected},
+		{"403 no scope", fixtureOptions{token: sandbox.DevNoScopeToken}, codes.Internal, service.ReasonUpstreamCredentialsRejected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,7 +269,7 @@ func TestAssignKeyDefiniteRefusalReleasesThePair(t *testing.T) {
 			}
 			// With the fault fixed (a replica with the right token on the
 			// same registry and upstream) the same pair can be assigned.
-			fixed := newFixture(t, fixtureOptions{store: broken.store, sandbox: broken.upstream})
+			fixed := newFixture(t, fixtureOptions{store: broken.store, upstreamURL: broken.upstreamURL})
 			resp, err := fixed.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
 			if err != nil {
 				t.Fatalf("AssignKey after the fix: %v", err)
@@ -296,13 +297,9 @@ func TestAssignKeyRefusalOutsideTheContractReleasesThePair(t *testing.T) {
 	}
 	f := newFixture(t, fixtureOptions{wrap: unrouted})
 	_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
-	wantStatus(t, err, codes.NotFound, ReasonKeyNotFoundUpstream)
-	res, err := f.store.ReserveAssignment(t.Context(), termsFromRequest(assignRequest("user-1", "org-1"), ""), f.server.lease())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.State != registry.AssignmentReserved {
-		t.Errorf("registry state after a 404 = %d, want the pair free (AssignmentReserved)", res.State)
+	wantStatus(t, err, codes.NotFound, service.ReasonKeyNotFoundUpstream)
+	if state := f.pairState(t, assignRequest("user-1", "org-1")); state != registry.AssignmentReserved {
+		t.Errorf("registry state after a 404 = %s, want the pair free (AssignmentReserved)", state)
 	}
 }
 
@@ -312,17 +309,13 @@ func TestAssignKeyRateLimited(t *testing.T) {
 	f := newFixture(t, fixtureOptions{rateLimit: 0.001})
 	f.mustAssign("user-1", "org-1")
 	_, err := f.client.AssignKey(t.Context(), assignRequest("user-2", "org-1"))
-	d := wantStatus(t, err, codes.Unavailable, ReasonUpstreamRateLimited)
+	d := wantStatus(t, err, codes.Unavailable, service.ReasonUpstreamRateLimited)
 	if d.retry.GetRetryDelay().AsDuration() <= 0 {
 		t.Errorf("RetryInfo = %v, want a positive delay", d.retry)
 	}
 	// Refused for certain, so the pair was released, not parked.
-	res, err := f.store.ReserveAssignment(t.Context(), termsFromRequest(assignRequest("user-2", "org-1"), ""), f.server.lease())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.State != registry.AssignmentReserved {
-		t.Errorf("registry state after a 429 = %d, want the pair free (AssignmentReserved)", res.State)
+	if state := f.pairState(t, assignRequest("user-2", "org-1")); state != registry.AssignmentReserved {
+		t.Errorf("registry state after a 429 = %s, want the pair free (AssignmentReserved)", state)
 	}
 }
 
@@ -353,7 +346,7 @@ func TestAssignKeyFinishesWhenTheCallerLeaves(t *testing.T) {
 	if !resp.GetAlreadyAssigned() {
 		t.Error("retry: already_assigned = false")
 	}
-	if held := f.sandboxKeys(); len(held) != 1 || held[0].KeyID != resp.GetKey().GetKeyId() {
+	if held := f.inspect.Keys(t); len(held) != 1 || held[0].KeyID != resp.GetKey().GetKeyId() {
 		t.Errorf("upstream holds %v, want exactly the returned key", held)
 	}
 }
@@ -372,27 +365,26 @@ func TestAssignKeyRejectsIncompleteRequests(t *testing.T) {
 		}(), []string{"key_environment"}},
 		{"no organisation or package", &recoveryv1.AssignKeyRequest{
 			UserIdentifier: "user-1", KeyEnvironment: recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT,
-		}, []string{"organisation.customer_id", "organisation.customer_name", "package.package_id", "package.package_name"}},
+		}, []string{"organisation", "package"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := f.client.AssignKey(t.Context(), proto.Clone(tt.req).(*recoveryv1.AssignKeyRequest))
-			d := wantStatus(t, err, codes.InvalidArgument, ReasonInvalidRequest)
+			d := wantStatus(t, err, codes.InvalidArgument, service.ReasonInvalidRequest)
 			if diff := cmp.Diff(tt.fields, d.fields()); diff != "" {
 				t.Errorf("field violations (-want +got):\n%s", diff)
 			}
 		})
 	}
-	if n := len(f.sandboxKeys()); n != 0 {
+	if n := len(f.inspect.Keys(t)); n != 0 {
 		t.Fatalf("upstream holds %d keys after invalid requests", n)
 	}
 }
 
 func TestAssignKeyWhileAnotherRequestHoldsThePair(t *testing.T) {
 	g := newGate("/v1/partner/keys")
-	f := newFixture(t, fixtureOptions{wrap: g.wrap})
+	f := newFixture(t, fixtureOptions{wrap: g.wrap, assignmentWait: 200 * time.Millisecond})
 	t.Cleanup(g.open) // runs before the fixture's cleanup: never leave a request held
-	f.server.assignmentWait = 200 * time.Millisecond
 
 	firstErr := make(chan error, 1)
 	var first *recoveryv1.AssignKeyResponse
@@ -404,7 +396,7 @@ func TestAssignKeyWhileAnotherRequestHoldsThePair(t *testing.T) {
 	<-g.arrived // the first request holds the pair and waits on the upstream
 
 	_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
-	d := wantStatus(t, err, codes.Aborted, ReasonAssignmentInProgress)
+	d := wantStatus(t, err, codes.Aborted, service.ReasonAssignmentInProgress)
 	if d.retry.GetRetryDelay().AsDuration() <= 0 {
 		t.Errorf("RetryInfo = %v, want a positive delay", d.retry)
 	}
@@ -421,7 +413,7 @@ func TestAssignKeyWhileAnotherRequestHoldsThePair(t *testing.T) {
 		t.Errorf("after the first finished got key %s (already_assigned=%v), want %s",
 			again.GetKey().GetKeyId(), again.GetAlreadyAssigned(), first.GetKey().GetKeyId())
 	}
-	if n := len(f.sandboxKeys()); n != 1 {
+	if n := len(f.inspect.Keys(t)); n != 1 {
 		t.Fatalf("upstream holds %d keys, want 1", n)
 	}
 }

@@ -1,4 +1,4 @@
-package service
+package service_test
 
 import (
 	"context"
@@ -14,8 +14,10 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
 // The callers of the authorization tests, as an operator would list them in
@@ -37,12 +39,12 @@ func as(t *testing.T, c testCaller) context.Context {
 // for customerID.
 func wantDenied(t *testing.T, err error, caller testCaller, customerID string) {
 	t.Helper()
-	d := wantStatus(t, err, codes.PermissionDenied, ReasonOrganisationNotAllowed)
+	d := wantStatus(t, err, codes.PermissionDenied, service.ReasonOrganisationNotAllowed)
 	want := map[string]string{"customer_id": customerID, "caller": caller.name}
 	if diff := cmp.Diff(want, d.info.GetMetadata()); diff != "" {
 		t.Errorf("ErrorInfo metadata (-want +got):\n%s", diff)
 	}
-	if d.message != reasonSpecs[ReasonOrganisationNotAllowed].message {
+	if d.message != service.MappedReasons()[service.ReasonOrganisationNotAllowed].Message {
 		t.Errorf("message %q is not the fixed one", d.message)
 	}
 }
@@ -51,7 +53,7 @@ func wantDenied(t *testing.T, err error, caller testCaller, customerID string) {
 // using key, and that it names the key but not the organisation owning it.
 func wantKeyDenied(t *testing.T, err error, caller testCaller, key *recoveryv1.RecoveryKey) {
 	t.Helper()
-	d := wantStatus(t, err, codes.PermissionDenied, ReasonOrganisationNotAllowed)
+	d := wantStatus(t, err, codes.PermissionDenied, service.ReasonOrganisationNotAllowed)
 	want := map[string]string{"key_id": key.GetKeyId(), "caller": caller.name}
 	if diff := cmp.Diff(want, d.info.GetMetadata()); diff != "" {
 		t.Errorf("ErrorInfo metadata (-want +got):\n%s", diff)
@@ -95,8 +97,8 @@ func TestAuthorizeAssignKey(t *testing.T) {
 		{"listed organisation", as(t, walletAPI), walletAPI, "org-1", codes.OK, 0},
 		{"second listed organisation", as(t, multiOrg), multiOrg, "org-3", codes.OK, 0},
 		{"every organisation", as(t, support), support, "org-2", codes.OK, 0},
-		{"other organisation", as(t, walletAPI), walletAPI, "org-2", codes.PermissionDenied, ReasonOrganisationNotAllowed},
-		{"organisation of another caller", as(t, org2Worker), org2Worker, "org-1", codes.PermissionDenied, ReasonOrganisationNotAllowed},
+		{"other organisation", as(t, walletAPI), walletAPI, "org-2", codes.PermissionDenied, service.ReasonOrganisationNotAllowed},
+		{"organisation of another caller", as(t, org2Worker), org2Worker, "org-1", codes.PermissionDenied, service.ReasonOrganisationNotAllowed},
 		{"no token", t.Context(), testCaller{}, "org-1", codes.Unauthenticated, auth.ReasonTokenMissing},
 		{"unknown token", withToken(t.Context(), "not-a-listed-token"), testCaller{}, "org-1", codes.Unauthenticated, auth.ReasonTokenInvalid},
 	}
@@ -113,20 +115,13 @@ func TestAuthorizeAssignKey(t *testing.T) {
 				}
 				// Nothing reached the upstream, and the registry did not
 				// even reserve the pair: it is still free.
-				for _, k := range f.sandboxKeys() {
+				for _, k := range f.inspect.Keys(t) {
 					if k.UserIdentifier == user {
 						t.Errorf("the upstream assigned key %s to a refused request", k.KeyID)
 					}
 				}
-				res, err := f.store.ReserveAssignment(t.Context(), termsFromRequest(req, ""), f.server.lease())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if res.State != registry.AssignmentReserved {
-					t.Errorf("registry state of the refused pair = %d, want it free (AssignmentReserved)", res.State)
-				}
-				if err := f.store.ReleaseAssignment(t.Context(), res.Token); err != nil {
-					t.Fatal(err)
+				if state := f.pairState(t, req); state != registry.AssignmentReserved {
+					t.Errorf("registry state of the refused pair = %s, want it free (AssignmentReserved)", state)
 				}
 				return
 			}
@@ -189,11 +184,11 @@ func TestAuthorizeSecureData(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			idem := fmt.Sprintf("idem-%d", i)
-			sandboxBefore, registryBefore := len(f.sandboxBackups()), len(f.registryBackups())
+			sandboxBefore, registryBefore := len(f.inspect.Backups(t)), len(f.registryBackups())
 			resp, err := f.client.SecureData(as(t, tt.caller), secureDataTo(tt.key, tt.byPublicKey, idem))
 			if !tt.allowed {
 				wantKeyDenied(t, err, tt.caller, tt.key)
-				if n := len(f.sandboxBackups()); n != sandboxBefore {
+				if n := len(f.inspect.Backups(t)); n != sandboxBefore {
 					t.Errorf("the upstream stored %d backups for a refused request", n-sandboxBefore)
 				}
 				if n := len(f.registryBackups()); n != registryBefore {
@@ -297,14 +292,14 @@ func TestAuthorizeSecureFile(t *testing.T) {
 			if got := resp.GetBackup().GetStoredBy(); got != tt.caller.name {
 				t.Errorf("stored_by = %q, want %q", got, tt.caller.name)
 			}
-			if !slices.ContainsFunc(f.sandboxBackups(), func(b sandboxBackup) bool { return b.BackupID == resp.GetBackup().GetBackupId() }) {
+			if !slices.ContainsFunc(f.inspect.Backups(t), func(b sandbox.InspectedBackup) bool { return b.BackupID == resp.GetBackup().GetBackupId() }) {
 				t.Error("the upstream does not hold the allowed file")
 			}
 		})
 	}
 	// Only the allowed uploads (two, and the idempotency check's one) were
 	// stored upstream.
-	if n := len(f.sandboxBackups()); n != 3 {
+	if n := len(f.inspect.Backups(t)); n != 3 {
 		t.Errorf("the upstream holds %d backups, want 3", n)
 	}
 }
@@ -321,9 +316,9 @@ func TestAuthorizeGetKey(t *testing.T) {
 	}{
 		{"own organisation", walletAPI, org1Key.GetKeyId(), org1Key, codes.OK, 0},
 		{"every organisation", support, org2Key.GetKeyId(), org2Key, codes.OK, 0},
-		{"other organisation", walletAPI, org2Key.GetKeyId(), nil, codes.PermissionDenied, ReasonOrganisationNotAllowed},
-		{"other organisation of org-2's worker", org2Worker, org1Key.GetKeyId(), nil, codes.PermissionDenied, ReasonOrganisationNotAllowed},
-		{"unknown key", walletAPI, "6f1c2a9e-0000-4000-8000-000000000009", nil, codes.NotFound, ReasonKeyNotFound},
+		{"other organisation", walletAPI, org2Key.GetKeyId(), nil, codes.PermissionDenied, service.ReasonOrganisationNotAllowed},
+		{"other organisation of org-2's worker", org2Worker, org1Key.GetKeyId(), nil, codes.PermissionDenied, service.ReasonOrganisationNotAllowed},
+		{"unknown key", walletAPI, "6f1c2a9e-0000-4000-8000-000000000009", nil, codes.NotFound, service.ReasonKeyNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package service
+package service_test
 
 import (
 	"cmp"
@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,27 +18,24 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/walletprovider/recoveryservice/cmd/recoveryd/app"
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
-	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
-	"github.com/walletprovider/recoveryservice/service/auth"
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
-// testCallerHeader carries a caller name in the tests' gRPC metadata; the
-// fixture's interceptor turns it into an auth.Caller allowed for every
-// organisation, standing in for recoveryd's authentication interceptor in
-// tests that are not about authorization.
-const testCallerHeader = "x-test-caller"
+// testCallTimeout is the service's CallTimeout in these tests; the
+// reservation lease the tests reserve with follows from it.
+const testCallTimeout = 10 * time.Second
 
 // fixtureOptions vary the real parts a fixture starts.
 type fixtureOptions struct {
@@ -60,21 +56,22 @@ type fixtureOptions struct {
 	// store, when set, is a registry shared with another fixture (a
 	// second replica, or the same registry after a fault is fixed).
 	store *registry.Store
-	// sandbox, when set, is an upstream shared with another fixture.
-	sandbox *httptest.Server
-	// logger receives the service's log (default: discarded).
-	logger *slog.Logger
-	// callers, when set, turns caller authentication on as recoveryd does
-	// with --caller-tokens-file: a callers file listing them, the real
-	// service/auth interceptors, and Config.Authz set to the
-	// authenticator's Mode (auth.Enforced). Calls then carry a token
-	// (withToken); the x-test-caller header is not honoured.
+	// upstreamURL, when set, is an upstream shared with another fixture
+	// (or one the test serves itself); its inspection API is read there.
+	upstreamURL string
+	// callers, when set, turns caller authentication on as an operator
+	// does: recoveryd gets a callers file listing them, and calls carry a
+	// token (withToken). Without callers recoveryd runs as in development,
+	// authentication off: calls carry no caller.
 	callers []testCaller
 	// signingKeys are the sandbox's enclave signing keys (default: one
 	// generated key).
 	signingKeys []sandbox.SigningKey
 	// jwksNow is the JWKS fetcher's clock (default: time.Now).
 	jwksNow func() time.Time
+	// assignmentWait is how long an AssignKey waits for a concurrent
+	// request holding its pair (0: the service's default).
+	assignmentWait time.Duration
 }
 
 // testCaller is one entry of a fixture's callers file.
@@ -84,15 +81,24 @@ type testCaller struct {
 	orgs  []string
 }
 
-// fixture is the service wired as in production, in memory: a real gRPC
-// server over bufconn, the real adapter talking HTTP to the real sandbox,
-// the real JWKS fetcher and a real SQLite registry.
+// fixture is recoveryd as app.Run builds it (the real interceptor chain,
+// codec, validation and recovery, the real adapter talking HTTP to the real
+// sandbox, the real JWKS fetcher and a real SQLite registry), served in
+// memory for one test.
 type fixture struct {
-	t        *testing.T
-	client   recoveryv1.RecoveryServiceClient
-	server   *Server
-	store    *registry.Store
-	upstream *httptest.Server
+	t      *testing.T
+	client recoveryv1.RecoveryServiceClient
+	store  *registry.Store
+	// upstreamURL is the sandbox the adapter talks to; inspect reads what
+	// it holds.
+	upstreamURL string
+	inspect     *sandboxtest.Client
+	// logs is recoveryd's log, JSON lines at every level.
+	logs *sandboxtest.LogBuffer
+	// spans records every span of the run.
+	spans *tracetest.SpanRecorder
+	// adminAddr serves /metrics.
+	adminAddr string
 	// finished receives the full method name of every RPC whose handler
 	// has returned, so a test can wait for work the caller abandoned.
 	finished chan string
@@ -100,127 +106,94 @@ type fixture struct {
 
 func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 	t.Helper()
-	ctx := t.Context()
-	quiet := slog.New(slog.DiscardHandler)
-
-	up := opts.sandbox
-	if up == nil {
-		sbx, err := sandbox.New(sandbox.Config{
-			KeySource:    testkeys.NewRSASource(),
-			SigningKeys:  opts.signingKeys,
-			Misbehave:    opts.misbehave,
-			MaxFileBytes: opts.sandboxMaxFileBytes,
-			RateLimit:    opts.rateLimit,
-			RateBurst:    1,
-			Logger:       quiet,
+	upstreamURL := opts.upstreamURL
+	if upstreamURL == "" {
+		sb := sandboxtest.Start(t, sandboxtest.Options{
+			Config: sandbox.Config{
+				SigningKeys:  opts.signingKeys,
+				Misbehave:    opts.misbehave,
+				MaxFileBytes: opts.sandboxMaxFileBytes,
+				RateLimit:    opts.rateLimit,
+				RateBurst:    1,
+			},
+			Wrap: opts.wrap,
 		})
-		if err != nil {
-			t.Fatalf("sandbox.New: %v", err)
-		}
-		var h http.Handler = sbx
-		if opts.wrap != nil {
-			h = opts.wrap(sbx)
-		}
-		up = httptest.NewServer(h)
-		t.Cleanup(func() {
-			up.Close()
-			_ = sbx.Close()
-		})
-	}
-
-	transport := &http.Transport{}
-	t.Cleanup(transport.CloseIdleConnections)
-	token := opts.token
-	if token == "" {
-		token = sandbox.DevPartnerToken
-	}
-	client, err := upstream.NewClient(upstream.Config{
-		BaseURL:   up.URL,
-		Token:     token,
-		Transport: transport,
-		AllowHTTP: true,
-	})
-	if err != nil {
-		t.Fatalf("upstream.NewClient: %v", err)
-	}
-	keys, err := upstream.NewJWKSFetcher(upstream.JWKSConfig{
-		URL:       up.URL + "/.well-known/jwks.json",
-		Transport: transport,
-		AllowHTTP: true,
-		Now:       opts.jwksNow,
-	})
-	if err != nil {
-		t.Fatalf("upstream.NewJWKSFetcher: %v", err)
+		upstreamURL = sb.URL
 	}
 
 	store := opts.store
 	if store == nil {
-		store, err = registry.OpenSQLite(ctx, filepath.Join(t.TempDir(), "registry.db"))
+		var err error
+		store, err = registry.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "registry.db"), registry.WithLogger(slog.New(slog.DiscardHandler)))
 		if err != nil {
 			t.Fatalf("registry.OpenSQLite: %v", err)
 		}
 		t.Cleanup(func() { _ = store.Close() })
 	}
 
-	// Without callers the test header stands in for authentication and
-	// Authz stays nil (auth.Disabled), as in a recoveryd without a callers
-	// file.
-	unaryAuth, streamAuth := testHeaderUnary, testHeaderStream
-	var authz Authorizer
+	cfg := app.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	// NOTE: port 0, so fixtures running side by side never collide.
+	cfg.AdminListen = "127.0.0.1:0"
+	cfg.UpstreamURL = upstreamURL
+	cfg.UpstreamTokenFile = writePrivateFile(t, "upstream-token", []byte(cmp.Or(opts.token, sandbox.DevPartnerToken)))
+	cfg.JWKSURL = upstreamURL + jwksPath
+	if opts.maxFileBytes > 0 {
+		cfg.MaxFileBytes = opts.maxFileBytes
+	}
 	if len(opts.callers) > 0 {
-		authn, err := auth.New(auth.Config{CallersFile: writeCallersFile(t, opts.callers), Logger: quiet})
-		if err != nil {
-			t.Fatalf("auth.New: %v", err)
-		}
-		unaryAuth, streamAuth = authn.UnaryServerInterceptor(), authn.StreamServerInterceptor()
-		authz = authn.Mode()
+		cfg.CallerTokensFile = writeCallersFile(t, opts.callers)
 	}
 
-	srv := New(Config{
-		Upstream:     client,
-		Keys:         keys,
-		Registry:     store,
-		Authz:        authz,
-		MaxFileBytes: opts.maxFileBytes,
-		Logger:       cmp.Or(opts.logger, quiet),
-		CallTimeout:  10 * time.Second,
-	})
-
-	f := &fixture{t: t, server: srv, store: store, upstream: up, finished: make(chan string, 1024)}
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			defer func() { f.finished <- info.FullMethod }()
-			return h(ctx, req)
-		}, unaryAuth),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			defer func() { f.finished <- info.FullMethod }()
-			return h(srv, ss)
-		}, streamAuth),
-	)
-	recoveryv1.RegisterRecoveryServiceServer(gs, srv)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = gs.Serve(lis)
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	f := &fixture{
+		t: t, store: store, upstreamURL: upstreamURL,
+		inspect:  sandboxtest.NewClient(upstreamURL, nil),
+		logs:     &sandboxtest.LogBuffer{Mirror: t.Output()},
+		spans:    tracetest.NewSpanRecorder(),
+		finished: make(chan string, 1024),
+	}
+	srv, err := app.StartTestServer(cfg, app.NewLogger(f.logs, slog.LevelDebug), app.Options{
+		Registry:      store,
+		SpanProcessor: f.spans,
+		JWKSNow:       opts.jwksNow,
+		Stderr:        io.Discard,
+		Service: func(c *service.Config) {
+			c.CallTimeout = testCallTimeout
+			c.AssignmentWait = opts.assignmentWait
+		},
+		CallFinished: func(method string) { f.finished <- method },
+	}, nil)
 	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
+		t.Fatalf("app.StartTestServer: %v", err)
 	}
 	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-		<-served
+		if err := srv.Stop(); err != nil {
+			t.Errorf("recoveryd stopped with: %v", err)
+		}
 	})
-	f.client = recoveryv1.NewRecoveryServiceClient(conn)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := srv.WaitServing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.client = recoveryv1.NewRecoveryServiceClient(srv.Conn)
+	f.adminAddr = srv.AdminAddr
 	return f
 }
 
-// writeCallersFile writes a callers file (private, as the loader demands)
-// listing callers with the SHA-256 of their tokens, and returns its path.
+// writePrivateFile writes data to a file only its owner may read, as the
+// loaders of secrets demand, and returns its path.
+func writePrivateFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// writeCallersFile writes a callers file listing callers with the SHA-256
+// of their tokens, and returns its path.
 func writeCallersFile(t *testing.T, callers []testCaller) string {
 	t.Helper()
 	type entry struct {
@@ -239,44 +212,12 @@ func writeCallersFile(t *testing.T, callers []testCaller) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "callers.json")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writePrivateFile(t, "callers.json", data)
 }
 
 // withToken returns ctx whose RPCs authenticate with the bearer token.
 func withToken(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-}
-
-func testHeaderUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	return h(callerFromMetadata(ctx), req)
-}
-
-func testHeaderStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	return h(srv, &callerStream{ServerStream: ss, ctx: callerFromMetadata(ss.Context())})
-}
-
-func callerFromMetadata(ctx context.Context) context.Context {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if names := md.Get(testCallerHeader); len(names) > 0 {
-		return auth.WithCaller(ctx, auth.Caller{Name: names[0], Organisations: []string{auth.AllOrganisations}})
-	}
-	return ctx
-}
-
-type callerStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *callerStream) Context() context.Context { return s.ctx }
-
-// asCaller returns ctx whose RPCs are made as the named caller.
-func asCaller(ctx context.Context, name string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, testCallerHeader, name)
 }
 
 // waitFinished blocks until the handler of method has returned n times.
@@ -295,107 +236,38 @@ func (f *fixture) waitFinished(method string, n int) {
 	}
 }
 
-// sandboxKey and sandboxBackup are entries of the sandbox's inspection
-// endpoints: what the upstream really holds.
-type sandboxKey struct {
-	KeyID          string `json:"key_id"`
-	UserIdentifier string `json:"user_identifier"`
-	CustomerID     string `json:"customer_id"`
-	PackageID      string `json:"package_id"`
-	KeyEnvironment string `json:"key_environment"`
-	PublicKey      string `json:"public_key"`
-}
-
-type sandboxBackup struct {
-	BackupID   string `json:"backup_id"`
-	BackupType string `json:"backup_type"`
-	KeyID      string `json:"key_id"`
-	CustomerID string `json:"customer_id"`
-	PackageID  string `json:"package_id"`
-	SizeBytes  int64  `json:"size_bytes"`
-	SHA256     string `json:"sha256"`
-	Checksum   string `json:"checksum"`
-	Metadata   struct {
-		Description      string `json:"description"`
-		ContentType      string `json:"content_type"`
-		OriginalFilename string `json:"original_filename"`
-	} `json:"metadata"`
-}
-
-func (f *fixture) sandboxKeys() []sandboxKey {
-	var body struct {
-		Keys []sandboxKey `json:"keys"`
-	}
-	f.getJSON("/sandbox/v1/keys", &body)
-	return body.Keys
-}
-
-func (f *fixture) sandboxBackups() []sandboxBackup {
-	var body struct {
-		Backups []sandboxBackup `json:"backups"`
-	}
-	f.getJSON("/sandbox/v1/backups", &body)
-	return body.Backups
-}
-
-// sandboxContent is the bytes the upstream stored for a backup.
-func (f *fixture) sandboxContent(backupID string) []byte {
-	f.t.Helper()
-	resp, err := f.sandboxDo(http.MethodGet, "/sandbox/v1/backups/"+backupID+"/content")
+// pairState is the registry's state of req's (user, organisation) pair,
+// read by reserving it as the flow would; a free pair is released again.
+func (f *fixture) pairState(t *testing.T, req *recoveryv1.AssignKeyRequest) registry.AssignmentState {
+	t.Helper()
+	res, err := f.store.ReserveAssignment(t.Context(), service.TermsFromRequest(req, ""), service.Lease(testCallTimeout))
 	if err != nil {
-		f.t.Fatalf("GET content: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		f.t.Fatalf("GET content: status %d, %v", resp.StatusCode, err)
+	if res.State == registry.AssignmentReserved {
+		if err := f.store.ReleaseAssignment(t.Context(), res.Token); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return body
+	return res.State
 }
 
-// sandboxRecover runs the recovery flow: the enclave decrypts a data backup.
-func (f *fixture) sandboxRecover(backupID string) []byte {
-	f.t.Helper()
-	resp, err := f.sandboxDo(http.MethodPost, "/sandbox/v1/backups/"+backupID+"/recover")
+// inProcessServer is a service.Server wired to the fixture's upstream and
+// registry but outside recoveryd, for the one test that must see the very
+// request a handler was given; every other test calls through f.client.
+func (f *fixture) inProcessServer(t *testing.T) *service.Server {
+	t.Helper()
+	transport := &http.Transport{}
+	t.Cleanup(transport.CloseIdleConnections)
+	client, err := upstream.NewClient(upstream.Config{BaseURL: f.upstreamURL, Token: sandbox.DevPartnerToken, Transport: transport, AllowHTTP: true})
 	if err != nil {
-		f.t.Fatalf("POST recover: %v", err)
+		t.Fatalf("upstream.NewClient: %v", err)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Plaintext []byte `json:"plaintext"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		f.t.Fatalf("POST recover: status %d", resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		f.t.Fatalf("POST recover: %v", err)
-	}
-	return body.Plaintext
-}
-
-// sandboxDo sends a body-less request to the sandbox's inspection API,
-// bound to the test's context.
-func (f *fixture) sandboxDo(method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(f.t.Context(), method, f.upstream.URL+path, nil)
+	keys, err := upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: f.upstreamURL + jwksPath, Transport: transport, AllowHTTP: true})
 	if err != nil {
-		return nil, err
+		t.Fatalf("upstream.NewJWKSFetcher: %v", err)
 	}
-	return http.DefaultClient.Do(req)
-}
-
-func (f *fixture) getJSON(path string, into any) {
-	f.t.Helper()
-	resp, err := f.sandboxDo(http.MethodGet, path)
-	if err != nil {
-		f.t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		f.t.Fatalf("GET %s: status %d", path, resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
-		f.t.Fatalf("GET %s: %v", path, err)
-	}
+	return service.New(service.Config{Upstream: client, Keys: keys, Registry: f.store, Logger: slog.New(slog.DiscardHandler)})
 }
 
 // assignDirectly assigns a key at the sandbox without going through the
@@ -405,7 +277,7 @@ func (f *fixture) assignDirectly(user, customerID string) {
 	body := `{"user_identifier":"` + user + `","key_type":"rsa4096","key_environment":"HOT",` +
 		`"organisation":{"customer_id":"` + customerID + `","customer_name":"Elsewhere Ltd"},` +
 		`"package":{"package_id":"pkg-1","package_name":"Gold"}}`
-	req, err := http.NewRequestWithContext(f.t.Context(), http.MethodPost, f.upstream.URL+"/v1/partner/keys", strings.NewReader(body))
+	req, err := http.NewRequestWithContext(f.t.Context(), http.MethodPost, f.upstreamURL+sandbox.PathAssignKey, strings.NewReader(body))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -468,8 +340,8 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason recoveryv1.Erro
 	if d.info == nil {
 		t.Fatalf("status %s %q has no ErrorInfo", st.Code(), st.Message())
 	}
-	if want := strings.TrimPrefix(reason.String(), "ERROR_REASON_"); d.info.GetReason() != want || d.info.GetDomain() != ErrorDomain {
-		t.Fatalf("ErrorInfo = %s/%s, want %s/%s", d.info.GetDomain(), d.info.GetReason(), ErrorDomain, want)
+	if want := strings.TrimPrefix(reason.String(), "ERROR_REASON_"); d.info.GetReason() != want || d.info.GetDomain() != service.ErrorDomain {
+		t.Fatalf("ErrorInfo = %s/%s, want %s/%s", d.info.GetDomain(), d.info.GetReason(), service.ErrorDomain, want)
 	}
 	return d
 }

@@ -1,4 +1,4 @@
-package service
+package service_test
 
 import (
 	"crypto/rsa"
@@ -12,48 +12,28 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/codes"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // jwksPath is where the sandbox publishes its signing keys.
 const jwksPath = "/.well-known/jwks.json"
 
-// trustWatch observes what the key-trust contract makes recoveryd report
-// about verifications: the error log and the counters.
-type trustWatch struct {
-	logs *syncBuffer
-}
-
-// newTrustFixture starts a fixture whose log is captured as JSON, with the
-// OTel SDK installed so the counters can be read back.
-func newTrustFixture(t *testing.T, opts fixtureOptions) (*fixture, trustWatch) {
-	t.Helper()
-	installTelemetry()
-	w := trustWatch{logs: &syncBuffer{}}
-	opts.logger = slog.New(slog.NewJSONHandler(w.logs, nil))
-	return newFixture(t, opts), w
-}
-
-// verifications is recovery.signature.verifications{result}.
-func verifications(t *testing.T, result string) int64 {
-	t.Helper()
-	return counter(t, "recovery.signature.verifications", attribute.String("result", result))
-}
-
 // heldKey is the key the upstream assigned to user at org, if any.
-func (f *fixture) heldKey(user, org string) (sandboxKey, bool) {
-	for _, k := range f.sandboxKeys() {
+func (f *fixture) heldKey(t *testing.T, user, org string) (sandbox.InspectedKey, bool) {
+	t.Helper()
+	for _, k := range f.inspect.Keys(t) {
 		if k.UserIdentifier == user && k.CustomerID == org {
 			return k, true
 		}
 	}
-	return sandboxKey{}, false
+	return sandbox.InspectedKey{}, false
 }
 
 // wantUntrusted assigns a key for user at org and checks the whole of the
@@ -64,35 +44,34 @@ func (f *fixture) heldKey(user, org string) (sandboxKey, bool) {
 // as untrusted, and the key can be neither fetched, listed nor encrypted to.
 // A repeat is answered from the record without another upstream call or
 // verification.
-func wantUntrusted(t *testing.T, f *fixture, w trustWatch, user, org, check string) {
+func wantUntrusted(t *testing.T, f *fixture, user, org, check string) {
 	t.Helper()
-	checkBefore := verifications(t, check)
-	validBefore := verifications(t, verificationValid)
-	untrustedBefore := counter(t, "recovery.assignments", attribute.String("outcome", outcomeUntrusted))
+	before := f.metrics(t)
 
 	for range 2 {
 		_, err := f.client.AssignKey(t.Context(), assignRequest(user, org))
-		wantStatus(t, err, codes.FailedPrecondition, ReasonEnclaveSignatureInvalid)
+		wantStatus(t, err, codes.FailedPrecondition, service.ReasonEnclaveSignatureInvalid)
 	}
 
-	if d := verifications(t, check) - checkBefore; d != 1 {
-		t.Errorf("signature.verifications{result=%s} grew by %d, want 1 (the repeat must not verify again)", check, d)
+	after := f.metrics(t)
+	if d := after.verifications(check) - before.verifications(check); d != 1 {
+		t.Errorf("signature.verifications{result=%s} grew by %v, want 1 (the repeat must not verify again)", check, d)
 	}
-	if d := verifications(t, verificationValid) - validBefore; d != 0 {
-		t.Errorf("signature.verifications{result=valid} grew by %d for a bad assignment", d)
+	if d := after.verifications("valid") - before.verifications("valid"); d != 0 {
+		t.Errorf("signature.verifications{result=valid} grew by %v for a bad assignment", d)
 	}
-	if d := counter(t, "recovery.assignments", attribute.String("outcome", outcomeUntrusted)) - untrustedBefore; d != 2 {
-		t.Errorf("assignments{outcome=untrusted} grew by %d, want 2", d)
+	if d := after.assignments("untrusted") - before.assignments("untrusted"); d != 2 {
+		t.Errorf("assignments{outcome=untrusted} grew by %v, want 2", d)
 	}
 
-	held, ok := f.heldKey(user, org)
+	held, ok := f.heldKey(t, user, org)
 	if !ok {
 		t.Fatalf("the upstream holds no key for %s at %s", user, org)
 	}
-	if n := countHeld(f, user, org); n != 1 {
+	if n := countHeld(t, f, user, org); n != 1 {
 		t.Errorf("the upstream holds %d keys for the pair, want 1 (the repeat must not call upstream)", n)
 	}
-	if line := logLine(w.logs, "enclave signature verification failed", held.KeyID); line == nil {
+	if line := logLine(f.logs, "enclave signature verification failed", held.KeyID); line == nil {
 		t.Errorf("no log line names key %s as failing verification", held.KeyID)
 	} else {
 		if line["level"] != "ERROR" {
@@ -104,15 +83,11 @@ func wantUntrusted(t *testing.T, f *fixture, w trustWatch, user, org, check stri
 	}
 
 	// Nothing usable was recorded.
-	res, err := f.store.ReserveAssignment(t.Context(), termsFromRequest(assignRequest(user, org), ""), f.server.lease())
-	if err != nil {
-		t.Fatal(err)
+	if state := f.pairState(t, assignRequest(user, org)); state != registry.AssignmentUntrusted {
+		t.Errorf("registry state of the pair = %s, want AssignmentUntrusted", state)
 	}
-	if res.State != registry.AssignmentUntrusted {
-		t.Errorf("registry state of the pair = %d, want AssignmentUntrusted", res.State)
-	}
-	_, err = f.client.GetKey(t.Context(), &recoveryv1.GetKeyRequest{KeyId: held.KeyID})
-	wantStatus(t, err, codes.NotFound, ReasonKeyNotFound)
+	_, err := f.client.GetKey(t.Context(), &recoveryv1.GetKeyRequest{KeyId: held.KeyID})
+	wantStatus(t, err, codes.NotFound, service.ReasonKeyNotFound)
 	listed, err := f.client.ListKeys(t.Context(), &recoveryv1.ListKeysRequest{CustomerId: org, UserIdentifier: user})
 	if err != nil {
 		t.Fatal(err)
@@ -120,20 +95,21 @@ func wantUntrusted(t *testing.T, f *fixture, w trustWatch, user, org, check stri
 	if n := len(listed.GetKeys()); n != 0 {
 		t.Errorf("ListKeys shows %d keys for the pair, want none", n)
 	}
-	backupsBefore := len(f.sandboxBackups())
+	backupsBefore := len(f.inspect.Backups(t))
 	for _, key := range []*recoveryv1.RecoveryKey{{KeyId: held.KeyID}, {PublicKeyHex: held.PublicKey}} {
 		_, err := f.client.SecureData(t.Context(), secureDataTo(key, key.GetKeyId() == "", ""))
-		wantStatus(t, err, codes.NotFound, ReasonKeyNotFound)
+		wantStatus(t, err, codes.NotFound, service.ReasonKeyNotFound)
 	}
-	if n := len(f.sandboxBackups()) - backupsBefore; n != 0 {
+	if n := len(f.inspect.Backups(t)) - backupsBefore; n != 0 {
 		t.Errorf("the upstream stored %d backups to an untrusted key", n)
 	}
 }
 
 // countHeld is how many keys the upstream holds for the pair.
-func countHeld(f *fixture, user, org string) int {
+func countHeld(t *testing.T, f *fixture, user, org string) int {
+	t.Helper()
 	n := 0
-	for _, k := range f.sandboxKeys() {
+	for _, k := range f.inspect.Keys(t) {
 		if k.UserIdentifier == user && k.CustomerID == org {
 			n++
 		}
@@ -143,7 +119,7 @@ func countHeld(f *fixture, user, org string) int {
 
 // logLine is the last JSON log line whose msg starts with msg and whose
 // key_id is keyID, or nil.
-func logLine(logs *syncBuffer, msg, keyID string) map[string]any {
+func logLine(logs *sandboxtest.LogBuffer, msg, keyID string) map[string]any {
 	var found map[string]any
 	for _, l := range strings.Split(logs.String(), "\n") {
 		var line map[string]any
@@ -162,16 +138,16 @@ func logLine(logs *syncBuffer, msg, keyID string) map[string]any {
 // result=valid} grew by one.
 func wantTrusted(t *testing.T, f *fixture, user, org string) *recoveryv1.RecoveryKey {
 	t.Helper()
-	before := verifications(t, verificationValid)
+	before := f.metrics(t)
 	resp, err := f.client.AssignKey(t.Context(), assignRequest(user, org))
 	if err != nil {
 		t.Fatalf("AssignKey(%s): %v", user, err)
 	}
-	if held, ok := f.heldKey(user, org); !ok || held.KeyID != resp.GetKey().GetKeyId() {
+	if held, ok := f.heldKey(t, user, org); !ok || held.KeyID != resp.GetKey().GetKeyId() {
 		t.Errorf("AssignKey returned key %s, the upstream holds %+v", resp.GetKey().GetKeyId(), held)
 	}
-	if d := verifications(t, verificationValid) - before; d != 1 {
-		t.Errorf("signature.verifications{result=valid} grew by %d, want 1", d)
+	if d := f.metrics(t).verifications("valid") - before.verifications("valid"); d != 1 {
+		t.Errorf("signature.verifications{result=valid} grew by %v, want 1", d)
 	}
 	return resp.GetKey()
 }
@@ -181,14 +157,14 @@ func TestUntrustedAssignmentIsRefusedLoggedCountedAndUnusable(t *testing.T) {
 		misbehave string
 		check     string
 	}{
-		{sandbox.MisbehaveBadSignature, verificationInvalidSignature},
-		{sandbox.MisbehaveWrongBinding, verificationBindingMismatch},
-		{sandbox.MisbehaveSwappedKey, verificationBindingMismatch},
+		{sandbox.MisbehaveBadSignature, "invalid_signature"},
+		{sandbox.MisbehaveWrongBinding, "binding_mismatch"},
+		{sandbox.MisbehaveSwappedKey, "binding_mismatch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.misbehave, func(t *testing.T) {
-			f, w := newTrustFixture(t, fixtureOptions{misbehave: tt.misbehave})
-			wantUntrusted(t, f, w, "user-1", "org-1", tt.check)
+			f := newFixture(t, fixtureOptions{misbehave: tt.misbehave})
+			wantUntrusted(t, f, "user-1", "org-1", tt.check)
 			if n := len(f.registryBackups()); n != 0 {
 				t.Errorf("the registry recorded %d backups", n)
 			}
@@ -309,12 +285,12 @@ func TestKeyRotationTrust(t *testing.T) {
 			}
 			b := newSwitchboard(t, signer, publisher)
 			clock := &testClock{now: start}
-			f, w := newTrustFixture(t, fixtureOptions{sandbox: b.server, jwksNow: clock.Now})
+			f := newFixture(t, fixtureOptions{upstreamURL: b.server.URL, jwksNow: clock.Now})
 			if tt.trusted {
 				wantTrusted(t, f, "user-1", "org-1")
 				return
 			}
-			wantUntrusted(t, f, w, "user-1", "org-1", verificationInvalidSignature)
+			wantUntrusted(t, f, "user-1", "org-1", "invalid_signature")
 		})
 	}
 }
@@ -325,13 +301,13 @@ func TestNotYetValidKeyIsTrustedOnceTheClockPassesIt(t *testing.T) {
 
 	t.Run("alongside a live key", func(t *testing.T) {
 		clock := &testClock{now: start}
-		f, w := newTrustFixture(t, fixtureOptions{jwksNow: clock.Now, signingKeys: []sandbox.SigningKey{
+		f := newFixture(t, fixtureOptions{jwksNow: clock.Now, signingKeys: []sandbox.SigningKey{
 			signingKey(3, "enclave-signing-key-next", validFrom, true),
 			signingKey(0, "enclave-signing-key-a", start.Add(-time.Hour), false),
 		}})
-		wantUntrusted(t, f, w, "user-early", "org-1", verificationInvalidSignature)
+		wantUntrusted(t, f, "user-early", "org-1", "invalid_signature")
 		clock.advance(validFrom.Sub(start) - time.Second)
-		wantUntrusted(t, f, w, "user-just-before", "org-1", verificationInvalidSignature)
+		wantUntrusted(t, f, "user-just-before", "org-1", "invalid_signature")
 		clock.advance(time.Second) // validFrom itself: valid
 		wantTrusted(t, f, "user-on-time", "org-1")
 	})
@@ -340,12 +316,12 @@ func TestNotYetValidKeyIsTrustedOnceTheClockPassesIt(t *testing.T) {
 		// With no key valid yet nothing could be verified, so nothing is
 		// assigned: the caller is told to retry, and the pair stays free.
 		clock := &testClock{now: start}
-		f, _ := newTrustFixture(t, fixtureOptions{jwksNow: clock.Now, signingKeys: []sandbox.SigningKey{
+		f := newFixture(t, fixtureOptions{jwksNow: clock.Now, signingKeys: []sandbox.SigningKey{
 			signingKey(3, "enclave-signing-key-next", validFrom, true),
 		}})
 		_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
-		wantStatus(t, err, codes.Unavailable, ReasonVerificationKeysUnavailable)
-		if n := len(f.sandboxKeys()); n != 0 {
+		wantStatus(t, err, codes.Unavailable, service.ReasonVerificationKeysUnavailable)
+		if n := len(f.inspect.Keys(t)); n != 0 {
 			t.Fatalf("the upstream assigned %d keys that could not be verified", n)
 		}
 		clock.advance(validFrom.Sub(start))
@@ -366,7 +342,7 @@ func TestKeyRotationRefreshesTheJWKSOnce(t *testing.T) {
 
 	b := newSwitchboard(t, before, before)
 	clock := &testClock{now: start}
-	f, w := newTrustFixture(t, fixtureOptions{sandbox: b.server, jwksNow: clock.Now})
+	f := newFixture(t, fixtureOptions{upstreamURL: b.server.URL, jwksNow: clock.Now})
 
 	first := wantTrusted(t, f, "user-1", "org-1")
 	if n := b.jwksFetches.Load(); n != 1 {
@@ -387,7 +363,7 @@ func TestKeyRotationRefreshesTheJWKSOnce(t *testing.T) {
 
 	t.Run("the new key is not published yet: one refetch, then reject", func(t *testing.T) {
 		b.route(after, before)
-		wantUntrusted(t, f, w, "user-unpublished", "org-1", verificationInvalidSignature)
+		wantUntrusted(t, f, "user-unpublished", "org-1", "invalid_signature")
 		if n := b.jwksFetches.Load(); n != 2 {
 			t.Fatalf("%d JWKS fetches, want 2: the cached set plus exactly one refresh", n)
 		}

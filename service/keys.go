@@ -16,9 +16,6 @@ const defaultPageSize = 50
 // GetKey returns one recorded key assignment, for support tooling, to a
 // caller allowed to act for the key's organisation.
 func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*recoveryv1.GetKeyResponse, error) {
-	if req.GetKeyId() == "" {
-		return nil, s.statusFromError(ctx, "GetKey", invalidField("key_id", errors.New("key_id is required")))
-	}
 	annotate(ctx, attribute.String("key_id", req.GetKeyId()))
 	key, err := s.recorded.GetKey(ctx, req.GetKeyId())
 	if err != nil {

@@ -1,4 +1,4 @@
-package service
+package service_test
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service"
 )
 
 func TestGetKey(t *testing.T) {
@@ -22,8 +23,8 @@ func TestGetKey(t *testing.T) {
 		reason recoveryv1.ErrorReason
 	}{
 		{"recorded", key.GetKeyId(), key, codes.OK, 0},
-		{"unknown", "6f1c2a9e-0000-4000-8000-000000000003", nil, codes.NotFound, ReasonKeyNotFound},
-		{"empty", "", nil, codes.InvalidArgument, ReasonInvalidRequest},
+		{"unknown", "6f1c2a9e-0000-4000-8000-000000000003", nil, codes.NotFound, service.ReasonKeyNotFound},
+		{"empty", "", nil, codes.InvalidArgument, service.ReasonInvalidRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,10 +152,10 @@ func TestListBackupsFilters(t *testing.T) {
 func TestListingRejectsForeignPageTokens(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	_, err := f.client.ListKeys(t.Context(), &recoveryv1.ListKeysRequest{PageToken: "not-a-token"})
-	d := wantStatus(t, err, codes.InvalidArgument, ReasonInvalidPageToken)
+	d := wantStatus(t, err, codes.InvalidArgument, service.ReasonInvalidPageToken)
 	if diff := cmp.Diff([]string{"page_token"}, d.fields()); diff != "" {
 		t.Errorf("field violations (-want +got):\n%s", diff)
 	}
 	_, err = f.client.ListBackups(t.Context(), &recoveryv1.ListBackupsRequest{PageToken: "bm90LWEtdG9rZW4"})
-	wantStatus(t, err, codes.InvalidArgument, ReasonInvalidPageToken)
+	wantStatus(t, err, codes.InvalidArgument, service.ReasonInvalidPageToken)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -42,7 +43,7 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 	if err != nil {
 		return nil, err
 	}
-	payload, err := checkPayload(req)
+	payload, err := payloadOf(req)
 	if err != nil {
 		return nil, err
 	}
@@ -110,34 +111,20 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 	return &backup, nil
 }
 
-// checkPayload validates the payload and computes the plaintext checksum.
-// recoveryd's validation interceptor catches most of this first; the checks
-// here keep the handler safe on its own and name the offending field.
-func checkPayload(req *recoveryv1.SecureDataRequest) (sealedData, error) {
+// payloadOf is the payload with its plaintext checksum. recoveryd's
+// validation interceptor has enforced the proto's rules (one of the two set,
+// plaintext 1-446 bytes, a 512-byte ciphertext, a 64-hex checksum).
+func payloadOf(req *recoveryv1.SecureDataRequest) (sealedData, error) {
 	switch p := req.GetPayload().(type) {
 	case *recoveryv1.SecureDataRequest_Plaintext:
-		pt := p.Plaintext
-		switch {
-		case len(pt) == 0:
-			return sealedData{}, invalidField("plaintext", keycrypto.ErrEmptyPlaintext)
-		case len(pt) > keycrypto.MaxPlaintextLen:
-			return sealedData{}, invalidField("plaintext", fmt.Errorf("%w: %d bytes, at most %d",
-				keycrypto.ErrPlaintextTooLarge, len(pt), keycrypto.MaxPlaintextLen))
-		}
-		return sealedData{plaintext: pt, checksum: keycrypto.Checksum(pt)}, nil
+		return sealedData{plaintext: p.Plaintext, checksum: keycrypto.Checksum(p.Plaintext)}, nil
 	case *recoveryv1.SecureDataRequest_Sealed:
-		ct := p.Sealed.GetCiphertext()
-		if len(ct) != keycrypto.CiphertextLen {
-			return sealedData{}, invalidField("sealed.ciphertext", fmt.Errorf(
-				"ciphertext is %d bytes; one RSA-4096 OAEP block is exactly %d", len(ct), keycrypto.CiphertextLen))
-		}
-		sum, err := keycrypto.ValidateChecksum(p.Sealed.GetChecksumSha256())
-		if err != nil {
-			return sealedData{}, invalidField("sealed.checksum_sha256", err)
-		}
-		return sealedData{ciphertext: ct, checksum: sum}, nil
+		// Lower case, as the registry and the upstream compare it.
+		return sealedData{ciphertext: p.Sealed.GetCiphertext(), checksum: strings.ToLower(p.Sealed.GetChecksumSha256())}, nil
 	default:
-		return sealedData{}, invalidField("payload", errors.New("exactly one of plaintext or sealed is required"))
+		// NOTE: unreachable behind the validation interceptor; an error
+		// (Internal) rather than an empty backup stored upstream.
+		return sealedData{}, errors.New("SecureData reached the handler without a payload: is the validation interceptor missing from the chain?")
 	}
 }
 

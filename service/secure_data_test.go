@@ -1,4 +1,4 @@
-package service
+package service_test
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
+	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
 // unassignedKey is a valid RSA-4096 key the sandbox never hands out in these
@@ -100,8 +102,8 @@ func TestSecureDataStoresAndRecovers(t *testing.T) {
 
 			// The upstream holds it against the right key, customer and
 			// package, and a recovery gives the plaintext back.
-			var stored *sandboxBackup
-			for _, b := range f.sandboxBackups() {
+			var stored *sandbox.InspectedBackup
+			for _, b := range f.inspect.Backups(t) {
 				if b.BackupID == got.GetBackupId() {
 					stored = &b
 				}
@@ -113,10 +115,10 @@ func TestSecureDataStoresAndRecovers(t *testing.T) {
 				stored.Checksum != want.GetChecksumSha256() || stored.Metadata.Description != tt.metadata.GetDescription() {
 				t.Errorf("sandbox filed the backup as %+v", stored)
 			}
-			if n := len(f.sandboxContent(got.GetBackupId())); n != keycrypto.CiphertextLen {
+			if n := len(f.inspect.Content(t, got.GetBackupId())); n != keycrypto.CiphertextLen {
 				t.Errorf("stored ciphertext is %d bytes, want %d", n, keycrypto.CiphertextLen)
 			}
-			if recovered := f.sandboxRecover(got.GetBackupId()); !bytes.Equal(recovered, tt.plaintext) {
+			if recovered := f.inspect.Recover(t, got.GetBackupId()); !bytes.Equal(recovered, tt.plaintext) {
 				t.Errorf("recovered %q, want %q", recovered, tt.plaintext)
 			}
 
@@ -141,6 +143,11 @@ func TestSecureDataStoresAndRecovers(t *testing.T) {
 func TestSecureDataZeroesThePlaintext(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	key := f.mustAssign("user-1", "org-1")
+	// NOTE: a call through recoveryd hands the handler bytes the codec
+	// decoded, which the test cannot see; so the handler is called here in
+	// process, wired to the fixture's upstream and registry, to look at
+	// the very request it was given.
+	handler := f.inProcessServer(t)
 	tests := []struct {
 		name  string
 		keyID string
@@ -157,7 +164,7 @@ func TestSecureDataZeroesThePlaintext(t *testing.T) {
 				Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: bytes.Clone(secret)},
 			}
 			// In process, so the test sees the very bytes the handler got.
-			resp, err := f.server.SecureData(t.Context(), req)
+			resp, err := handler.SecureData(t.Context(), req)
 			if (err == nil) != tt.ok {
 				t.Fatalf("SecureData error = %v, want ok=%v", err, tt.ok)
 			}
@@ -165,7 +172,7 @@ func TestSecureDataZeroesThePlaintext(t *testing.T) {
 				t.Errorf("request plaintext not zeroed: %q", req.GetPlaintext())
 			}
 			if tt.ok {
-				if got := f.sandboxRecover(resp.GetBackup().GetBackupId()); !bytes.Equal(got, secret) {
+				if got := f.inspect.Recover(t, resp.GetBackup().GetBackupId()); !bytes.Equal(got, secret) {
 					t.Errorf("recovered %q, want the plaintext sent", got)
 				}
 			}
@@ -202,43 +209,43 @@ func TestSecureDataRejected(t *testing.T) {
 	}{
 		{"unknown key_id", &recoveryv1.SecureDataRequest{
 			Key: &recoveryv1.SecureDataRequest_KeyId{KeyId: "6f1c2a9e-0000-4000-8000-000000000001"}, Payload: small},
-			codes.NotFound, ReasonKeyNotFound, nil, ""},
+			codes.NotFound, service.ReasonKeyNotFound, nil, ""},
 		{"public key never assigned", &recoveryv1.SecureDataRequest{
 			Key: &recoveryv1.SecureDataRequest_PublicKeyHex{PublicKeyHex: other.Hex()}, Payload: small},
-			codes.NotFound, ReasonKeyNotFound, nil, ""},
+			codes.NotFound, service.ReasonKeyNotFound, nil, ""},
 		{"public key of odd length", &recoveryv1.SecureDataRequest{
 			Key: &recoveryv1.SecureDataRequest_PublicKeyHex{PublicKeyHex: key.GetPublicKeyHex()[:1099]}, Payload: small},
-			codes.InvalidArgument, ReasonInvalidPublicKey, []string{"public_key_hex"}, "odd length"},
+			codes.InvalidArgument, service.ReasonInvalidPublicKey, []string{"public_key_hex"}, "odd length"},
 		{"public key one byte short", &recoveryv1.SecureDataRequest{
 			Key: &recoveryv1.SecureDataRequest_PublicKeyHex{PublicKeyHex: key.GetPublicKeyHex()[:1098]}, Payload: small},
-			codes.InvalidArgument, ReasonInvalidPublicKey, []string{"public_key_hex"}, "truncated"},
+			codes.InvalidArgument, service.ReasonInvalidPublicKey, []string{"public_key_hex"}, "truncated"},
 		{"plaintext of 447 bytes", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: make([]byte, keycrypto.MaxPlaintextLen+1)}},
-			codes.InvalidArgument, ReasonPlaintextTooLarge, []string{"plaintext"}, "447 bytes"},
+			codes.InvalidArgument, service.ReasonPlaintextTooLarge, []string{"plaintext"}, "at most 446 bytes"},
 		{"empty plaintext", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: []byte{}}},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"plaintext"}, ""},
+			codes.InvalidArgument, service.ReasonInvalidRequest, []string{"plaintext"}, ""},
 		{"sealed ciphertext not one block", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: &recoveryv1.SealedPayload{
 				Ciphertext: make([]byte, 511), ChecksumSha256: keycrypto.Checksum([]byte("x"))}}},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"sealed.ciphertext"}, ""},
+			codes.InvalidArgument, service.ReasonInvalidRequest, []string{"sealed.ciphertext"}, ""},
 		{"sealed checksum malformed", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: &recoveryv1.SealedPayload{
 				Ciphertext: wrongChecksum.GetCiphertext(), ChecksumSha256: "abc"}}},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"sealed.checksum_sha256"}, "64 hex"},
+			codes.InvalidArgument, service.ReasonInvalidRequest, []string{"sealed.checksum_sha256"}, "[0-9a-fA-F]{64}"},
 		{"sealed with the checksum of another plaintext", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: wrongChecksum}},
-			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil, ""},
+			codes.InvalidArgument, service.ReasonUpstreamRejectedRequest, nil, ""},
 		{"sealed with the checksum of the ciphertext", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: checksumOfCiphertext}},
-			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil, ""},
+			codes.InvalidArgument, service.ReasonUpstreamRejectedRequest, nil, ""},
 		{"sealed to another key", &recoveryv1.SecureDataRequest{Key: keyID,
 			Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: otherSealed()}},
-			codes.InvalidArgument, ReasonUpstreamRejectedRequest, nil, ""},
+			codes.InvalidArgument, service.ReasonUpstreamRejectedRequest, nil, ""},
 		{"no key", &recoveryv1.SecureDataRequest{Payload: small},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"key"}, ""},
+			codes.InvalidArgument, service.ReasonInvalidRequest, []string{"key"}, ""},
 		{"no payload", &recoveryv1.SecureDataRequest{Key: keyID},
-			codes.InvalidArgument, ReasonInvalidRequest, []string{"payload"}, ""},
+			codes.InvalidArgument, service.ReasonInvalidRequest, []string{"payload"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -250,7 +257,7 @@ func TestSecureDataRejected(t *testing.T) {
 			if tt.says != "" && !strings.Contains(d.badRequest.GetFieldViolations()[0].GetDescription(), tt.says) {
 				t.Errorf("field violation %q does not say %q", d.badRequest.GetFieldViolations()[0].GetDescription(), tt.says)
 			}
-			if n := len(f.sandboxBackups()); n != 0 {
+			if n := len(f.inspect.Backups(t)); n != 0 {
 				t.Errorf("upstream stored %d backups", n)
 			}
 			if n := len(f.registryBackups()); n != 0 {
@@ -261,8 +268,15 @@ func TestSecureDataRejected(t *testing.T) {
 }
 
 func TestSecureDataIdempotency(t *testing.T) {
-	f := newFixture(t, fixtureOptions{})
-	key := f.mustAssign("user-1", "org-1")
+	// Idempotency keys are scoped per caller: two callers of one
+	// organisation, authenticated as an operator would list them.
+	otherService := testCaller{name: "other-service", token: "test-token-other-service", orgs: []string{"org-1"}}
+	f := newFixture(t, fixtureOptions{callers: []testCaller{walletAPI, otherService}})
+	assigned, err := f.client.AssignKey(as(t, walletAPI), assignRequest("user-1", "org-1"))
+	if err != nil {
+		t.Fatalf("AssignKey: %v", err)
+	}
+	key := assigned.GetKey()
 	request := func(idem string, plaintext string, description string) *recoveryv1.SecureDataRequest {
 		return &recoveryv1.SecureDataRequest{
 			Key:            &recoveryv1.SecureDataRequest_KeyId{KeyId: key.GetKeyId()},
@@ -271,20 +285,20 @@ func TestSecureDataIdempotency(t *testing.T) {
 			IdempotencyKey: idem,
 		}
 	}
-	first, err := f.client.SecureData(t.Context(), request("idem-1", "share one", "first share"))
+	first, err := f.client.SecureData(as(t, walletAPI), request("idem-1", "share one", "first share"))
 	if err != nil {
 		t.Fatalf("first SecureData: %v", err)
 	}
 
 	t.Run("repeat returns the recorded backup", func(t *testing.T) {
-		again, err := f.client.SecureData(t.Context(), request("idem-1", "share one", "first share"))
+		again, err := f.client.SecureData(as(t, walletAPI), request("idem-1", "share one", "first share"))
 		if err != nil {
 			t.Fatalf("repeat SecureData: %v", err)
 		}
 		if diff := cmp.Diff(first.GetBackup(), again.GetBackup(), protocmp.Transform()); diff != "" {
 			t.Errorf("repeat returned another backup (-first +repeat):\n%s", diff)
 		}
-		if n := len(f.sandboxBackups()); n != 1 {
+		if n := len(f.inspect.Backups(t)); n != 1 {
 			t.Errorf("upstream holds %d backups, want 1", n)
 		}
 	})
@@ -298,16 +312,16 @@ func TestSecureDataIdempotency(t *testing.T) {
 	}
 	for _, tt := range conflicts {
 		t.Run("conflict: "+tt.name, func(t *testing.T) {
-			_, err := f.client.SecureData(t.Context(), tt.req)
-			wantStatus(t, err, codes.AlreadyExists, ReasonIdempotencyKeyReused)
-			if n := len(f.sandboxBackups()); n != 1 {
+			_, err := f.client.SecureData(as(t, walletAPI), tt.req)
+			wantStatus(t, err, codes.AlreadyExists, service.ReasonIdempotencyKeyReused)
+			if n := len(f.inspect.Backups(t)); n != 1 {
 				t.Errorf("upstream holds %d backups, want 1", n)
 			}
 		})
 	}
 
 	t.Run("keys are scoped per caller", func(t *testing.T) {
-		resp, err := f.client.SecureData(asCaller(t.Context(), "other-service"), request("idem-1", "share one", "first share"))
+		resp, err := f.client.SecureData(as(t, otherService), request("idem-1", "share one", "first share"))
 		if err != nil {
 			t.Fatalf("SecureData as another caller: %v", err)
 		}
@@ -317,19 +331,19 @@ func TestSecureDataIdempotency(t *testing.T) {
 		if resp.GetBackup().GetStoredBy() != "other-service" {
 			t.Errorf("stored_by = %q, want other-service", resp.GetBackup().GetStoredBy())
 		}
-		if n := len(f.sandboxBackups()); n != 2 {
+		if n := len(f.inspect.Backups(t)); n != 2 {
 			t.Errorf("upstream holds %d backups, want 2", n)
 		}
 	})
 
 	t.Run("in progress", func(t *testing.T) {
 		checksum := keycrypto.Checksum([]byte("busy share"))
-		hash := requestHash(backupTypeData, key.GetKeyId(), checksum, metadataFromProto(&recoveryv1.BackupMetadata{Description: "busy"}))
-		if _, err := f.store.ReserveBackup(t.Context(), "", "idem-busy", hash, f.server.lease()); err != nil {
+		hash := service.DataRequestHash(key.GetKeyId(), checksum, &recoveryv1.BackupMetadata{Description: "busy"})
+		if _, err := f.store.ReserveBackup(t.Context(), walletAPI.name, "idem-busy", hash, service.Lease(testCallTimeout)); err != nil {
 			t.Fatal(err)
 		}
-		_, err := f.client.SecureData(t.Context(), request("idem-busy", "busy share", "busy"))
-		d := wantStatus(t, err, codes.Aborted, ReasonRequestInProgress)
+		_, err := f.client.SecureData(as(t, walletAPI), request("idem-busy", "busy share", "busy"))
+		d := wantStatus(t, err, codes.Aborted, service.ReasonRequestInProgress)
 		if d.retry.GetRetryDelay().AsDuration() <= 0 {
 			t.Errorf("RetryInfo = %v, want a positive delay", d.retry)
 		}
@@ -338,17 +352,17 @@ func TestSecureDataIdempotency(t *testing.T) {
 	t.Run("a refused request frees its key", func(t *testing.T) {
 		bad := seal(t, key, []byte("share three"))
 		bad.ChecksumSha256 = keycrypto.Checksum([]byte("not share three"))
-		_, err := f.client.SecureData(t.Context(), &recoveryv1.SecureDataRequest{
+		_, err := f.client.SecureData(as(t, walletAPI), &recoveryv1.SecureDataRequest{
 			Key:            &recoveryv1.SecureDataRequest_KeyId{KeyId: key.GetKeyId()},
 			Payload:        &recoveryv1.SecureDataRequest_Sealed{Sealed: bad},
 			IdempotencyKey: "idem-3",
 		})
-		wantStatus(t, err, codes.InvalidArgument, ReasonUpstreamRejectedRequest)
-		resp, err := f.client.SecureData(t.Context(), request("idem-3", "share three", ""))
+		wantStatus(t, err, codes.InvalidArgument, service.ReasonUpstreamRejectedRequest)
+		resp, err := f.client.SecureData(as(t, walletAPI), request("idem-3", "share three", ""))
 		if err != nil {
 			t.Fatalf("SecureData with the freed key: %v", err)
 		}
-		if got := f.sandboxRecover(resp.GetBackup().GetBackupId()); string(got) != "share three" {
+		if got := f.inspect.Recover(t, resp.GetBackup().GetBackupId()); string(got) != "share three" {
 			t.Errorf("recovered %q", got)
 		}
 	})
@@ -369,13 +383,13 @@ func TestSecureDataLostResponse(t *testing.T) {
 		}
 	}
 	_, err := f.client.SecureData(t.Context(), req())
-	wantStatus(t, err, codes.FailedPrecondition, ReasonBackupOutcomeUnknown)
+	wantStatus(t, err, codes.FailedPrecondition, service.ReasonBackupOutcomeUnknown)
 	_, err = f.client.SecureData(t.Context(), req())
-	wantStatus(t, err, codes.FailedPrecondition, ReasonBackupOutcomeUnknown)
+	wantStatus(t, err, codes.FailedPrecondition, service.ReasonBackupOutcomeUnknown)
 	// The adapter retried its lost answers to its bound (the first attempt
 	// and two retries, extra copies being acceptable); the caller's retry
 	// with the idempotency key stored nothing more.
-	if n := len(f.sandboxBackups()); n != 3 {
+	if n := len(f.inspect.Backups(t)); n != 3 {
 		t.Errorf("upstream holds %d backups, want 3 (the adapter's three attempts, none for the caller's retry)", n)
 	}
 	if n := len(f.registryBackups()); n != 0 {

@@ -132,9 +132,6 @@ func (s *Server) checkHeader(ctx context.Context, hdr *recoveryv1.SecureFileHead
 	}
 	if hdr.SizeBytes != nil {
 		h.declaredSize = hdr.GetSizeBytes()
-		if h.declaredSize < 1 {
-			return h, invalidField("header.size_bytes", errors.New("size_bytes must be at least 1 when set"))
-		}
 		if h.declaredSize > s.maxFileBytes {
 			return h, s.fileTooLarge(fmt.Errorf("declared size %d bytes", h.declaredSize))
 		}

@@ -1,4 +1,4 @@
-package service
+package service_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service"
 )
 
 const secureFilePath = "/v1/partner/secure/file"
@@ -119,10 +120,10 @@ func TestSecureFileStoresTheBytesSent(t *testing.T) {
 				protocmp.IgnoreFields(&recoveryv1.Backup{}, "backup_id", "stored_at")); diff != "" {
 				t.Errorf("backup (-want +got):\n%s", diff)
 			}
-			if content := f.sandboxContent(got.GetBackupId()); !bytes.Equal(content, tt.file) {
+			if content := f.inspect.Content(t, got.GetBackupId()); !bytes.Equal(content, tt.file) {
 				t.Errorf("upstream stored %d bytes that differ from the %d sent", len(content), len(tt.file))
 			}
-			for _, b := range f.sandboxBackups() {
+			for _, b := range f.inspect.Backups(t) {
 				if b.BackupID == got.GetBackupId() && (b.SHA256 != want.GetChecksumSha256() || b.KeyID != key.GetKeyId()) {
 					t.Errorf("sandbox filed the file as %+v", b)
 				}
@@ -160,49 +161,49 @@ func TestSecureFileRejectedStoresNothing(t *testing.T) {
 	}{
 		{"larger than the limit", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			return append([]*recoveryv1.SecureFileRequest{headerMsg(byID(k))}, chunksOf(pattern(6000, 4), 2000)...)
-		}, codes.ResourceExhausted, ReasonFileTooLarge, true},
+		}, codes.ResourceExhausted, service.ReasonFileTooLarge, true},
 		{"declared size over the limit", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
 			h.SizeBytes = size(limit + 1)
 			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
-		}, codes.ResourceExhausted, ReasonFileTooLarge, false},
+		}, codes.ResourceExhausted, service.ReasonFileTooLarge, false},
 		{"digest mismatch", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
 			h.Sha256 = sha256Hex(pattern(3000, 5))
 			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
-		}, codes.InvalidArgument, ReasonDigestMismatch, true},
+		}, codes.InvalidArgument, service.ReasonDigestMismatch, true},
 		{"shorter than declared", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
 			h.SizeBytes = size(4000)
 			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
-		}, codes.InvalidArgument, ReasonSizeMismatch, true},
+		}, codes.InvalidArgument, service.ReasonSizeMismatch, true},
 		{"longer than declared", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
 			h.SizeBytes = size(2500)
 			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
-		}, codes.InvalidArgument, ReasonSizeMismatch, true},
+		}, codes.InvalidArgument, service.ReasonSizeMismatch, true},
 		{"second header", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(byID(k))}, chunksOf(file, 1000)...)
 			return append(msgs, headerMsg(byID(k)), chunkMsg(file))
-		}, codes.InvalidArgument, ReasonStreamOutOfOrder, true},
+		}, codes.InvalidArgument, service.ReasonStreamOutOfOrder, true},
 		{"empty file", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			return []*recoveryv1.SecureFileRequest{headerMsg(byID(k))}
-		}, codes.InvalidArgument, ReasonEmptyFile, false},
+		}, codes.InvalidArgument, service.ReasonEmptyFile, false},
 		{"chunk before header", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			return append([]*recoveryv1.SecureFileRequest{chunkMsg(file)}, headerMsg(byID(k)))
-		}, codes.InvalidArgument, ReasonStreamOutOfOrder, false},
+		}, codes.InvalidArgument, service.ReasonStreamOutOfOrder, false},
 		{"no message at all", func(*recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			return nil
-		}, codes.InvalidArgument, ReasonStreamOutOfOrder, false},
+		}, codes.InvalidArgument, service.ReasonStreamOutOfOrder, false},
 		{"unknown key", func(*recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := &recoveryv1.SecureFileHeader{Key: &recoveryv1.SecureFileHeader_KeyId{KeyId: "6f1c2a9e-0000-4000-8000-000000000002"}}
 			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
-		}, codes.NotFound, ReasonKeyNotFound, false},
+		}, codes.NotFound, service.ReasonKeyNotFound, false},
 		{"idempotency key without digest", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
 			h.IdempotencyKey = "file-1"
 			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
-		}, codes.InvalidArgument, ReasonInvalidRequest, false},
+		}, codes.InvalidArgument, service.ReasonInvalidRequest, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,7 +217,7 @@ func TestSecureFileRejectedStoresNothing(t *testing.T) {
 					t.Fatal("the upstream answered 200 to the aborted upload")
 				}
 			}
-			if n := len(f.sandboxBackups()); n != 0 {
+			if n := len(f.inspect.Backups(t)); n != 0 {
 				t.Errorf("upstream stored %d backups", n)
 			}
 			if n := len(f.registryBackups()); n != 0 {
@@ -238,11 +239,11 @@ func TestSecureFileUpstreamLimit(t *testing.T) {
 	key := f.mustAssign("user-1", "org-1")
 	msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(byID(key))}, chunksOf(pattern(5000, 6), 500)...)
 	_, err := f.sendFile(t.Context(), msgs)
-	wantStatus(t, err, codes.ResourceExhausted, ReasonFileTooLarge)
+	wantStatus(t, err, codes.ResourceExhausted, service.ReasonFileTooLarge)
 	if code := w.nextEnd(t); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("upstream answered %d, want 413", code)
 	}
-	if n := len(f.sandboxBackups()); n != 0 {
+	if n := len(f.inspect.Backups(t)); n != 0 {
 		t.Errorf("upstream stored %d backups", n)
 	}
 }
@@ -275,7 +276,7 @@ func TestSecureFileCallerCancelsMidStream(t *testing.T) {
 	if code := w.nextEnd(t); code == http.StatusOK {
 		t.Fatal("the upstream answered 200 to the abandoned upload")
 	}
-	if n := len(f.sandboxBackups()); n != 0 {
+	if n := len(f.inspect.Backups(t)); n != 0 {
 		t.Errorf("upstream stored %d backups", n)
 	}
 	if n := len(f.registryBackups()); n != 0 {
@@ -305,8 +306,8 @@ func TestSecureFileIdempotency(t *testing.T) {
 		t.Errorf("repeat returned another backup (-first +repeat):\n%s", diff)
 	}
 	_, err = send("file-1", pattern(5000, 9))
-	wantStatus(t, err, codes.AlreadyExists, ReasonIdempotencyKeyReused)
-	if n := len(f.sandboxBackups()); n != 1 {
+	wantStatus(t, err, codes.AlreadyExists, service.ReasonIdempotencyKeyReused)
+	if n := len(f.inspect.Backups(t)); n != 1 {
 		t.Errorf("upstream holds %d backups, want 1", n)
 	}
 }
@@ -352,7 +353,7 @@ func TestSecureFileForwardsChunksAsTheyArrive(t *testing.T) {
 	if resp.GetBackup().GetChecksumSha256() != sha256Hex(file) || resp.GetBackup().GetSizeBytes() != int64(len(file)) {
 		t.Errorf("backup %v does not describe the file sent", resp.GetBackup())
 	}
-	if !bytes.Equal(f.sandboxContent(resp.GetBackup().GetBackupId()), file) {
+	if !bytes.Equal(f.inspect.Content(t, resp.GetBackup().GetBackupId()), file) {
 		t.Error("the upstream stored other bytes than sent")
 	}
 }

@@ -62,6 +62,10 @@ type Config struct {
 	// once the upstream has answered (they run even if the caller has gone);
 	// 0 means 10 s. It starts when those writes start, never before.
 	RegistryWriteTimeout time.Duration
+	// AssignmentWait bounds how long an AssignKey waits for a concurrent
+	// request holding the same pair before answering Aborted; 0 means
+	// assignmentWaitLimit. Tests shorten it to see that answer quickly.
+	AssignmentWait time.Duration
 }
 
 // Server implements recoveryv1.RecoveryServiceServer. It holds no state of
@@ -86,7 +90,7 @@ type Server struct {
 	registryWriteTimeout time.Duration
 	metrics              *instruments
 	// assignmentWait bounds waiting for a concurrent assignment
-	// (assignmentWaitLimit; tests shorten it).
+	// (Config.AssignmentWait).
 	assignmentWait time.Duration
 }
 
@@ -115,7 +119,7 @@ func New(cfg Config) *Server {
 		registryWriteTimeout: cmp.Or(cfg.RegistryWriteTimeout, registryWriteTimeout),
 		metrics:              newInstruments(),
 
-		assignmentWait: assignmentWaitLimit,
+		assignmentWait: cmp.Or(cfg.AssignmentWait, assignmentWaitLimit),
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled

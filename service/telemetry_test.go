@@ -1,112 +1,106 @@
-package service
+package service_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/hex"
-	"log/slog"
+	"net/http"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 
-	"go.opentelemetry.io/otel"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/otel/attribute"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc/codes"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service"
 )
 
-// The SDK providers are installed globally once: OTel's global delegation
-// binds instruments and tracers to the first providers set.
-var (
-	telemetryOnce sync.Once
-	spanRecorder  *tracetest.SpanRecorder
-	metricReader  *sdkmetric.ManualReader
+// The counters the tests read, by their Prometheus names (the OTel
+// instrument's name with dots as underscores and a _total suffix).
+const (
+	assignmentsTotal   = "recovery_assignments_total"
+	verificationsTotal = "recovery_signature_verifications_total"
 )
 
-func installTelemetry() {
-	telemetryOnce.Do(func() {
-		spanRecorder = tracetest.NewSpanRecorder()
-		otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spanRecorder)))
-		metricReader = sdkmetric.NewManualReader()
-		otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(metricReader)))
-	})
-}
+// metrics is one scrape of recoveryd's admin /metrics endpoint, as an
+// operator's Prometheus reads it. recoveryd's meters live as long as the
+// process, shared by every fixture, so tests compare a scrape before with
+// one after; each scrape gathers every family, so tests take few.
+type metrics map[string]*dto.MetricFamily
 
-// counter is the current value of the int64 counter name at the points
-// carrying attr.
-func counter(t *testing.T, name string, attr attribute.KeyValue) int64 {
+// metrics scrapes the fixture's /metrics.
+func (f *fixture) metrics(t *testing.T) metrics {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := metricReader.Collect(context.Background(), &rm); err != nil {
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+f.adminAddr+"/metrics", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var total int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
-				t.Fatalf("%s is %T, want an int64 sum", name, m.Data)
-			}
-			for _, dp := range sum.DataPoints {
-				if v, ok := dp.Attributes.Value(attr.Key); ok && v == attr.Value {
-					total += dp.Value
-				}
-			}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: status %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics is not Prometheus text: %v", err)
+	}
+	return families
+}
+
+// counter is counter family's value summed over the series whose labels
+// include every one of labels; 0 when there is none yet.
+func (m metrics) counter(family string, labels map[string]string) float64 {
+	var total float64
+	for _, series := range m[family].GetMetric() {
+		have := map[string]string{}
+		for _, l := range series.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range labels {
+			match = match && have[k] == v
+		}
+		if match {
+			total += series.GetCounter().GetValue()
 		}
 	}
 	return total
 }
 
-// spansNamed are the ended spans called name that carry attr.
-func spansNamed(name string, attr attribute.KeyValue) []sdktrace.ReadOnlySpan {
+// assignments is recovery.assignments{outcome}.
+func (m metrics) assignments(outcome string) float64 {
+	return m.counter(assignmentsTotal, map[string]string{"outcome": outcome})
+}
+
+// verifications is recovery.signature.verifications{result}.
+func (m metrics) verifications(result string) float64 {
+	return m.counter(verificationsTotal, map[string]string{"result": result})
+}
+
+// spansNamed are the ended spans of the fixture's run called name that
+// carry attr.
+func (f *fixture) spansNamed(name string, attr attribute.KeyValue) []sdktrace.ReadOnlySpan {
 	var out []sdktrace.ReadOnlySpan
-	for _, s := range spanRecorder.Ended() {
-		if s.Name() != name {
-			continue
-		}
-		for _, a := range s.Attributes() {
-			if a == attr {
-				out = append(out, s)
-			}
+	for _, s := range f.spans.Ended() {
+		if s.Name() == name && slices.Contains(s.Attributes(), attr) {
+			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// syncBuffer is a log sink safe for the handler goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
-	installTelemetry()
-	logs := &syncBuffer{}
-	f := newFixture(t, fixtureOptions{logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	f := newFixture(t, fixtureOptions{})
+	logs := f.logs
 
-	newBefore := counter(t, "recovery.assignments", attribute.String("outcome", outcomeNew))
-	repeatBefore := counter(t, "recovery.assignments", attribute.String("outcome", outcomeRepeat))
-	validBefore := counter(t, "recovery.signature.verifications", attribute.String("result", verificationValid))
+	before := f.metrics(t)
 
 	key := f.mustAssign("user-telemetry", "org-1")
 	f.mustAssign("user-telemetry", "org-1")
@@ -122,25 +116,26 @@ func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
 		Key:     &recoveryv1.SecureDataRequest_KeyId{KeyId: "6f1c2a9e-0000-4000-8000-000000000005"},
 		Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: secret},
 	})
-	wantStatus(t, err, codes.NotFound, ReasonKeyNotFound)
+	wantStatus(t, err, codes.NotFound, service.ReasonKeyNotFound)
 
-	if d := counter(t, "recovery.assignments", attribute.String("outcome", outcomeNew)) - newBefore; d != 1 {
-		t.Errorf("assignments{outcome=new} grew by %d, want 1", d)
+	after := f.metrics(t)
+	if d := after.assignments("new") - before.assignments("new"); d != 1 {
+		t.Errorf("assignments{outcome=new} grew by %v, want 1", d)
 	}
-	if d := counter(t, "recovery.assignments", attribute.String("outcome", outcomeRepeat)) - repeatBefore; d != 1 {
-		t.Errorf("assignments{outcome=repeat} grew by %d, want 1", d)
+	if d := after.assignments("repeat") - before.assignments("repeat"); d != 1 {
+		t.Errorf("assignments{outcome=repeat} grew by %v, want 1", d)
 	}
-	if d := counter(t, "recovery.signature.verifications", attribute.String("result", verificationValid)) - validBefore; d != 1 {
-		t.Errorf("signature.verifications{result=valid} grew by %d, want 1", d)
+	if d := after.verifications("valid") - before.verifications("valid"); d != 1 {
+		t.Errorf("signature.verifications{result=valid} grew by %v, want 1", d)
 	}
 
-	verify := spansNamed("service.verify_signature", attribute.String("key_id", key.GetKeyId()))
+	verify := f.spansNamed("service.verify_signature", attribute.String("key_id", key.GetKeyId()))
 	if len(verify) != 1 {
 		t.Fatalf("%d service.verify_signature spans for the key, want 1", len(verify))
 	}
 	wantAttrs := map[attribute.Key]attribute.Value{
 		"key_environment": attribute.StringValue("HOT"),
-		"result":          attribute.StringValue(verificationValid),
+		"result":          attribute.StringValue("valid"),
 	}
 	for _, a := range verify[0].Attributes() {
 		if want, ok := wantAttrs[a.Key]; ok && a.Value != want {
@@ -151,13 +146,13 @@ func TestTelemetryOfAVerifiedAssignmentAndAnEncryption(t *testing.T) {
 	if len(wantAttrs) > 0 {
 		t.Errorf("verify span lacks %v", wantAttrs)
 	}
-	if enc := spansNamed("service.encrypt", attribute.Int("plaintext_size", len(secret))); len(enc) == 0 {
+	if enc := f.spansNamed("service.encrypt", attribute.Int("plaintext_size", len(secret))); len(enc) == 0 {
 		t.Error("no service.encrypt span with the plaintext size")
 	}
 
 	// Nothing secret in any span attribute or log line.
 	forbidden := []string{string(secret), hex.EncodeToString(secret), key.GetPublicKeyHex()}
-	for _, s := range spanRecorder.Ended() {
+	for _, s := range f.spans.Ended() {
 		for _, a := range s.Attributes() {
 			for _, bad := range forbidden {
 				if strings.Contains(a.Value.String(), bad) {

@@ -1,13 +1,11 @@
 package auth_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 )
 
@@ -75,23 +73,4 @@ func callersJSON(t *testing.T, entries ...map[string]any) string {
 // entry is one callers file entry for callersJSON.
 func entry(name, token string, orgs ...string) map[string]any {
 	return map[string]any{"name": name, "token_sha256": digestOf(token), "organisations": orgs}
-}
-
-// logBuffer is a goroutine-safe log sink, so tests can assert what reached
-// the logs (and what never did).
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/walletprovider/recoveryservice/service/auth"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // reloadWait bounds the wait for a signal-driven reload, so a lost signal
@@ -31,7 +32,7 @@ func TestSIGHUPRotatesTokens(t *testing.T) {
 	)
 	path := writeCallersFile(t, callersJSON(t, entry("wallet-api", oldToken, "org-1")))
 	reloads := make(chan error, 1)
-	logs := &logBuffer{}
+	logs := &sandboxtest.LogBuffer{}
 	a := newAuthenticator(t, auth.Config{CallersFile: path, OnReload: func(err error) { reloads <- err }}, nil)
 	stop := a.WatchSIGHUP(t.Context(), slog.New(slog.NewTextHandler(logs, nil)))
 	t.Cleanup(stop)

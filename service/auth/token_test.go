@@ -15,10 +15,11 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service/auth"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 func TestBearerTokens(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &sandboxtest.LogBuffer{}
 	a := newAuthenticator(t, auth.Config{}, logs)
 	conn := dial(t, startServer(t, a, nil), nil)
 	tests := []struct {

@@ -34,6 +34,13 @@ const dataDirMode = 0o700
 type Options struct {
 	// Listener, when set, is served instead of listening on cfg.Listen.
 	Listener net.Listener
+	// AdminListener, when set, serves the admin endpoints instead of
+	// listening on cfg.AdminListen, so a test knows the port it scrapes.
+	AdminListener net.Listener
+	// JWKSNow, when set, is the clock the JWKS fetcher judges a key's
+	// validity and its cache by, so a test can rotate signing keys without
+	// waiting.
+	JWKSNow func() time.Time
 	// SandboxKeySource, when set, supplies the embedded sandbox's RSA keys
 	// instead of its background generator.
 	SandboxKeySource func() (*rsa.PrivateKey, error)
@@ -86,12 +93,15 @@ type app struct {
 // Run builds recoveryd from cfg, serves until ctx ends, shuts down
 // gracefully and releases everything it opened.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err error) {
-	served := false
+	served, adminServed := false, false
 	defer func() {
 		// serve closes the listener; a run that never got there closes a
 		// listener it was given.
 		if !served && opts.Listener != nil {
 			_ = opts.Listener.Close()
+		}
+		if !adminServed && opts.AdminListener != nil {
+			_ = opts.AdminListener.Close()
 		}
 	}()
 	// NOTE: the one validation of cfg: main relies on it (ConfigError).
@@ -116,10 +126,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 		return err
 	}
 	defer func() { err = errors.Join(err, a.close()) }()
-	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health)
+	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health, opts.AdminListener)
 	if err != nil {
 		return err
 	}
+	adminServed = true
 	defer func() { err = errors.Join(err, stopAdmin()) }()
 
 	lis := opts.Listener
@@ -241,7 +252,7 @@ func (a *app) connectUpstream(ctx context.Context, cfg Config, opts Options) (*u
 	if cfg.VerificationKeysFile != "" {
 		keys, err = upstream.LoadKeySourceFile(cfg.VerificationKeysFile)
 	} else {
-		keys, err = upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: cfg.JWKSURL, Transport: transport, AllowHTTP: development})
+		keys, err = upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: cfg.JWKSURL, Transport: transport, AllowHTTP: development, Now: opts.JWKSNow})
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuring the verification keys: %w", err)
@@ -264,7 +275,7 @@ func (a *app) connectEmbeddedSandbox(ctx context.Context, cfg Config, opts Optio
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuring the upstream client for the embedded sandbox: %w", err)
 	}
-	keys, err := upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: sb.jwksURL(), AllowHTTP: true})
+	keys, err := upstream.NewJWKSFetcher(upstream.JWKSConfig{URL: sb.jwksURL(), AllowHTTP: true, Now: opts.JWKSNow})
 	if err != nil {
 		return nil, nil, fmt.Errorf("trusting the embedded sandbox's JWKS: %w", err)
 	}

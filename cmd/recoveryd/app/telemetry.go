@@ -44,17 +44,19 @@ func shutdownTelemetry(tel *telemetry.Telemetry) error {
 
 // startAdmin serves /metrics, /healthz and /readyz on --admin-listen until
 // the returned stop is called; /readyz follows the gRPC health status. With
-// --admin-listen empty it does nothing.
+// --admin-listen empty and no ln it does nothing; ln, when set, is served
+// instead of listening on --admin-listen (app.Options.AdminListener).
 //
 // NOTE: it listens before returning, so a busy port fails the start, and it
 // keeps serving until stop, so /readyz answers 503 while calls drain.
-func startAdmin(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetry.Telemetry, hs *healthService) (stop func() error, err error) {
-	if cfg.AdminListen == "" {
-		return func() error { return nil }, nil
-	}
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.AdminListen)
-	if err != nil {
-		return nil, fmt.Errorf("listening on --admin-listen %s: %w", cfg.AdminListen, err)
+func startAdmin(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetry.Telemetry, hs *healthService, ln net.Listener) (stop func() error, err error) {
+	if ln == nil {
+		if cfg.AdminListen == "" {
+			return func() error { return nil }, nil
+		}
+		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.AdminListen); err != nil {
+			return nil, fmt.Errorf("listening on --admin-listen %s: %w", cfg.AdminListen, err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)

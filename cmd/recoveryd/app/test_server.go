@@ -26,19 +26,36 @@ const bufconnBytes = 4 << 20
 // over an in-memory listener.
 type TestServer struct {
 	// Conn is a client connection to the server.
-	Conn   *grpc.ClientConn
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	err    error
+	Conn *grpc.ClientConn
+	// AdminAddr is the host:port of the admin endpoints (/metrics,
+	// /healthz, /readyz); "" when cfg.AdminListen is empty and no
+	// Options.AdminListener was given.
+	AdminAddr string
+	cancel    context.CancelFunc
+	done      chan error
+	once      sync.Once
+	err       error
 }
 
 // StartTestServer runs Run(cfg) in the background and returns once the
 // server can be dialled; it does not wait for readiness (WaitServing). creds
 // are the client's transport credentials (nil: plaintext). Stop ends it.
+// A cfg.AdminListen (such as "127.0.0.1:0") is listened on here, so that
+// AdminAddr names the port the run serves.
 func StartTestServer(cfg Config, log *slog.Logger, opts Options, creds credentials.TransportCredentials) (*TestServer, error) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
+	}
+	if opts.AdminListener == nil && cfg.AdminListen != "" {
+		lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", cfg.AdminListen)
+		if err != nil {
+			return nil, fmt.Errorf("listening on the admin address %s: %w", cfg.AdminListen, err)
+		}
+		opts.AdminListener = lis
+	}
+	adminAddr := ""
+	if opts.AdminListener != nil {
+		adminAddr = opts.AdminListener.Addr().String()
 	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
@@ -55,10 +72,13 @@ func StartTestServer(cfg Config, log *slog.Logger, opts Options, creds credentia
 	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		_ = opts.Listener.Close()
+		if opts.AdminListener != nil {
+			_ = opts.AdminListener.Close()
+		}
 		return nil, fmt.Errorf("dialling the test server: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &TestServer{Conn: conn, cancel: cancel, done: make(chan error, 1)}
+	s := &TestServer{Conn: conn, AdminAddr: adminAddr, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- Run(ctx, cfg, log, opts) }()
 	return s, nil
 }
