@@ -58,6 +58,20 @@ func OpenPostgres(ctx context.Context, url string, opts ...Option) (*Store, erro
 	return open(ctx, postgresDialect{}, db, db, o)
 }
 
+// pgAdminShutdown is SQLSTATE 57P01: the server ended this connection (a
+// terminated backend, a restart), so another connection may succeed.
+const pgAdminShutdown = "57P01"
+
+// StaleConnection reports whether err came from a pooled connection the
+// database had already closed: database/sql's driver.ErrBadConn, or
+// PostgreSQL's admin_shutdown on a connection terminated while it sat idle.
+// A fresh connection may well succeed, so a health check tries again
+// before it reports an outage.
+func StaleConnection(err error) bool {
+	var pe *pgconn.PgError
+	return errors.Is(err, driver.ErrBadConn) || errors.As(err, &pe) && pe.Code == pgAdminShutdown
+}
+
 type postgresDialect struct{}
 
 func (postgresDialect) name() string { return "postgresql" }

@@ -3,8 +3,6 @@ package app
 import (
 	"cmp"
 	"context"
-	"database/sql/driver"
-	"errors"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -13,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/walletprovider/recoveryservice/service/registry"
 )
 
 // Start-up readiness pacing: quick at first (the embedded sandbox is up
@@ -195,28 +195,32 @@ func runChecks(ctx context.Context, checks []readinessCheck, timeout time.Durati
 
 // registryCheck pings the registry the way database/sql runs a query. A
 // pooled connection the server closed while it sat idle (a restart that is
-// over, an idle timeout, a proxy) fails a ping with driver.ErrBadConn and
-// leaves the pool; database/sql would retry a query on another connection,
-// but not a ping. So the check pings again while that is the error: a
-// database that is back passes on a fresh connection, one that is still
-// down refuses it and the check fails with the database's own reason.
+// over, an idle timeout, a proxy) fails with driver.ErrBadConn, or with
+// PostgreSQL's admin_shutdown, and leaves the pool; database/sql would
+// retry a query on another connection, but not a ping. So the check tries
+// again while that is the error (registry.StaleConnection): a database that
+// is back passes on a fresh connection, one that is still down refuses it
+// and the check fails with the database's own reason.
 //
 // A registry that answers but cannot write (a full disk, a read-only file
 // system, a held lock) is not ready either: every store writes its record
 // before it is acknowledged. So the check then commits a write (probeWrite).
 func registryCheck(ping, probeWrite func(context.Context) error) readinessCheck {
-	return readinessCheck{name: "registry", check: func(ctx context.Context) error {
-		err := ping(ctx)
-		for range registryStaleConnRetries {
-			if !errors.Is(err, driver.ErrBadConn) || ctx.Err() != nil {
-				break
-			}
-			err = ping(ctx)
-		}
-		if err != nil {
+	check := func(ctx context.Context) error {
+		if err := ping(ctx); err != nil {
 			return err
 		}
 		return probeWrite(ctx)
+	}
+	return readinessCheck{name: "registry", check: func(ctx context.Context) error {
+		err := check(ctx)
+		for range registryStaleConnRetries {
+			if !registry.StaleConnection(err) || ctx.Err() != nil {
+				break
+			}
+			err = check(ctx)
+		}
+		return err
 	}}
 }
 
