@@ -18,6 +18,7 @@ import (
 	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // The callers of the authorization tests, as an operator would list them in
@@ -226,8 +227,8 @@ func TestAuthorizeSecureData(t *testing.T) {
 }
 
 func TestAuthorizeSecureFile(t *testing.T) {
-	w := newWatch(secureFilePath)
-	f, org1Key, org2Key := authzFixture(t, fixtureOptions{wrap: w.wrap})
+	w := sandboxtest.NewWatch(secureFilePath, 0)
+	f, org1Key, org2Key := authzFixture(t, fixtureOptions{wrap: w.Wrap})
 	file := pattern(3000, 9)
 	tests := []struct {
 		name    string
@@ -261,7 +262,7 @@ func TestAuthorizeSecureFile(t *testing.T) {
 				// Refused before the upload began: not one byte reached
 				// the upstream.
 				select {
-				case <-w.arrived:
+				case <-w.Arrived():
 					t.Error("a refused SecureFile opened an upload at the upstream")
 				default:
 				}
@@ -275,8 +276,8 @@ func TestAuthorizeSecureFile(t *testing.T) {
 					if _, err := f.sendFile(as(t, tt.caller), append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)); err != nil {
 						t.Errorf("reusing the refused request's idempotency key for an allowed one: %v", err)
 					}
-					<-w.arrived
-					if code := w.nextEnd(t); code != http.StatusOK {
+					<-w.Arrived()
+					if code := w.NextEnd(t); code != http.StatusOK {
 						t.Errorf("the allowed upload ended with %d", code)
 					}
 				}
@@ -285,8 +286,8 @@ func TestAuthorizeSecureFile(t *testing.T) {
 			if err != nil {
 				t.Fatalf("SecureFile: %v", err)
 			}
-			<-w.arrived
-			if code := w.nextEnd(t); code != http.StatusOK {
+			<-w.Arrived()
+			if code := w.NextEnd(t); code != http.StatusOK {
 				t.Errorf("the upload ended with %d", code)
 			}
 			if got := resp.GetBackup().GetStoredBy(); got != tt.caller.name {

@@ -19,6 +19,7 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 const secureFilePath = "/v1/partner/secure/file"
@@ -207,13 +208,13 @@ func TestSecureFileRejectedStoresNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newWatch(secureFilePath)
-			f := newFixture(t, fixtureOptions{maxFileBytes: limit, wrap: w.wrap})
+			w := sandboxtest.NewWatch(secureFilePath, 0)
+			f := newFixture(t, fixtureOptions{maxFileBytes: limit, wrap: w.Wrap})
 			key := f.mustAssign("user-1", "org-1")
 			_, err := f.sendFile(t.Context(), tt.msgs(key))
 			wantStatus(t, err, tt.code, tt.reason)
 			if tt.uploads {
-				if code := w.nextEnd(t); code == http.StatusOK {
+				if code := w.NextEnd(t); code == http.StatusOK {
 					t.Fatal("the upstream answered 200 to the aborted upload")
 				}
 			}
@@ -234,13 +235,13 @@ func byID(k *recoveryv1.RecoveryKey) *recoveryv1.SecureFileHeader {
 func TestSecureFileUpstreamLimit(t *testing.T) {
 	// The upstream's limit is lower than ours: its 413 comes back as the
 	// same reason, and nothing is stored.
-	w := newWatch(secureFilePath)
-	f := newFixture(t, fixtureOptions{sandboxMaxFileBytes: 1000, wrap: w.wrap})
+	w := sandboxtest.NewWatch(secureFilePath, 0)
+	f := newFixture(t, fixtureOptions{sandboxMaxFileBytes: 1000, wrap: w.Wrap})
 	key := f.mustAssign("user-1", "org-1")
 	msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(byID(key))}, chunksOf(pattern(5000, 6), 500)...)
 	_, err := f.sendFile(t.Context(), msgs)
 	wantStatus(t, err, codes.ResourceExhausted, service.ReasonFileTooLarge)
-	if code := w.nextEnd(t); code != http.StatusRequestEntityTooLarge {
+	if code := w.NextEnd(t); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("upstream answered %d, want 413", code)
 	}
 	if n := len(f.inspect.Backups(t)); n != 0 {
@@ -249,8 +250,8 @@ func TestSecureFileUpstreamLimit(t *testing.T) {
 }
 
 func TestSecureFileCallerCancelsMidStream(t *testing.T) {
-	w := newWatch(secureFilePath)
-	f := newFixture(t, fixtureOptions{wrap: w.wrap})
+	w := sandboxtest.NewWatch(secureFilePath, 0)
+	f := newFixture(t, fixtureOptions{wrap: w.Wrap})
 	key := f.mustAssign("user-1", "org-1")
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -267,13 +268,13 @@ func TestSecureFileCallerCancelsMidStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	<-w.arrived // the upload is under way at the upstream
+	<-w.Arrived() // the upload is under way at the upstream
 	cancel()
 	if _, err := stream.CloseAndRecv(); status.Code(err) != codes.Canceled {
 		t.Fatalf("CloseAndRecv after cancel = %v, want Canceled", err)
 	}
 	f.waitFinished("SecureFile", 1)
-	if code := w.nextEnd(t); code == http.StatusOK {
+	if code := w.NextEnd(t); code == http.StatusOK {
 		t.Fatal("the upstream answered 200 to the abandoned upload")
 	}
 	if n := len(f.inspect.Backups(t)); n != 0 {
@@ -316,9 +317,8 @@ func TestSecureFileForwardsChunksAsTheyArrive(t *testing.T) {
 	// The upstream must have read the first half of the file while the
 	// caller still holds the second half: a service that buffered the
 	// file would never get there.
-	w := newWatch(secureFilePath)
-	w.readAtLeast = 1 << 20
-	f := newFixture(t, fixtureOptions{wrap: w.wrap})
+	w := sandboxtest.NewWatch(secureFilePath, 1<<20)
+	f := newFixture(t, fixtureOptions{wrap: w.Wrap})
 	key := f.mustAssign("user-1", "org-1")
 	file := pattern(4<<20, 10)
 
@@ -337,7 +337,7 @@ func TestSecureFileForwardsChunksAsTheyArrive(t *testing.T) {
 		}
 	}
 	select {
-	case <-w.read:
+	case <-w.Read():
 	case <-time.After(30 * time.Second):
 		t.Fatal("the upstream has not received the first megabyte while the caller holds the rest")
 	}

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // TestSecureFileCallerCancelsMidStream: a caller that goes away while its
@@ -16,8 +18,8 @@ import (
 // registry, and the server carries on serving.
 func TestSecureFileCallerCancelsMidStream(t *testing.T) {
 	log, _ := newTestLogger(t)
-	observer := newUploadObserver(64 << 10)
-	up := startUpstream(t, t.TempDir(), log, observer.wrap)
+	observer := sandboxtest.NewWatch(sandbox.PathSecureFile, 64<<10)
+	up := startUpstream(t, t.TempDir(), log, observer.Wrap)
 	srv := startReady(t, remoteConfig(t, up, t.TempDir()), log, Options{})
 	ctx := testCtx(t)
 	key := assignKey(t, ctx, srv.client, "user-1")
@@ -35,12 +37,12 @@ func TestSecureFileCallerCancelsMidStream(t *testing.T) {
 		}
 	}
 	// The upstream is receiving the file body: now the caller goes away.
-	await(t, observer.started, "the upstream to receive file bytes")
+	await(t, observer.Read(), "the upstream to receive file bytes")
 	cancel()
 	if _, err := stream.CloseAndRecv(); status.Code(err) != codes.Canceled {
 		t.Errorf("CloseAndRecv after cancel = %v, want Canceled", err)
 	}
-	await(t, observer.finished, "the upstream request to end")
+	observer.NextEnd(t)
 
 	if backups := up.Inspect.Backups(t); len(backups) != 0 {
 		t.Errorf("upstream stored %+v from a cancelled upload", backups)

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/pem"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -229,54 +227,6 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason string, fields 
 	if fields != nil && strings.Join(gotFields, ",") != strings.Join(fields, ",") {
 		t.Errorf("BadRequest fields = %q, want %q", gotFields, fields)
 	}
-}
-
-// uploadObserver watches the upstream's secure/file requests: started is
-// closed once the upstream has read minBytes of the first upload's body,
-// finished once the upstream has answered it (or seen it aborted).
-type uploadObserver struct {
-	minBytes int64
-	started  chan struct{}
-	finished chan struct{}
-	once     sync.Once
-}
-
-func newUploadObserver(minBytes int64) *uploadObserver {
-	return &uploadObserver{minBytes: minBytes, started: make(chan struct{}), finished: make(chan struct{})}
-}
-
-// wrap is a startUpstream wrapper.
-func (o *uploadObserver) wrap(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		first := false
-		if r.URL.Path == sandbox.PathSecureFile {
-			o.once.Do(func() { first = true })
-		}
-		if !first {
-			h.ServeHTTP(w, r)
-			return
-		}
-		defer close(o.finished)
-		r.Body = &countingBody{ReadCloser: r.Body, min: o.minBytes, reached: o.started}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// countingBody closes reached once min bytes have been read.
-type countingBody struct {
-	io.ReadCloser
-	min     int64
-	n       int64
-	reached chan struct{}
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if b.n < b.min && b.n+int64(n) >= b.min {
-		close(b.reached)
-	}
-	b.n += int64(n)
-	return n, err
 }
 
 // await waits for ch, failing the test after testDeadline.

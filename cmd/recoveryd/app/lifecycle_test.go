@@ -19,6 +19,7 @@ import (
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
+	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
 // TestHealthNotServingUntilReady: health says NOT_SERVING while the
@@ -145,8 +146,8 @@ func listServicesV1alpha(ctx context.Context, conn grpc.ClientConnInterface) ([]
 // completes; run then returns without having had to cut anything.
 func TestGracefulShutdownDrainsCalls(t *testing.T) {
 	log, logs := newTestLogger(t)
-	observer := newUploadObserver(1)
-	up := startUpstream(t, t.TempDir(), log, observer.wrap)
+	observer := sandboxtest.NewWatch(sandbox.PathSecureFile, 1)
+	up := startUpstream(t, t.TempDir(), log, observer.Wrap)
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.ShutdownTimeout = testDeadline
 	srv := startReady(t, cfg, log, Options{})
@@ -170,7 +171,7 @@ func TestGracefulShutdownDrainsCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	await(t, observer.started, "the upload to reach the upstream")
+	await(t, observer.Read(), "the upload to reach the upstream")
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- srv.stop() }()
@@ -209,8 +210,8 @@ func TestGracefulShutdownDrainsCalls(t *testing.T) {
 // deadline passes is cut, nothing of it is stored, and run returns.
 func TestShutdownDeadlineCutsCalls(t *testing.T) {
 	log, logs := newTestLogger(t)
-	observer := newUploadObserver(1)
-	up := startUpstream(t, t.TempDir(), log, observer.wrap)
+	observer := sandboxtest.NewWatch(sandbox.PathSecureFile, 1)
+	up := startUpstream(t, t.TempDir(), log, observer.Wrap)
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.ShutdownTimeout = 50 * time.Millisecond
 	srv := startReady(t, cfg, log, Options{})
@@ -226,7 +227,7 @@ func TestShutdownDeadlineCutsCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	await(t, observer.started, "the upload to reach the upstream")
+	await(t, observer.Read(), "the upload to reach the upstream")
 
 	// The caller never finishes its file: shutdown must not wait for it.
 	if err := srv.stop(); err != nil {
@@ -235,7 +236,7 @@ func TestShutdownDeadlineCutsCalls(t *testing.T) {
 	if _, err := stream.CloseAndRecv(); err == nil {
 		t.Error("a call cut by the shutdown deadline succeeded")
 	}
-	await(t, observer.finished, "the aborted upload to end upstream")
+	observer.NextEnd(t)
 	if backups := up.Inspect.Backups(t); len(backups) != 0 {
 		t.Errorf("upstream stored %+v from a cut call", backups)
 	}

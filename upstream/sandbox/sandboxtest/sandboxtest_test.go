@@ -180,3 +180,36 @@ func TestOnlyTestsImportThisPackage(t *testing.T) {
 		}
 	}
 }
+
+// TestWatch: a Watch sees each request to its path arrive, closes Read
+// once enough of a body was read, and reports each answer's status;
+// requests to other paths pass unseen.
+func TestWatch(t *testing.T) {
+	w := sandboxtest.NewWatch(sandbox.PathSecureData, 8)
+	sb := sandboxtest.Start(t, sandboxtest.Options{Wrap: w.Wrap})
+	post := func(path, body string) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, sb.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+sandbox.DevPartnerToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := sb.HTTP.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+	}
+	post(sandbox.PathAssignKey, `{}`)
+	select {
+	case <-w.Arrived():
+		t.Fatal("a request to another path was seen")
+	default:
+	}
+	post(sandbox.PathSecureData, `{"public_key":"not hex"}`)
+	<-w.Arrived()
+	<-w.Read()
+	if code := w.NextEnd(t); code != http.StatusBadRequest {
+		t.Errorf("NextEnd = %d, want the emulator's 400", code)
+	}
+}
