@@ -18,6 +18,7 @@ const (
 const (
 	stateFileName   = "state.json"
 	signingFileName = "signing-keys.json"
+	journalFileName = "journal.jsonl"
 	poolDirName     = "pool"
 	backupsDirName  = "backups"
 	uploadsDirName  = "uploads"

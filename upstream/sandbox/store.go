@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -82,6 +83,16 @@ type persistedState struct {
 	Backups []backupRecord `json:"backups"`
 }
 
+// journalEntry is one line of DataDir/journal.jsonl: a commit appended
+// since the last snapshot. Appending one line (and an fsync) keeps a
+// store's cost the same however full the emulator is; the journal is folded
+// into state.json when the store next opens.
+type journalEntry struct {
+	Key     *keyRecord     `json:"key,omitempty"`
+	Backup  *backupRecord  `json:"backup,omitempty"`
+	UserIDs []userIDRecord `json:"user_ids,omitempty"`
+}
+
 // errAlreadyAssigned is returned by reserve for a pair that has (or is
 // getting) a key.
 var errAlreadyAssigned = errors.New("already assigned")
@@ -98,9 +109,12 @@ type store struct {
 	assigned     map[assignment]*keyRecord
 	pending      map[assignment]bool
 	userIDs      map[assignment]string
-	backups      []*backupRecord // storage order
-	backupsByID  map[string]*backupRecord
-	contents     map[string][]byte // memory mode only
+	// journaledUsers are the userIDs already persisted (snapshot or
+	// journal); the others go with the next commit.
+	journaledUsers map[assignment]bool
+	backups        []*backupRecord // storage order
+	backupsByID    map[string]*backupRecord
+	contents       map[string][]byte // memory mode only
 }
 
 // openStore loads the state under dir ("" = a fresh in-memory store) and
@@ -115,7 +129,9 @@ func openStore(dir string) (*store, error) {
 		pending:      map[assignment]bool{},
 		userIDs:      map[assignment]string{},
 		backupsByID:  map[string]*backupRecord{},
-		contents:     map[string][]byte{},
+
+		journaledUsers: map[assignment]bool{},
+		contents:       map[string][]byte{},
 	}
 	if dir == "" {
 		return s, nil
@@ -126,6 +142,9 @@ func openStore(dir string) (*store, error) {
 		}
 	}
 	if err := s.load(); err != nil {
+		return nil, err
+	}
+	if err := s.replayJournal(); err != nil {
 		return nil, err
 	}
 	if err := s.removeLeftovers(); err != nil {
@@ -159,16 +178,124 @@ func (s *store) load() error {
 		k.private = priv
 		s.indexKey(&k)
 	}
-	for _, u := range st.UserIDs {
-		s.userIDs[assignment{u.CustomerID, u.UserIdentifier}] = u.UserID
-	}
+	s.addUserIDs(st.UserIDs)
 	for i := range st.Backups {
 		b := st.Backups[i]
-		if !isUUID(b.BackupID) {
-			return fmt.Errorf("sandbox: %s: backup id %q is not a uuid", path, b.BackupID)
+		if err := s.addBackup(&b); err != nil {
+			return fmt.Errorf("sandbox: %s: %w", path, err)
 		}
-		s.backups = append(s.backups, &b)
-		s.backupsByID[b.BackupID] = &b
+	}
+	return nil
+}
+
+func (s *store) addUserIDs(ids []userIDRecord) {
+	for _, u := range ids {
+		a := assignment{u.CustomerID, u.UserIdentifier}
+		s.userIDs[a] = u.UserID
+		s.journaledUsers[a] = true
+	}
+}
+
+// addBackup indexes a loaded backup record.
+func (s *store) addBackup(b *backupRecord) error {
+	if !isUUID(b.BackupID) {
+		return fmt.Errorf("backup id %q is not a uuid", b.BackupID)
+	}
+	s.backups = append(s.backups, b)
+	s.backupsByID[b.BackupID] = b
+	return nil
+}
+
+// replayJournal applies the journal's commits to what state.json held,
+// then folds them into a new state.json and empties the journal. A last
+// line without its newline is a commit a crash interrupted before it was
+// acknowledged: it is dropped. Replaying is idempotent (a crash between
+// the new snapshot and emptying the journal replays records already in
+// it), so a record already loaded is skipped.
+func (s *store) replayJournal() error {
+	path := filepath.Join(s.dir, journalFileName)
+	data, err := os.ReadFile(path) //nolint:gosec // G304: a fixed file name under the configured DataDir
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: reading journal: %w", err)
+	}
+	if len(data) == 0 {
+		return nil
+	}
+	complete := data[:bytes.LastIndexByte(data, '\n')+1]
+	for line := range bytes.Lines(complete) {
+		var e journalEntry
+		if err := json.Unmarshal(line, &e); err != nil {
+			return fmt.Errorf("sandbox: %s is corrupt: %w", path, err)
+		}
+		s.addUserIDs(e.UserIDs)
+		if k := e.Key; k != nil && s.keysByID[k.KeyID] == nil {
+			priv, err := parseRSAPrivatePEM([]byte(k.PrivateKeyPEM))
+			if err != nil {
+				return fmt.Errorf("sandbox: %s: key %s: %w", path, k.KeyID, err)
+			}
+			k.private = priv
+			s.indexKey(k)
+		}
+		if b := e.Backup; b != nil && s.backupsByID[b.BackupID] == nil {
+			if err := s.addBackup(b); err != nil {
+				return fmt.Errorf("sandbox: %s: %w", path, err)
+			}
+		}
+	}
+	if err := s.saveLocked(); err != nil {
+		return fmt.Errorf("sandbox: folding the journal into the state: %w", err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		return fmt.Errorf("sandbox: emptying the journal: %w", err)
+	}
+	return nil
+}
+
+// appendLocked persists one commit by appending it to the journal with an
+// fsync; on failure the journal is cut back to where it was, so nothing of
+// the commit stays. s.mu must be held.
+func (s *store) appendLocked(e journalEntry) (err error) {
+	if s.dir == "" {
+		return nil
+	}
+	for a, id := range s.userIDs {
+		if !s.journaledUsers[a] {
+			e.UserIDs = append(e.UserIDs, userIDRecord{CustomerID: a.CustomerID, UserIdentifier: a.UserIdentifier, UserID: id})
+		}
+	}
+	line, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.dir, journalFileName)
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode) //nolint:gosec // G304: a fixed file name under the configured DataDir
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, f.Close()) }()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		_ = f.Truncate(info.Size())
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Truncate(info.Size())
+		return err
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
+	}
+	for _, u := range e.UserIDs {
+		s.journaledUsers[assignment{u.CustomerID, u.UserIdentifier}] = true
 	}
 	return nil
 }
@@ -208,7 +335,8 @@ func (s *store) indexKey(k *keyRecord) {
 	s.assigned[assignment{k.CustomerID, k.UserIdentifier}] = k
 }
 
-// saveLocked persists the whole state atomically; s.mu must be held.
+// saveLocked persists the whole state atomically (a snapshot: opening
+// folds the journal into one); s.mu must be held.
 func (s *store) saveLocked() error {
 	if s.dir == "" {
 		return nil
@@ -282,7 +410,7 @@ func (s *store) commitKey(k *keyRecord) error {
 	}
 	k.PrivateKeyPEM = string(pemBytes)
 	s.indexKey(k)
-	if err := s.saveLocked(); err != nil {
+	if err := s.appendLocked(journalEntry{Key: k}); err != nil {
 		s.keys = s.keys[:len(s.keys)-1]
 		delete(s.keysByID, k.KeyID)
 		delete(s.keysByPublic, k.PublicKey)
@@ -376,7 +504,7 @@ func (s *store) commitBackup(b *backupRecord, content *upload) error {
 	}
 	s.backups = append(s.backups, b)
 	s.backupsByID[b.BackupID] = b
-	if err := s.saveLocked(); err != nil {
+	if err := s.appendLocked(journalEntry{Backup: b}); err != nil {
 		s.backups = s.backups[:len(s.backups)-1]
 		delete(s.backupsByID, b.BackupID)
 		if s.dir == "" {
