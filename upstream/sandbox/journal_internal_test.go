@@ -48,7 +48,7 @@ func TestJournalReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	torn := append(append([]byte{}, committed...), []byte(`{"backup":{"backup_id":"cut sh`)...)
-	if err := os.WriteFile(journal, torn, fileMode); err != nil {
+	if err := os.WriteFile(journal, torn, fileMode); err != nil { //nolint:gosec // G703: a path under t.TempDir()
 		t.Fatal(err)
 	}
 
@@ -64,7 +64,7 @@ func TestJournalReplay(t *testing.T) {
 	}
 
 	// A crash after the snapshot, before the journal was emptied.
-	if err := os.WriteFile(journal, committed, fileMode); err != nil {
+	if err := os.WriteFile(journal, committed, fileMode); err != nil { //nolint:gosec // G703: a path under t.TempDir()
 		t.Fatal(err)
 	}
 	again, err := openStore(dir)
