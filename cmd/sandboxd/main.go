@@ -65,6 +65,7 @@ type options struct {
 	faultSeed    int64
 	faultDelay   time.Duration
 	latency      time.Duration
+	verifyData   bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Int64Var(&o.faultSeed, "fault-seed", 0, "seed of the fault draws, for a reproducible run (0 = random)")
 	fs.DurationVar(&o.faultDelay, "fault-delay", sandbox.DefaultFaultDelay, "how long the slow fault holds an answer")
 	fs.DurationVar(&o.latency, "latency", 0, "delay added to every partner request, as a WAN link would")
+	fs.BoolVar(&o.verifyData, "verify-data", true, "decrypt secure/data and check its checksum as the enclave does; --verify-data=false skips it, for benchmarks only")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -140,7 +142,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) 
 		FaultSeed:    o.faultSeed,
 		FaultDelay:   o.faultDelay,
 		Latency:      o.latency,
-		Logger:       logger,
+
+		SkipDataVerification: !o.verifyData,
+		Logger:               logger,
 	}
 	if h.keySource != nil {
 		cfg.KeySource = h.keySource

@@ -78,6 +78,11 @@ type Config struct {
 	FaultDelay time.Duration
 	// Latency is added to every partner request, as a WAN link would.
 	Latency time.Duration
+	// SkipDataVerification stores secure/data without the enclave's
+	// decrypt-and-checksum check (the ciphertext must still be one RSA-4096
+	// block): for benchmarks, so the emulator's private-key work is not what
+	// both sides of a comparison measure. Never for correctness tests.
+	SkipDataVerification bool
 	// Logger receives one line per request and lifecycle events (nil =
 	// slog.Default()). Tokens and plaintext never reach it.
 	Logger *slog.Logger

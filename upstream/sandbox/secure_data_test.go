@@ -132,3 +132,25 @@ func TestSecureDataFailures(t *testing.T) {
 		t.Fatal("corrected request did not store exactly one backup")
 	}
 }
+
+// TestSkipDataVerification: the benchmark mode stores a block whose
+// checksum does not match (which the enclave, and the default emulator,
+// refuses), but still refuses data that is not one RSA-4096 block.
+func TestSkipDataVerification(t *testing.T) {
+	wrongSum := strings.Repeat("ab", 32)
+	for _, skip := range []bool{false, true} {
+		h := start(t, sandbox.Config{SkipDataVerification: skip})
+		a := h.assign(assignRequest("alice", "org-1"))
+		data, _ := seal(t, a.PublicKey, []byte("material"))
+		resp := h.postJSON(sandbox.PathSecureData, sandbox.DevPartnerToken, map[string]any{
+			"public_key": a.PublicKey, "data": data, "checksum": wrongSum})
+		if want := map[bool]int{false: http.StatusBadRequest, true: http.StatusOK}[skip]; resp.status != want {
+			t.Errorf("skip=%t: a wrong checksum answered %d, want %d (%s)", skip, resp.status, want, resp.body)
+		}
+		short := h.postJSON(sandbox.PathSecureData, sandbox.DevPartnerToken, map[string]any{
+			"public_key": a.PublicKey, "data": "AAAA", "checksum": wrongSum})
+		if short.status == http.StatusOK {
+			t.Errorf("skip=%t: a 3-byte block was stored", skip)
+		}
+	}
+}
