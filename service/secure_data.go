@@ -54,7 +54,6 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 		KeyID:          key.KeyID,
 		CustomerID:     key.CustomerID,
 		PackageID:      key.PackageID,
-		Checksum:       payload.checksum,
 		Metadata:       meta,
 		Caller:         caller,
 		IdempotencyKey: req.GetIdempotencyKey(),
@@ -62,8 +61,11 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 
 	hash := requestHash(backupTypeData, key.KeyID, payload.checksum, meta)
 	recorded, token, err := s.reserveBackup(ctx, caller, backup.IdempotencyKey, hash, s.lease())
-	if err != nil || recorded != nil {
-		return recorded, err
+	if err != nil {
+		return nil, err
+	}
+	if recorded != nil {
+		return echoChecksum(recorded, payload.checksum), nil
 	}
 
 	if payload.plaintext != nil {
@@ -104,11 +106,24 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 	if resp.StoredAt.IsZero() {
 		backup.StoredAt = s.now().UTC()
 	}
+	// NOTE: the registry keeps the digest of the ciphertext sent upstream,
+	// never the plaintext's checksum: a low-entropy secret could be
+	// brute-forced from it by anyone who reads the registry or lists it.
+	backup.Checksum = keycrypto.Checksum(payload.ciphertext)
 	annotate(ctx, attribute.String("backup_id", backup.BackupID))
 	if err := s.recordBackup(settle, token, &backup); err != nil {
 		return nil, err
 	}
-	return &backup, nil
+	return echoChecksum(&backup, payload.checksum), nil
+}
+
+// echoChecksum is the backup as its sender gets it: with the plaintext's
+// checksum the enclave verified, which the sender already holds. Only this
+// answer carries it; the record and every listing carry the ciphertext's.
+func echoChecksum(b *registry.Backup, plaintextChecksum string) *registry.Backup {
+	out := *b
+	out.Checksum = plaintextChecksum
+	return &out
 }
 
 // payloadOf is the payload with its plaintext checksum. recoveryd's

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
@@ -133,8 +134,19 @@ func TestSecureDataStoresAndRecovers(t *testing.T) {
 					recorded = b
 				}
 			}
-			if diff := cmp.Diff(got, recorded, protocmp.Transform()); diff != "" {
-				t.Errorf("recorded backup differs from the response (-response +recorded):\n%s", diff)
+			// The response echoes the plaintext's checksum to its sender;
+			// the record holds the digest of the ciphertext sent upstream
+			// instead, and never the plaintext's.
+			if got.GetChecksumSha256() != want.GetChecksumSha256() {
+				t.Errorf("response checksum = %s, want the plaintext's %s", got.GetChecksumSha256(), want.GetChecksumSha256())
+			}
+			if recorded.GetChecksumSha256() != stored.SHA256 || recorded.GetChecksumSha256() == want.GetChecksumSha256() {
+				t.Errorf("recorded checksum = %s, want the ciphertext's %s (not the plaintext's)", recorded.GetChecksumSha256(), stored.SHA256)
+			}
+			echoed := proto.Clone(recorded).(*recoveryv1.Backup)
+			echoed.ChecksumSha256 = want.GetChecksumSha256()
+			if diff := cmp.Diff(got, echoed, protocmp.Transform()); diff != "" {
+				t.Errorf("recorded backup differs from the response beyond the checksum (-response +recorded):\n%s", diff)
 			}
 		})
 	}

@@ -167,7 +167,19 @@ func TestReplicasSharePostgreSQL(t *testing.T) {
 		}
 		return resp
 	}
-	wantBackups := []*recoveryv1.Backup{first.GetBackup(), data.GetBackup()} // newest first
+	// A listing shows each backup as recorded: a DATA backup with the
+	// digest of its ciphertext as the upstream holds it, never the
+	// plaintext checksum its sender was answered with.
+	storedDigest := map[string]string{}
+	for _, b := range up.Inspect.Backups(t) {
+		storedDigest[b.BackupID] = b.SHA256
+	}
+	asListed := func(b *recoveryv1.Backup) *recoveryv1.Backup {
+		out := proto.Clone(b).(*recoveryv1.Backup)
+		out.ChecksumSha256 = storedDigest[b.GetBackupId()]
+		return out
+	}
+	wantBackups := []*recoveryv1.Backup{asListed(first.GetBackup()), asListed(data.GetBackup())} // newest first
 	for i, s := range replicas {
 		if diff := cmp.Diff(wantBackups, listBackups(s, 0, "").GetBackups(), protocmp.Transform()); diff != "" {
 			t.Errorf("ListBackups on replica %c (-want +got):\n%s", 'A'+i, diff)
