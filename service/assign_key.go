@@ -78,6 +78,10 @@ func (s *Server) assignKey(ctx context.Context, terms registry.KeyTerms) (key *r
 		s.metrics.assignment(ctx, outcomeAssignedElsewhere)
 		return nil, false, fail(ReasonAssignedElsewhere,
 			fmt.Errorf("assignment recorded as assigned elsewhere: %s", res.Reason))
+	case registry.AssignmentOrphaned:
+		s.metrics.assignment(ctx, outcomeOrphaned)
+		return nil, false, fail(ReasonAssignmentOrphaned,
+			fmt.Errorf("assignment recorded as orphaned: %s", res.Reason))
 	default:
 		return nil, false, fmt.Errorf("registry returned assignment state %d", res.State)
 	}
@@ -212,15 +216,27 @@ func (s *Server) loadVerificationKeys(ctx context.Context) ([]keycrypto.Verifica
 }
 
 // assignmentFailed settles the reservation after a failed upstream call and
-// says what the caller gets. Never retried here: a retry after the request
-// may have been sent could assign a second key.
+// says what the caller gets. The adapter has already retried what was safe
+// (upstream.Client.AssignKey: a repeat can only meet the upstream's 409).
 //
-// NOTE: the 409 case comes first. A 409 assigned nothing on this call
-// (upstream.Error.NothingDone holds), yet the upstream holds a key for the
-// pair, so releasing the pair would hide that key from the registry.
+// NOTE: the 409 cases come first. A 409 assigned nothing on its own
+// attempt, yet the upstream holds a key for the pair, so releasing the pair
+// would hide that key from the registry. After an ambiguous attempt of this
+// very call, that key is the one whose answer we lost: orphaned, not
+// assigned elsewhere.
 func (s *Server) assignmentFailed(work context.Context, terms registry.KeyTerms, token string, err error) error {
 	ue, isUpstream := errors.AsType[*upstream.Error](err)
 	switch {
+	case isUpstream && ue.Kind == upstream.KindAlreadyAssigned && ue.AfterAmbiguousAttempt:
+		// NOTE: the one ERROR line of this orphaning; repeats are answered
+		// from the registry and logged at the reason's level.
+		s.log.LogAttrs(work, slog.LevelError, "assignment orphaned: the upstream assigned a key whose answer was lost",
+			slog.String("customer_id", terms.CustomerID), slog.String("user_identifier", terms.UserIdentifier),
+			slog.String("error", err.Error()))
+		s.failAssignment(work, token, registry.AssignmentOrphaned,
+			"upstream answered 409 to a retry after our earlier attempt may have assigned the key: its answer was lost")
+		s.metrics.assignment(work, outcomeOrphaned)
+		return fail(ReasonAssignmentOrphaned, err)
 	case isUpstream && ue.Kind == upstream.KindAlreadyAssigned:
 		s.log.LogAttrs(work, slog.LevelError, "upstream holds a key this registry never recorded",
 			slog.String("customer_id", terms.CustomerID), slog.String("user_identifier", terms.UserIdentifier))

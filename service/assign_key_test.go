@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,6 +247,63 @@ func TestAssignKeyLostResponseIsUnknown(t *testing.T) {
 	}
 	if n := len(f.inspect.Keys(t)); n != 1 {
 		t.Fatalf("upstream holds %d keys, want 1: the unknown outcome must not be retried", n)
+	}
+}
+
+// TestAssignKeyLostAnswerIsOrphaned: the first attempt assigns a key
+// upstream but its answer is lost; the adapter's retry meets the
+// upstream's 409. That is our own key, not one assigned elsewhere: the pair
+// is recorded orphaned, logged at ERROR once and counted, and a repeat is
+// answered from the registry without an upstream call. The upstream holds
+// exactly one key for the pair.
+func TestAssignKeyLostAnswerIsOrphaned(t *testing.T) {
+	var calls atomic.Int32
+	f := newFixture(t, fixtureOptions{wrap: loseFirstAnswer(sandbox.PathAssignKey, &calls)})
+	before := f.metrics(t)
+	for range 2 {
+		_, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+		wantStatus(t, err, codes.FailedPrecondition, service.ReasonAssignmentOrphaned)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("upstream saw %d assign-key requests, want 2 (the lost one and its retry; none for the repeat)", n)
+	}
+	if keys := f.inspect.Keys(t); len(keys) != 1 {
+		t.Fatalf("upstream holds %d keys, want 1", len(keys))
+	}
+	if state := f.pairState(t, assignRequest("user-1", "org-1")); state != registry.AssignmentOrphaned {
+		t.Errorf("registry state = %s, want AssignmentOrphaned", state)
+	}
+	if lines := f.logs.WaitCount(t, 1, `"level":"ERROR"`, "assignment orphaned"); len(lines) != 1 {
+		t.Errorf("%d ERROR lines for the orphaning, want 1", len(lines))
+	}
+	if n := strings.Count(f.logs.String(), "assignment orphaned"); n != 1 {
+		t.Errorf("the orphaning was logged %d times, want once", n)
+	}
+	if d := f.metrics(t).assignments("orphaned") - before.assignments("orphaned"); d != 2 {
+		t.Errorf("assignments{outcome=orphaned} grew by %v, want 2 (the orphaning and the repeat)", d)
+	}
+}
+
+// TestAssignKey503ThenKey: a 503 that assigned nothing is retried by the
+// adapter; the retry's key is verified and recorded as usual, and the
+// upstream holds exactly that one key.
+func TestAssignKey503ThenKey(t *testing.T) {
+	var calls atomic.Int32
+	f := newFixture(t, fixtureOptions{wrap: failFirst(sandbox.PathAssignKey, http.StatusServiceUnavailable, &calls)})
+	key := f.mustAssign("user-1", "org-1")
+	if n := calls.Load(); n != 2 {
+		t.Errorf("upstream saw %d assign-key requests, want 2", n)
+	}
+	keys := f.inspect.Keys(t)
+	if len(keys) != 1 || keys[0].KeyID != key.GetKeyId() {
+		t.Fatalf("upstream holds %+v, want only %s", keys, key.GetKeyId())
+	}
+	if state := f.pairState(t, assignRequest("user-1", "org-1")); state != registry.AssignmentRecorded {
+		t.Errorf("registry state = %s, want AssignmentRecorded", state)
+	}
+	repeat, err := f.client.AssignKey(t.Context(), assignRequest("user-1", "org-1"))
+	if err != nil || !repeat.GetAlreadyAssigned() || repeat.GetKey().GetKeyId() != key.GetKeyId() {
+		t.Errorf("repeat = %v, %v; want key %s, already_assigned", repeat, err, key.GetKeyId())
 	}
 }
 

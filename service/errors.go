@@ -48,6 +48,7 @@ const (
 	ReasonVerificationKeysUnavailable = recoveryv1.ErrorReason_ERROR_REASON_VERIFICATION_KEYS_UNAVAILABLE
 	ReasonIdempotencyKeyReused        = recoveryv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED
 	ReasonRequestInProgress           = recoveryv1.ErrorReason_ERROR_REASON_REQUEST_IN_PROGRESS
+	ReasonAssignmentOrphaned          = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_ORPHANED
 	ReasonBackupOutcomeUnknown        = recoveryv1.ErrorReason_ERROR_REASON_BACKUP_OUTCOME_UNKNOWN
 	ReasonFileTooLarge                = recoveryv1.ErrorReason_ERROR_REASON_FILE_TOO_LARGE
 	ReasonDigestMismatch              = recoveryv1.ErrorReason_ERROR_REASON_DIGEST_MISMATCH
@@ -99,6 +100,8 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"a key is already assigned for this user_identifier and organisation with a different key_environment or package: see the recorded values in ErrorInfo metadata", slog.LevelInfo},
 	ReasonAssignmentInProgress: {codes.Aborted,
 		"another request is assigning a key for this user_identifier and organisation: retry after the RetryInfo delay", slog.LevelWarn},
+	ReasonAssignmentOrphaned: {codes.FailedPrecondition,
+		"a key was assigned upstream for this user_identifier and organisation but its answer was lost: an operator must import the re-issued key", slog.LevelWarn},
 	ReasonAssignmentOutcomeUnknown: {codes.FailedPrecondition,
 		"an earlier assignment for this user_identifier and organisation has an unknown outcome: an operator must reconcile it before a key can be returned", slog.LevelError},
 	ReasonEnclaveSignatureInvalid: {codes.FailedPrecondition,

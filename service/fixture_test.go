@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -415,6 +416,45 @@ func loseResponse(path string) func(http.Handler) http.Handler {
 			}
 			next.ServeHTTP(httptest.NewRecorder(), r)
 			http.Error(w, "bad gateway", http.StatusBadGateway)
+		})
+	}
+}
+
+// loseFirstAnswer lets the upstream act on the first request to path, then
+// closes the connection with no answer (the emulator's reset-after, on the
+// first attempt only); later requests pass. calls counts the requests to
+// path.
+func loseFirstAnswer(path string, calls *atomic.Int32) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != path {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if calls.Add(1) > 1 {
+				next.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				panic(http.ErrAbortHandler)
+			}
+			_ = conn.Close()
+		})
+	}
+}
+
+// failFirst answers the first request to path with status, without letting
+// the upstream act; later requests pass. calls counts the requests to path.
+func failFirst(path string, status int, calls *atomic.Int32) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == path && calls.Add(1) == 1 {
+				http.Error(w, `{"error":"service_unavailable","message":"injected"}`, status)
+				return
+			}
+			next.ServeHTTP(w, r)
 		})
 	}
 }

@@ -19,6 +19,7 @@ const (
 	outcomeNew               = "new"
 	outcomeRepeat            = "repeat"
 	outcomeAssignedElsewhere = "assigned_elsewhere"
+	outcomeOrphaned          = "orphaned"
 	outcomeUnknown           = "unknown"
 	outcomeUntrusted         = "untrusted"
 	outcomeDifferentTerms    = "different_terms"
@@ -40,7 +41,7 @@ func newInstruments() *instruments {
 	// here are constants, and a failed constructor still returns a usable
 	// no-op instrument, so the errors are deliberately ignored.
 	assignments, _ := meter.Int64Counter("recovery.assignments",
-		metric.WithDescription("AssignKey requests by outcome: new, repeat, assigned_elsewhere, unknown, untrusted, different_terms."))
+		metric.WithDescription("AssignKey requests by outcome: new, repeat, assigned_elsewhere, orphaned, unknown, untrusted, different_terms."))
 	verifications, _ := meter.Int64Counter("recovery.signature.verifications",
 		metric.WithDescription("Enclave signature verifications of assigned keys by result."))
 	errs, _ := meter.Int64Counter("recovery.errors",

@@ -100,9 +100,9 @@ const (
 	maxPublicKeyHex = 4096
 )
 
-// AssignKey calls POST /v1/partner/keys. It never retries once the request
-// may have reached the upstream (a lost response is an unknown outcome).
-// KeyType "" means KeyTypeRSA4096. A missing required field is refused
+// AssignKey calls POST /v1/partner/keys, retrying after an ambiguous
+// failure (retryPolicies): a 409 on a retry then carries
+// Error.AfterAmbiguousAttempt, the sign of our own lost answer. KeyType "" means KeyTypeRSA4096. A missing required field is refused
 // locally (KindInvalid, Sent false) before anything is sent.
 func (c *Client) AssignKey(ctx context.Context, req AssignKeyRequest) (_ *AssignKeyResponse, err error) {
 	e := endpointAssignKey

@@ -346,6 +346,7 @@ func (c *Client) send(e endpoint, req *http.Request) (resp *http.Response, uerr 
 func (c *Client) doJSON(ctx context.Context, e endpoint, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
 	defer cancel()
+	policy := retryPolicies[e]
 	mayHaveActed := false
 	for attempt := 0; ; attempt++ {
 		req, err := c.newRequest(ctx, e, bytes.NewReader(body), "application/json")
@@ -355,15 +356,18 @@ func (c *Client) doJSON(ctx context.Context, e endpoint, body []byte) ([]byte, e
 		resp, uerr := c.send(e, req)
 		if uerr == nil {
 			body, err := readJSONBody(e, resp)
-			if err == nil && attempt > 0 && mayHaveActed {
+			if err == nil && attempt > 0 && mayHaveActed && !policy.conflictOnRepeat {
 				// An earlier attempt may have stored too: count the
 				// possible extra copy.
 				c.metrics.possibleDuplicate(ctx, e)
 			}
 			return body, err
 		}
+		// NOTE: marked before NothingDone is asked again: a refusal after
+		// an attempt that may have acted does not make the call harmless.
+		uerr.AfterAmbiguousAttempt = mayHaveActed
 		mayHaveActed = mayHaveActed || !uerr.NothingDone()
-		delay, retry := retryDelay(retryPolicies[e], uerr, attempt)
+		delay, retry := retryDelay(policy, uerr, attempt)
 		if !retry || attempt >= c.maxRetries || !fitsDeadline(ctx, delay) {
 			return nil, uerr
 		}

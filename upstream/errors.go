@@ -71,7 +71,13 @@ type Error struct {
 	RetryAfter time.Duration
 	// Sent is false only when the request certainly never reached the upstream.
 	Sent bool
-	Err  error
+	// AfterAmbiguousAttempt: an earlier attempt of this call may have acted
+	// (a 5xx, a reset, a lost answer) before this one failed. On a 409 from
+	// assign-key it means the upstream's key for the pair is most likely
+	// the one our lost answer carried: the pair is orphaned, not assigned
+	// elsewhere.
+	AfterAmbiguousAttempt bool
+	Err                   error
 }
 
 // Error renders e for logs: endpoint, status, error type, the sanitized
@@ -116,6 +122,9 @@ func (e *Error) Error() string {
 	if e.RetryAfter > 0 {
 		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
 	}
+	if e.AfterAmbiguousAttempt {
+		b.WriteString(" (after an earlier attempt that may have acted)")
+	}
 	if e.Err != nil {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
@@ -147,9 +156,12 @@ func (e *Error) Error() string {
 // nothing: the upstream does hold a key for the pair, which the AssignKey
 // flow must handle before it asks NothingDone.
 //
-// The adapter retries only after an attempt for which NothingDone holds, so
-// the answer covers every attempt of the call, not just the last one.
+// The answer covers every attempt of the call, not just the last one: it
+// is false whenever AfterAmbiguousAttempt is set.
 func (e *Error) NothingDone() bool {
+	if e.AfterAmbiguousAttempt {
+		return false
+	}
 	if !e.Sent {
 		return true
 	}

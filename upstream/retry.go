@@ -32,14 +32,21 @@ type retryPolicy struct {
 	// store leaves at most an extra copy upstream, which is acceptable; a
 	// lost acknowledged backup is not.
 	ambiguous bool
+	// conflictOnRepeat: the upstream answers a repeat of an attempt that
+	// acted with 409 instead of acting twice, so a retry never duplicates,
+	// and a 409 after an ambiguous attempt is that attempt's lost answer
+	// (Error.AfterAmbiguousAttempt).
+	conflictOnRepeat bool
 }
 
-// retryPolicies are the operations' policies. AssignKey retries only what
-// certainly did nothing: a repeat after a lost answer meets the upstream's
-// 409, and telling that apart from a key assigned elsewhere is the
-// service's reconciliation, not a blind retry's.
+// retryPolicies are the operations' policies. AssignKey retries after an
+// ambiguous failure too: the upstream answers a second assignment for the
+// same pair with 409, so a retry can never create a second key; it either
+// gets the key (the first attempt assigned nothing) or a 409 that the
+// adapter marks as following our own ambiguous attempt, for the service to
+// record the pair as orphaned rather than assigned elsewhere.
 var retryPolicies = map[endpoint]retryPolicy{
-	endpointAssignKey:  {},
+	endpointAssignKey:  {ambiguous: true, conflictOnRepeat: true},
 	endpointSecureData: {ambiguous: true},
 }
 

@@ -80,6 +80,78 @@ func TestSecureDataRetriesALostAnswer(t *testing.T) {
 	}
 }
 
+// TestAssignKeyLostAnswerIs409AfterAmbiguousAttempt: an assignment whose
+// answer was lost is retried; the upstream refuses the repeat with 409, and
+// the error says an earlier attempt of this call may have acted, so the
+// service can tell its own lost key from one assigned elsewhere. The
+// upstream holds exactly one key for the pair.
+func TestAssignKeyLostAnswerIs409AfterAmbiguousAttempt(t *testing.T) {
+	sb := sandboxtest.Start(t, sandboxtest.Options{Wrap: loseFirstAnswer(sandbox.PathAssignKey)})
+	emu := &emulator{srv: sb.Server, http: sb.HTTP}
+	c := emu.client(t, sandbox.DevPartnerToken)
+	c.wait = func(context.Context, time.Duration) error { return nil }
+
+	_, err := c.AssignKey(t.Context(), validAssign())
+	var uerr *Error
+	if !errors.As(err, &uerr) || uerr.Kind != KindAlreadyAssigned || !uerr.AfterAmbiguousAttempt || uerr.NothingDone() {
+		t.Fatalf("AssignKey after a lost answer: %v; want a 409 marked AfterAmbiguousAttempt, not NothingDone", err)
+	}
+	if keys := sb.Inspect.Keys(t); len(keys) != 1 {
+		t.Fatalf("upstream holds %d keys, want 1", len(keys))
+	}
+
+	// A 409 with no ambiguous attempt of this call behind it is not marked.
+	_, err = c.AssignKey(t.Context(), validAssign())
+	if !errors.As(err, &uerr) || uerr.Kind != KindAlreadyAssigned || uerr.AfterAmbiguousAttempt {
+		t.Fatalf("second AssignKey: %v; want a plain 409", err)
+	}
+}
+
+// TestAssignKey503ThenKey: a 503 (which assigned nothing in the emulator)
+// is retried and the retry's key returned; no extra copy is counted,
+// because a repeated assignment can only meet its 409.
+func TestAssignKey503ThenKey(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	var failed atomic.Bool
+	fail503 := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == sandbox.PathAssignKey && !failed.Swap(true) {
+				http.Error(w, `{"error":"service_unavailable","message":"injected"}`, http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	sb := sandboxtest.Start(t, sandboxtest.Options{Wrap: fail503})
+	emu := &emulator{srv: sb.Server, http: sb.HTTP}
+	c := emu.client(t, sandbox.DevPartnerToken, func(cfg *Config) { cfg.MeterProvider = mp })
+	c.wait = func(context.Context, time.Duration) error { return nil }
+
+	resp := assignTestKey(t, c, "after-503")
+	if keys := sb.Inspect.Keys(t); len(keys) != 1 || keys[0].KeyID != resp.KeyID {
+		t.Fatalf("upstream holds %+v, want only %s", keys, resp.KeyID)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range sum.DataPoints {
+					got[m.Name] += dp.Value
+				}
+			}
+		}
+	}
+	if got[metricRetries] != 1 || got[metricDuplicates] != 0 {
+		t.Errorf("retries = %d, possible duplicates = %d; want 1 and 0", got[metricRetries], got[metricDuplicates])
+	}
+}
+
 // TestBreakerFailsFast: after breakerTripFailures failed attempts in a
 // row the breaker opens, and the next call fails at once without reaching
 // the upstream, saying when to retry; 4xx answers never open it.

@@ -53,6 +53,10 @@ const (
 	// AssignmentElsewhere: upstream answered 409 with no local record: the
 	// key was assigned outside this registry. Needs an operator.
 	AssignmentElsewhere
+	// AssignmentOrphaned: our own upstream call assigned a key whose answer
+	// was lost, and the retry met the upstream's 409; the upstream holds a
+	// key this registry never saw. Needs an operator.
+	AssignmentOrphaned
 )
 
 // String names the state for logs and spans.
@@ -70,6 +74,8 @@ func (s AssignmentState) String() string {
 		return "untrusted"
 	case AssignmentElsewhere:
 		return "elsewhere"
+	case AssignmentOrphaned:
+		return "orphaned"
 	default:
 		return fmt.Sprintf("AssignmentState(%d)", int(s))
 	}
@@ -84,7 +90,8 @@ type AssignmentReservation struct {
 	Terms KeyTerms
 	// Key is the recorded key (AssignmentRecorded only).
 	Key *Key
-	// Reason is the recorded failure reason (Unknown, Untrusted, Elsewhere).
+	// Reason is the recorded failure reason (Unknown, Untrusted, Elsewhere,
+	// Orphaned).
 	Reason string
 }
 
@@ -95,6 +102,7 @@ const (
 	keyUnknown   = "unknown"
 	keyUntrusted = "untrusted"
 	keyElsewhere = "elsewhere"
+	keyOrphaned  = "orphaned"
 )
 
 // maxPublicKeyHexLen bounds a public key: RSA-4096 SubjectPublicKeyInfo DER
@@ -253,6 +261,8 @@ func (s *Store) reserveAssignment(ctx context.Context, tx *sql.Tx, terms KeyTerm
 		res.State = AssignmentUntrusted
 	case keyElsewhere:
 		res.State = AssignmentElsewhere
+	case keyOrphaned:
+		res.State = AssignmentOrphaned
 	case keyPending:
 		if now.Sub(row.reservedAt.Time) < lease {
 			res.State = AssignmentInProgress
@@ -338,8 +348,8 @@ func (s *Store) ReleaseAssignment(ctx context.Context, token string) (err error)
 	})
 }
 
-// FailAssignment parks the reservation in state (Unknown, Untrusted or
-// Elsewhere) with a reason for operators; nothing usable is recorded.
+// FailAssignment parks the reservation in state (Unknown, Untrusted,
+// Elsewhere or Orphaned) with a reason for operators; nothing usable is recorded.
 //
 // Later ReserveAssignment calls for the pair report that state and reason
 // instead of calling upstream again. The reason is stored as given, except
@@ -359,8 +369,10 @@ func (s *Store) FailAssignment(ctx context.Context, token string, state Assignme
 		column = keyUntrusted
 	case AssignmentElsewhere:
 		column = keyElsewhere
+	case AssignmentOrphaned:
+		column = keyOrphaned
 	default:
-		return fmt.Errorf("%w: an assignment can fail only as unknown, untrusted or elsewhere, not %s", ErrInvalidArgument, state)
+		return fmt.Errorf("%w: an assignment can fail only as unknown, untrusted, elsewhere or orphaned, not %s", ErrInvalidArgument, state)
 	}
 	reason = operatorReason(reason)
 	return s.inTx(ctx, func(tx *sql.Tx) error {

@@ -161,7 +161,7 @@ func TestFailAssignmentParksThePair(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, db testDB) {
 		s := db.mustOpen(t)
 		ctx := context.Background()
-		for i, state := range []AssignmentState{AssignmentUnknown, AssignmentUntrusted, AssignmentElsewhere} {
+		for i, state := range []AssignmentState{AssignmentUnknown, AssignmentUntrusted, AssignmentElsewhere, AssignmentOrphaned} {
 			t.Run(state.String(), func(t *testing.T) {
 				tm := terms(2, i)
 				res, err := s.ReserveAssignment(ctx, tm, time.Minute)

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -183,6 +184,60 @@ func TestLoadMigrations(t *testing.T) {
 			t.Errorf("%s: loaded, want an error", name)
 		}
 	}
+}
+
+// TestOrphanedMigrationKeepsData: a registry holding keys, backups and a
+// live reservation before 0003 keeps all of them through the migration
+// (SQLite rebuilds both tables), the backup still references its key, and
+// a pair can then be parked as orphaned.
+func TestOrphanedMigrationKeepsData(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		ctx := context.Background()
+		before := fstest.MapFS{}
+		for _, name := range embeddedMigrationNames(t, db.backend) {
+			if strings.HasPrefix(name, "0003_") {
+				continue
+			}
+			body, err := fs.ReadFile(embeddedMigrations, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before[name] = &fstest.MapFile{Data: body}
+		}
+		old := db.mustOpen(t, withMigrations(before))
+		key := assignKey(t, old, terms(7, 1), testKey(71))
+		if err := old.RecordBackup(ctx, testBackup(71, key.KeyID)); err != nil {
+			t.Fatal(err)
+		}
+		pending, err := old.ReserveAssignment(ctx, terms(7, 2), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := old.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		s := db.mustOpen(t)
+		if got, err := s.GetKey(ctx, key.KeyID); err != nil || *got != key {
+			t.Errorf("GetKey after the migration = %+v, %v; want %+v", got, err, key)
+		}
+		if list, _, err := s.ListBackups(ctx, BackupFilter{KeyID: key.KeyID}, Page{}); err != nil || len(list) != 1 {
+			t.Errorf("backups of %s after the migration: %d, %v; want 1", key.KeyID, len(list), err)
+		}
+		if err := s.FailAssignment(ctx, pending.Token, AssignmentOrphaned, "lost answer"); err != nil {
+			t.Fatalf("FailAssignment(orphaned) on a reservation made before the migration: %v", err)
+		}
+		if got, err := s.ReserveAssignment(ctx, terms(7, 2), time.Hour); err != nil || got.State != AssignmentOrphaned {
+			t.Errorf("orphaned pair = %+v, %v; want orphaned", got, err)
+		}
+		// The foreign key still holds: a backup of an unknown key is refused.
+		if err := s.RecordBackup(ctx, testBackup(72, "no-such-key")); err == nil {
+			t.Error("RecordBackup for an unknown key succeeded after the migration; the foreign key was lost")
+		}
+		if got := db.tables(t); !slices.Equal(got, registryTables) {
+			t.Errorf("tables = %v, want %v", got, registryTables)
+		}
+	})
 }
 
 // TestEmbeddedMigrationsCoverBothBackends keeps a version from being added

@@ -178,6 +178,13 @@ const (
 	// the customer_id or key_id refused. Do not retry; ask the operator to
 	// list the organisation in the callers file.
 	ErrorReason_ERROR_REASON_ORGANISATION_NOT_ALLOWED ErrorReason = 35
+	// ERROR_REASON_ASSIGNMENT_ORPHANED comes with FAILED_PRECONDITION: an
+	// assignment this service sent for this user_identifier and organisation
+	// was made upstream but its answer was lost, and the retry was refused
+	// because the key exists: the Partner Key Service holds a key this service
+	// never received. Retrying does not help; an operator must import the key
+	// the provider's support re-issues.
+	ErrorReason_ERROR_REASON_ASSIGNMENT_ORPHANED ErrorReason = 36
 )
 
 // Enum value maps for ErrorReason.
@@ -219,6 +226,7 @@ var (
 		33: "ERROR_REASON_CALLER_IDENTITY_CONFLICT",
 		34: "ERROR_REASON_CALLER_NOT_AUTHENTICATED",
 		35: "ERROR_REASON_ORGANISATION_NOT_ALLOWED",
+		36: "ERROR_REASON_ASSIGNMENT_ORPHANED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                   0,
@@ -257,6 +265,7 @@ var (
 		"ERROR_REASON_CALLER_IDENTITY_CONFLICT":      33,
 		"ERROR_REASON_CALLER_NOT_AUTHENTICATED":      34,
 		"ERROR_REASON_ORGANISATION_NOT_ALLOWED":      35,
+		"ERROR_REASON_ASSIGNMENT_ORPHANED":           36,
 	}
 )
 
@@ -291,8 +300,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xfa\n" +
-	"\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xa0\v\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -330,7 +338,8 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	" ERROR_REASON_CALLER_CERT_UNKNOWN\x10 \x12)\n" +
 	"%ERROR_REASON_CALLER_IDENTITY_CONFLICT\x10!\x12)\n" +
 	"%ERROR_REASON_CALLER_NOT_AUTHENTICATED\x10\"\x12)\n" +
-	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#\x12$\n" +
+	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_error_reason_proto_rawDescOnce sync.Once
