@@ -55,6 +55,18 @@ func TestValidateSecurityFlags(t *testing.T) {
 		})},
 		{name: "TLS without callers", cfg: base(func(c *Config) { c.TLSCert, c.TLSKey = server.certFile, server.keyFile })},
 		{name: "callers over plaintext", cfg: base(func(c *Config) { c.CallerTokensFile = callers })},
+		{name: "every interface with callers", cfg: base(func(c *Config) { c.Listen, c.CallerTokensFile = "0.0.0.0:50051", callers })},
+		{name: "loopback names and addresses", cfg: base(func(c *Config) { c.Listen, c.AdminListen = "localhost:50051", "[::1]:9464" })},
+		{name: "admin on every interface, said so", cfg: base(func(c *Config) { c.AdminListen, c.AdminListenPublic = "0.0.0.0:9464", true })},
+
+		{name: "every interface without authentication", cfg: base(func(c *Config) { c.Listen = "0.0.0.0:50051" }), want: []string{
+			"--listen 0.0.0.0:50051 is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. 127.0.0.1:50051)"}},
+		{name: "empty host is every interface", cfg: base(func(c *Config) { c.Listen = ":50051" }), want: []string{
+			"--listen :50051 is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. 127.0.0.1:50051)"}},
+		{name: "a host name may resolve anywhere", cfg: base(func(c *Config) { c.Listen = "recoveryd.internal:50051" }), want: []string{
+			"--listen recoveryd.internal:50051 is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. 127.0.0.1:50051)"}},
+		{name: "admin on every interface", cfg: base(func(c *Config) { c.AdminListen, c.CallerTokensFile = "[::]:9464", callers }), want: []string{
+			"--admin-listen [::]:9464 is reachable beyond this host and /metrics, /healthz and /readyz need no credentials: listen on loopback (e.g. 127.0.0.1:9464), or set --admin-listen-public when a network policy decides who reaches it"}},
 
 		{name: "certificate without key", cfg: base(func(c *Config) { c.TLSCert = server.certFile }), want: []string{
 			"--tls-cert is set without --tls-key: set both (the certificate chain and its private key), or neither to serve plaintext gRPC"}},
