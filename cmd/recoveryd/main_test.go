@@ -91,6 +91,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				"RECOVERY_TLS_CERT":               "/etc/recoveryd/tls.crt",
 				"RECOVERY_TLS_KEY":                "/etc/recoveryd/tls.key",
 				"RECOVERY_CLIENT_CA":              "/etc/recoveryd/client-ca.crt",
+				"RECOVERY_CLIENT_TRUST_DOMAIN":    "prod.example",
 				"RECOVERY_UPSTREAM_CA_FILE":       "/etc/recoveryd/upstream-ca.crt",
 			},
 			want: app.Config{
@@ -102,7 +103,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				AdminListenPublic:   true,
 				UpstreamCallTimeout: 12 * time.Second,
 				CallerTokensFile:    "/etc/recoveryd/callers.json", TLSCert: "/etc/recoveryd/tls.crt", TLSKey: "/etc/recoveryd/tls.key",
-				ClientCA: "/etc/recoveryd/client-ca.crt", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
+				ClientCA: "/etc/recoveryd/client-ca.crt", ClientTrustDomain: "prod.example", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
 			},
 		},
 		{

@@ -99,6 +99,10 @@ type Config struct {
 	// it needs TLSCert and CallerTokensFile, whose names the certificates
 	// must carry.
 	ClientCA string
+	// ClientTrustDomain is the SPIFFE trust domain whose IDs name callers by
+	// their exact path (spiffe://<domain>/<caller name>); "" matches client
+	// certificates by whole URI SAN or DNS SAN only. Needs ClientCA.
+	ClientTrustDomain string
 	// UpstreamCAFile is a PEM file of CA certificates trusted, besides the
 	// system roots, for the upstream's and the JWKS's HTTPS (a private CA).
 	UpstreamCAFile string
@@ -329,6 +333,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),
 		slog.String("client_ca", c.ClientCA),
+		slog.String("client_trust_domain", c.ClientTrustDomain),
 		slog.String("upstream_ca_file", c.UpstreamCAFile),
 	}
 }

@@ -80,6 +80,14 @@ func TestValidateSecurityFlags(t *testing.T) {
 		{name: "client CA alone", cfg: base(func(c *Config) { c.ClientCA = pki.caFile }), want: []string{
 			"--client-ca needs --tls-cert and --tls-key: client certificates are only presented over TLS",
 			"--client-ca needs --caller-tokens-file: a client certificate authenticates the caller of that file whose name it carries (URI or DNS SAN)"}},
+		{name: "mTLS with a trust domain", cfg: base(func(c *Config) {
+			c.TLSCert, c.TLSKey, c.ClientCA, c.CallerTokensFile, c.ClientTrustDomain = server.certFile, server.keyFile, pki.caFile, callers, "prod.example"
+		})},
+		{name: "trust domain without a client CA", cfg: base(func(c *Config) { c.ClientTrustDomain = "prod.example" }), want: []string{
+			"--client-trust-domain needs --client-ca: it says which client certificates' SPIFFE IDs name callers"}},
+		{name: "trust domain that is a SPIFFE ID", cfg: base(func(c *Config) {
+			c.TLSCert, c.TLSKey, c.ClientCA, c.CallerTokensFile, c.ClientTrustDomain = server.certFile, server.keyFile, pki.caFile, callers, "spiffe://prod.example/wallet-api"
+		}), want: []string{`--client-trust-domain: trust domain "spiffe://prod.example/wallet-api" has a path: give only the trust domain (e.g. prod.example), whose SPIFFE IDs' paths name callers`}},
 		{name: "client CA that is not PEM", cfg: base(func(c *Config) {
 			c.TLSCert, c.TLSKey, c.ClientCA, c.CallerTokensFile = server.certFile, server.keyFile, notPEM, callers
 		}), want: []string{"--client-ca " + notPEM + " holds no PEM CERTIFICATE block"}},
