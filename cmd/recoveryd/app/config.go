@@ -137,6 +137,18 @@ func (c Config) validate(getenv func(string) string) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
+	// NOTE: first, and on c (a copy) itself: every later message may quote
+	// these URLs, and none may echo a password.
+	for _, f := range []struct {
+		name string
+		url  *string
+	}{{"--upstream-url", &c.UpstreamURL}, {"--jwks-url", &c.JWKSURL}} {
+		if stripped, had := stripUserinfo(*f.url); had {
+			bad("%s carries user info (user:password@): remove it; recoveryd authenticates to the upstream only with --upstream-token-file, and a URL is logged", f.name)
+			*f.url = stripped
+		}
+	}
+
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		bad("--listen %q is not host:port (e.g. %s, or 0.0.0.0:50051 with --caller-tokens-file to serve every interface)", c.Listen, defaultListen)
 	}
@@ -197,6 +209,24 @@ func beyondLoopback(addr string) (reachable, ok bool) {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err != nil || !ip.IsLoopback(), true
+}
+
+// stripUserinfo removes the user info (user:password@) of a URL and reports
+// whether there was any. A URL that does not parse but holds an "@" is
+// replaced whole, as it may hold a password.
+func stripUserinfo(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return redacted, true
+		}
+		return raw, false
+	}
+	if u.User == nil {
+		return raw, false
+	}
+	u.User = nil
+	return u.String(), true
 }
 
 // upstreamProblems checks the upstream flags. The production-only rules
