@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
 
@@ -63,6 +64,20 @@ func (c Config) productionProblems(getenv func(string) string) []error {
 	for _, name := range []string{"SSL_CERT_FILE", "SSL_CERT_DIR"} {
 		if getenv(name) != "" {
 			bad("%s is set: it replaces the roots Go trusts for the upstream's and the JWKS's HTTPS; unset it (trust a private CA with --upstream-ca-file, besides the system roots)", name)
+		}
+	}
+	// The callers file is held to this rule in every environment (by
+	// service/auth); these two only here, as development runs with test
+	// credentials written by scripts under the usual umask.
+	if c.UpstreamTokenFile != "" {
+		if err := auth.CheckSecretFile(c.UpstreamTokenFile); err != nil {
+			bad("--upstream-token-file %v", err)
+		}
+	}
+	// NOTE: a --tls-key that cannot be opened is securityProblems' to report.
+	if c.TLSKey != "" && checkReadable("--tls-key", c.TLSKey) == nil {
+		if err := auth.CheckSecretFile(c.TLSKey); err != nil {
+			bad("--tls-key %v", err)
 		}
 	}
 	if c.DatabaseURL != "" {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -46,12 +47,31 @@ func guardSSLCert(name string) string {
 // TestProductionGuard: every refusal of --environment production, each
 // its own line, all of them at once, and the configurations it lets start.
 func TestProductionGuard(t *testing.T) {
-	callers := writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
+	dir := t.TempDir()
+	callers := writeCallersFile(t, filepath.Join(dir, "callers.json"), walletAPI)
+	// secretFile writes a stand-in secret with exactly mode (no umask).
+	secretFile := func(name string, content []byte, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tokenFile := secretFile("partner-token", []byte("not-a-real-token\n"), 0o600)
+	worldReadableToken := secretFile("world-readable-token", []byte("not-a-real-token\n"), 0o644)
+	pki := newTestPKI(t, dir, "guard")
+	server := pki.serverCert(t, "recoveryd")
+	if err := os.Chmod(server.keyFile, 0o604); err != nil { //nolint:gosec // the refusal under test.
+		t.Fatal(err)
+	}
 	valid := func(f func(*Config)) Config {
 		c := DefaultConfig()
 		c.Environment = EnvProduction
 		c.UpstreamURL = productionProxyURL
-		c.UpstreamTokenFile = "/run/secrets/partner-token"
+		c.UpstreamTokenFile = tokenFile
 		c.JWKSURL = productionProxyJWKS
 		c.CallerTokensFile = callers
 		if f != nil {
@@ -123,6 +143,12 @@ func TestProductionGuard(t *testing.T) {
 			"--jwks-url carries user info (user:password@): remove it; recoveryd authenticates to the upstream only with --upstream-token-file, and a URL is logged",
 			"--upstream-url https://service.uat-keys.coincover.com is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL,
 		}},
+		{name: "token file others can read", cfg: valid(func(c *Config) { c.UpstreamTokenFile = worldReadableToken }), want: []string{
+			"--upstream-token-file " + worldReadableToken + " has permissions 0644, which let group or others access a secret: make it readable by the service user only (chmod 600), or by its group only when root owns it (chmod 440, as a Kubernetes secret volume with an fsGroup mounts it)"}},
+		{name: "missing token file", cfg: valid(func(c *Config) { c.UpstreamTokenFile = filepath.Join(dir, "missing") }), want: []string{
+			"--upstream-token-file " + filepath.Join(dir, "missing") + " cannot be opened: open: no such file or directory"}},
+		{name: "TLS key others can read", cfg: valid(func(c *Config) { c.TLSCert, c.TLSKey = server.certFile, server.keyFile }), want: []string{
+			"--tls-key " + server.keyFile + " has permissions 0604, which let group or others access a secret: make it readable by the service user only (chmod 600), or by its group only when root owns it (chmod 440, as a Kubernetes secret volume with an fsGroup mounts it)"}},
 		{name: "GODEBUG http2debug logs headers", cfg: valid(nil), env: map[string]string{"GODEBUG": "gctrace=1,http2debug=2"},
 			want: []string{guardGODEBUGUnlisted("http2debug=2")}},
 		{name: "GODEBUG settings outside the allowlist", cfg: valid(nil), env: map[string]string{"GODEBUG": "panicnil=1, tlsrsakex=1,netdns=go+2"},
