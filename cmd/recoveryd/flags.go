@@ -37,6 +37,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	checkOnly := fs.Bool(checkConfigFlag, false, "validate the configuration (flags and RECOVERY_* variables, the files they name, the production guard), print one line per problem and exit: 0 when it would start, 2 when not; starts nothing")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address, host:port")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "admin HTTP address for /metrics, /healthz and /readyz, host:port; empty (--admin-listen=) disables it")
+	fs.BoolVar(&cfg.AdminListenPublic, "admin-listen-public", cfg.AdminListenPublic, "allow a non-loopback --admin-listen: its endpoints need no credentials, so say so only where a network policy decides who reaches it")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the SQLite registry and the embedded sandbox's state")
 	fs.StringVar(&cfg.Environment, "environment", cfg.Environment, "development or production (production refuses http:// upstreams and the embedded sandbox)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "minimum log level: debug, info, warn or error")
@@ -54,6 +55,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate chain of the gRPC listener (with --tls-key); empty serves plaintext gRPC")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&cfg.ClientCA, "client-ca", cfg.ClientCA, "PEM CA certificates that sign client certificates (mTLS); needs --tls-cert and --caller-tokens-file")
+	fs.StringVar(&cfg.ClientTrustDomain, "client-trust-domain", cfg.ClientTrustDomain, "SPIFFE trust domain (e.g. prod.example) whose client certificate IDs name callers by exact path: spiffe://prod.example/wallet-api is the caller wallet-api; needs --client-ca")
 	fs.StringVar(&cfg.UpstreamCAFile, "upstream-ca-file", cfg.UpstreamCAFile, "PEM CA certificates trusted, besides the system roots, for the upstream's and the JWKS's HTTPS (a private CA)")
 	fs.VisitAll(func(f *flag.Flag) {
 		if f.Name != checkConfigFlag {

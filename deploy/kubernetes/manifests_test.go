@@ -745,14 +745,36 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 }
 
 // TestCheckConfigCatchesAWeakenedOverlay: the check-config step above can
-// fail. The production overlay without its callers file is refused by the
-// production guard.
+// fail. Either overlay without its callers file is refused: its pods listen
+// on every interface, which needs caller authentication in every
+// environment (and production's guard says so too); and the admin port on
+// every interface needs RECOVERY_ADMIN_LISTEN_PUBLIC.
 func TestCheckConfigCatchesAWeakenedOverlay(t *testing.T) {
 	help := buildRecoveryd(t)
-	vars := config(t, render(t, "production"))
-	delete(vars, "RECOVERY_CALLER_TOKENS_FILE")
-	code, out := checkConfig(t, help.binary, vars)
-	if code != 2 || !strings.Contains(out, "production needs caller authentication") {
-		t.Errorf("recoveryd --check-config without a callers file: exit %d, want 2 naming caller authentication\n%s", code, out)
+	tests := []struct {
+		overlay, drop string
+		want          []string
+	}{
+		{"development", "RECOVERY_CALLER_TOKENS_FILE", []string{"--listen 0.0.0.0:50051 is reachable beyond this host but callers need not authenticate"}},
+		{"production", "RECOVERY_CALLER_TOKENS_FILE", []string{"--listen 0.0.0.0:50051 is reachable beyond this host", "production needs caller authentication"}},
+		{"development", "RECOVERY_ADMIN_LISTEN_PUBLIC", []string{"--admin-listen 0.0.0.0:9464 is reachable beyond this host"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.overlay+" without "+tt.drop, func(t *testing.T) {
+			vars := config(t, render(t, tt.overlay))
+			if _, ok := vars[tt.drop]; !ok {
+				t.Fatalf("the %s overlay sets no %s", tt.overlay, tt.drop)
+			}
+			delete(vars, tt.drop)
+			code, out := checkConfig(t, help.binary, vars)
+			if code != 2 {
+				t.Errorf("recoveryd --check-config without %s: exit %d, want 2\n%s", tt.drop, code, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("recoveryd --check-config without %s does not say %q:\n%s", tt.drop, w, out)
+				}
+			}
+		})
 	}
 }

@@ -3,10 +3,12 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -28,6 +30,11 @@ type Config struct {
 	// level, every authenticated call; nil means slog.Default(). Tokens never
 	// reach it, only an 8-hex-character fingerprint of a refused one.
 	Logger *slog.Logger
+	// ClientTrustDomain, when set, is the SPIFFE trust domain whose IDs name
+	// callers by their exact path (see CallerSet.NamesInCertificate), e.g.
+	// "prod.example"; "" matches client certificates by whole URI or DNS
+	// name only.
+	ClientTrustDomain string
 	// OnReload, when set, is called after every load of the callers file
 	// after the first, with its error (nil when the new set is in force). It
 	// lets recoveryd and tests observe SIGHUP reloads, which are otherwise
@@ -47,6 +54,7 @@ type Authenticator struct {
 	publicReflection bool
 	logger           *slog.Logger
 	onReload         func(error)
+	trustDomain      spiffeid.TrustDomain
 
 	set atomic.Pointer[CallerSet]
 	// reloadMu orders reloads, so that two concurrent ones cannot store
@@ -64,6 +72,10 @@ func New(cfg Config) (*Authenticator, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	trustDomain, err := ParseTrustDomain(cfg.ClientTrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("auth: client %w", err)
+	}
 	set, err := LoadCallersFile(cfg.CallersFile)
 	instruments.reload(context.Background(), set, err)
 	if err != nil {
@@ -74,6 +86,7 @@ func New(cfg Config) (*Authenticator, error) {
 		publicReflection: cfg.PublicReflection,
 		logger:           logger,
 		onReload:         cfg.OnReload,
+		trustDomain:      trustDomain,
 	}
 	a.set.Store(set)
 	return a, nil
@@ -116,7 +129,7 @@ func (a *Authenticator) Mode() Mode {
 // package documentation.
 func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	set := a.set.Load()
-	caller, fingerprint, ref := authenticate(ctx, set)
+	caller, fingerprint, ref := authenticate(ctx, set, a.trustDomain)
 	method, _ := grpc.Method(ctx)
 	if ref != nil {
 		instruments.decision(ctx, stageAuthenticate, outcomeDenied, ref.reason)
@@ -137,7 +150,7 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 // authenticate applies the rules to one call: the certificate (if any) and
 // the token (if any) must each name a known caller, and the same one. It
 // returns the token's fingerprint for the log whenever a token was parsed.
-func authenticate(ctx context.Context, set *CallerSet) (Caller, string, *refusal) {
+func authenticate(ctx context.Context, set *CallerSet, trustDomain spiffeid.TrustDomain) (Caller, string, *refusal) {
 	cert, ref := certFromPeer(ctx)
 	if ref != nil {
 		return Caller{}, "", ref
@@ -157,7 +170,7 @@ func authenticate(ctx context.Context, set *CallerSet) (Caller, string, *refusal
 		byToken = &c
 	}
 	if cert.leaf != nil {
-		names := set.NamesInCertificate(cert.leaf)
+		names := set.NamesInCertificate(cert.leaf, trustDomain)
 		switch len(names) {
 		case 0:
 			return Caller{}, fingerprint, &refusal{reason: ReasonCertUnknown, message: msgCertUnknown}

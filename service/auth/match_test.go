@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/walletprovider/recoveryservice/service/auth"
 )
 
@@ -50,9 +52,14 @@ func TestNamesInCertificate(t *testing.T) {
 	set, err := auth.LoadCallersFile(writeCallersFile(t, callersJSON(t,
 		entry("wallet-api", "t1", "org-1"),
 		entry("spiffe://prod.example/support", "t2", "*"),
-		entry("support", "t3", "org-2"),
+		entry("support-tool", "t3", "*"),
 		entry("batch.internal", "t4", "org-3"),
+		entry("ns/pay/sa/ledger", "t5", "org-4"),
 	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := auth.ParseTrustDomain("prod.example")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,23 +71,34 @@ func TestNamesInCertificate(t *testing.T) {
 		return u
 	}
 	tests := []struct {
-		name string
-		uris []string
-		dns  []string
-		want []string
+		name        string
+		trustDomain spiffeid.TrustDomain
+		uris        []string
+		dns         []string
+		want        []string
 	}{
-		{"SPIFFE ID, last segment", []string{"spiffe://prod.example/ns/payments/sa/wallet-api"}, nil, []string{"wallet-api"}},
-		{"trailing slash", []string{"https://callers.example/wallet-api/"}, nil, []string{"wallet-api"}},
-		{"whole URI wins over its last segment", []string{"spiffe://prod.example/support"}, nil, []string{"spiffe://prod.example/support"}},
-		{"other trust domain: last segment only", []string{"spiffe://other.example/support"}, nil, []string{"support"}},
-		{"URI without a path", []string{"spiffe://wallet-api"}, nil, nil},
-		{"opaque URN", []string{"urn:caller:wallet-api"}, nil, nil},
-		{"DNS name", nil, []string{"batch.internal"}, []string{"batch.internal"}},
-		{"DNS name, other case", nil, []string{"Batch.Internal"}, nil},
-		{"DNS wildcard is not expanded", nil, []string{"*.internal"}, nil},
-		{"unknown names", []string{"spiffe://prod.example/stranger"}, []string{"stranger.internal"}, nil},
-		{"the same caller twice", []string{"spiffe://a.example/wallet-api"}, []string{"wallet-api"}, []string{"wallet-api"}},
-		{"two callers", []string{"spiffe://a.example/wallet-api"}, []string{"batch.internal"}, []string{"wallet-api", "batch.internal"}},
+		{"whole URI", spiffeid.TrustDomain{}, []string{"spiffe://prod.example/support"}, nil, []string{"spiffe://prod.example/support"}},
+		{"whole URI, with a trust domain", prod, []string{"spiffe://prod.example/support"}, nil, []string{"spiffe://prod.example/support"}},
+		{"trust domain and exact path", prod, []string{"spiffe://prod.example/wallet-api"}, nil, []string{"wallet-api"}},
+		{"trust domain and exact nested path", prod, []string{"spiffe://prod.example/ns/pay/sa/ledger"}, nil, []string{"ns/pay/sa/ledger"}},
+		{"no trust domain: no path matching", spiffeid.TrustDomain{}, []string{"spiffe://prod.example/wallet-api"}, nil, nil},
+		{"trust domain, path ending in a caller's name", prod, []string{"spiffe://prod.example/ns/payments/sa/wallet-api"}, nil, nil},
+		// The attacks the last-segment rule let through: a certificate from
+		// any trusted CA, of another trust domain or not SPIFFE at all.
+		{"another trust domain ending in a caller's name", prod, []string{"spiffe://attacker.example/ns/dev/sa/support-tool"}, nil, nil},
+		{"another trust domain, exact path", prod, []string{"spiffe://attacker.example/support-tool"}, nil, nil},
+		{"https URI ending in a caller's name", prod, []string{"https://evil.example/x/support-tool"}, nil, nil},
+		{"https URI on the trust domain's host", prod, []string{"https://prod.example/support-tool"}, nil, nil},
+		{"no trust domain, another trust domain", spiffeid.TrustDomain{}, []string{"spiffe://attacker.example/ns/dev/sa/support-tool"}, nil, nil},
+		{"trailing slash", prod, []string{"spiffe://prod.example/wallet-api/"}, nil, nil},
+		{"URI without a path", prod, []string{"spiffe://wallet-api"}, nil, nil},
+		{"opaque URN", prod, []string{"urn:caller:wallet-api"}, nil, nil},
+		{"DNS name", prod, nil, []string{"batch.internal"}, []string{"batch.internal"}},
+		{"DNS name, other case", prod, nil, []string{"Batch.Internal"}, nil},
+		{"DNS wildcard is not expanded", prod, nil, []string{"*.internal"}, nil},
+		{"unknown names", prod, []string{"spiffe://prod.example/stranger"}, []string{"stranger.internal"}, nil},
+		{"the same caller twice", prod, []string{"spiffe://prod.example/wallet-api"}, []string{"wallet-api"}, []string{"wallet-api"}},
+		{"two callers", prod, []string{"spiffe://prod.example/wallet-api"}, []string{"batch.internal"}, []string{"wallet-api", "batch.internal"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,9 +106,23 @@ func TestNamesInCertificate(t *testing.T) {
 			for _, s := range tt.uris {
 				cert.URIs = append(cert.URIs, uri(s))
 			}
-			if got := set.NamesInCertificate(cert); !slices.Equal(got, tt.want) {
+			if got := set.NamesInCertificate(cert, tt.trustDomain); !slices.Equal(got, tt.want) {
 				t.Fatalf("NamesInCertificate = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseTrustDomain(t *testing.T) {
+	for in, want := range map[string]string{"": "", "prod.example": "prod.example", "spiffe://prod.example": "prod.example"} {
+		td, err := auth.ParseTrustDomain(in)
+		if err != nil || td.Name() != want {
+			t.Errorf("ParseTrustDomain(%q) = %q, %v; want %q", in, td.Name(), err, want)
+		}
+	}
+	for _, in := range []string{"Prod.Example", "prod example", "spiffe://prod.example/wallet-api"} {
+		if _, err := auth.ParseTrustDomain(in); err == nil {
+			t.Errorf("ParseTrustDomain(%q) accepted", in)
+		}
 	}
 }

@@ -169,18 +169,24 @@ func TestMTLS(t *testing.T) {
 	if serverTLS.ClientAuth != tls.VerifyClientCertIfGiven || serverTLS.MinVersion != tls.VersionTLS12 {
 		t.Fatalf("ClientAuth %v, MinVersion %x; want VerifyClientCertIfGiven, TLS 1.2", serverTLS.ClientAuth, serverTLS.MinVersion)
 	}
-	a := newAuthenticator(t, auth.Config{}, nil)
+	a := newAuthenticator(t, auth.Config{ClientTrustDomain: "test.example"}, nil)
 	addr := startServer(t, a, credentials.NewTLS(serverTLS))
 
 	client := func(dns []string, uris []string) *tls.Certificate {
 		pair, _, _ := setup.ca.issue(t, x509.ExtKeyUsageClientAuth, dns, uris, nil)
 		return &pair
 	}
-	walletAPI := client(nil, []string{"spiffe://test.example/ns/payments/sa/wallet-api"})
+	walletAPI := client(nil, []string{"spiffe://test.example/wallet-api"})
+	// Names that end in a caller's name but are not it: the last-segment
+	// rule that once accepted them made support-tool (every organisation)
+	// of any certificate a trusted CA signed.
+	attackerSPIFFE := client(nil, []string{"spiffe://attacker.example/ns/dev/sa/support-tool"})
+	attackerHTTPS := client(nil, []string{"https://evil.example/x/support-tool"})
+	nestedPath := client(nil, []string{"spiffe://test.example/ns/payments/sa/wallet-api"})
 	wholeURI := client(nil, []string{"spiffe://test.example/support"})
 	batch := client([]string{"batch-worker.internal"}, nil)
 	stranger := client([]string{"stranger.internal"}, []string{"spiffe://test.example/ns/x/sa/stranger"})
-	twoCallers := client([]string{"batch-worker.internal"}, []string{"spiffe://test.example/ns/payments/sa/wallet-api"})
+	twoCallers := client([]string{"batch-worker.internal"}, []string{"spiffe://test.example/wallet-api"})
 
 	tests := []struct {
 		name       string
@@ -189,7 +195,10 @@ func TestMTLS(t *testing.T) {
 		wantReason recoveryv1.ErrorReason
 		wantCaller string
 	}{
-		{"URI SAN, last path segment", walletAPI, nil, 0, "wallet-api"},
+		{"URI SAN, trust domain and exact path", walletAPI, nil, 0, "wallet-api"},
+		{"URI SAN of another trust domain ending in a caller", attackerSPIFFE, nil, auth.ReasonCertUnknown, ""},
+		{"https URI SAN ending in a caller", attackerHTTPS, nil, auth.ReasonCertUnknown, ""},
+		{"URI SAN, trust domain, path ending in a caller", nestedPath, nil, auth.ReasonCertUnknown, ""},
 		{"URI SAN, whole URI", wholeURI, nil, 0, "spiffe://test.example/support"},
 		{"DNS SAN", batch, nil, 0, "batch-worker.internal"},
 		{"certificate naming no caller", stranger, nil, auth.ReasonCertUnknown, ""},
@@ -229,7 +238,7 @@ func TestMTLS(t *testing.T) {
 
 	t.Run("client certificate from another CA is refused at the handshake", func(t *testing.T) {
 		other := newTestCA(t, "other CA")
-		foreign, _, _ := other.issue(t, x509.ExtKeyUsageClientAuth, nil, []string{"spiffe://test.example/ns/payments/sa/wallet-api"}, nil)
+		foreign, _, _ := other.issue(t, x509.ExtKeyUsageClientAuth, nil, []string{"spiffe://test.example/wallet-api"}, nil)
 		conn := dial(t, addr, setup.clientCreds(t, &foreign, 0, nil))
 		_, err := getKeyAs(withAuthorization(t, "Bearer "+tokenWalletAPI), conn)
 		// The message varies with timing (the TLS alert, or a broken pipe
@@ -335,9 +344,10 @@ func TestUnverifiedClientCertificateIsNoIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	serverTLS := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{serverCert}, ClientAuth: tls.RequestClientCert}
-	addr := startServer(t, newAuthenticator(t, auth.Config{}, nil), credentials.NewTLS(serverTLS))
+	// The trust domain makes the certificate name wallet-api, were it taken.
+	addr := startServer(t, newAuthenticator(t, auth.Config{ClientTrustDomain: "test.example"}, nil), credentials.NewTLS(serverTLS))
 	selfMade := newTestCA(t, "self-made CA")
-	pair, _, _ := selfMade.issue(t, x509.ExtKeyUsageClientAuth, nil, []string{"spiffe://test.example/ns/payments/sa/wallet-api"}, nil)
+	pair, _, _ := selfMade.issue(t, x509.ExtKeyUsageClientAuth, nil, []string{"spiffe://test.example/wallet-api"}, nil)
 	conn := dial(t, addr, setup.clientCreds(t, &pair, 0, nil))
 	for _, header := range [][]string{nil, {"Bearer " + tokenWalletAPI}} {
 		_, err := getKeyAs(withAuthorization(t, header...), conn)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -54,6 +55,10 @@ type Config struct {
 	// AdminListen is the host:port of the admin HTTP server (/metrics,
 	// /healthz, /readyz); "" disables it.
 	AdminListen string
+	// AdminListenPublic allows a non-loopback AdminListen. The admin
+	// endpoints need no credentials, so serving them beyond the host is a
+	// decision an operator states (a network policy limits who reaches it).
+	AdminListenPublic bool
 	// DataDir holds the SQLite registry and the embedded sandbox's state.
 	DataDir string
 	// Environment is envDevelopment or envProduction.
@@ -94,6 +99,10 @@ type Config struct {
 	// it needs TLSCert and CallerTokensFile, whose names the certificates
 	// must carry.
 	ClientCA string
+	// ClientTrustDomain is the SPIFFE trust domain whose IDs name callers by
+	// their exact path (spiffe://<domain>/<caller name>); "" matches client
+	// certificates by whole URI SAN or DNS SAN only. Needs ClientCA.
+	ClientTrustDomain string
 	// UpstreamCAFile is a PEM file of CA certificates trusted, besides the
 	// system roots, for the upstream's and the JWKS's HTTPS (a private CA).
 	UpstreamCAFile string
@@ -128,12 +137,32 @@ func (c Config) validate(getenv func(string) string) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
+	// NOTE: first, and on c (a copy) itself: every later message may quote
+	// these URLs, and none may echo a password.
+	for _, f := range []struct {
+		name string
+		url  *string
+	}{{"--upstream-url", &c.UpstreamURL}, {"--jwks-url", &c.JWKSURL}} {
+		if stripped, had := stripUserinfo(*f.url); had {
+			bad("%s carries user info (user:password@): remove it; recoveryd authenticates to the upstream only with --upstream-token-file, and a URL is logged", f.name)
+			*f.url = stripped
+		}
+	}
+
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
-		bad("--listen %q is not host:port (e.g. %s, or 0.0.0.0:50051 to serve every interface)", c.Listen, defaultListen)
+		bad("--listen %q is not host:port (e.g. %s, or 0.0.0.0:50051 with --caller-tokens-file to serve every interface)", c.Listen, defaultListen)
+	}
+	// NOTE: in every environment: a development server that forgot
+	// --environment production must not serve every organisation to anyone
+	// who reaches the port.
+	if reachable, ok := beyondLoopback(c.Listen); ok && reachable && c.CallerTokensFile == "" && c.ClientCA == "" {
+		bad("--listen %s is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. %s)", c.Listen, defaultListen)
 	}
 	if c.AdminListen != "" {
 		if _, port, err := net.SplitHostPort(c.AdminListen); err != nil || port == "" {
 			bad("--admin-listen %q is not host:port (e.g. %s), or empty to disable the admin server", c.AdminListen, defaultAdminListen)
+		} else if reachable, _ := beyondLoopback(c.AdminListen); reachable && !c.AdminListenPublic {
+			bad("--admin-listen %s is reachable beyond this host and /metrics, /healthz and /readyz need no credentials: listen on loopback (e.g. %s), or set --admin-listen-public when a network policy decides who reaches it", c.AdminListen, defaultAdminListen)
 		}
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
@@ -164,6 +193,40 @@ func (c Config) validate(getenv func(string) string) error {
 		errs = append(errs, c.productionProblems(getenv)...)
 	}
 	return errors.Join(errs...)
+}
+
+// beyondLoopback reports whether a host:port listens on more than the
+// loopback interface; ok is false when addr is not host:port (reported
+// elsewhere). Only "localhost" and loopback IPs count as loopback: an empty
+// host is every interface, and any other name may resolve anywhere.
+func beyondLoopback(addr string) (reachable, ok bool) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return false, true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback(), true
+}
+
+// stripUserinfo removes the user info (user:password@) of a URL and reports
+// whether there was any. A URL that does not parse but holds an "@" is
+// replaced whole, as it may hold a password.
+func stripUserinfo(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return redacted, true
+		}
+		return raw, false
+	}
+	if u.User == nil {
+		return raw, false
+	}
+	u.User = nil
+	return u.String(), true
 }
 
 // upstreamProblems checks the upstream flags. The production-only rules
@@ -284,6 +347,7 @@ func (c Config) attrs() []slog.Attr {
 	return []slog.Attr{
 		slog.String("listen", c.Listen),
 		slog.String("admin_listen", c.AdminListen),
+		slog.Bool("admin_listen_public", c.AdminListenPublic),
 		slog.String("data_dir", c.DataDir),
 		slog.String("environment", c.Environment),
 		slog.String("log_level", c.LogLevel.String()),
@@ -299,6 +363,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),
 		slog.String("client_ca", c.ClientCA),
+		slog.String("client_trust_domain", c.ClientTrustDomain),
 		slog.String("upstream_ca_file", c.UpstreamCAFile),
 	}
 }

@@ -60,6 +60,10 @@ func TestValidate(t *testing.T) {
 		{name: "keys need upstream", cfg: embedded(func(c *Config) { c.JWKSURL = "https://keys.example/jwks.json" }), want: []string{"need --upstream-url"}},
 		{name: "upstream needs token", cfg: remote(func(c *Config) { c.UpstreamTokenFile = "" }), want: []string{"--upstream-token-file is required with --upstream-url", "RECOVERY_UPSTREAM_TOKEN_FILE"}},
 		{name: "upstream not a URL", cfg: remote(func(c *Config) { c.UpstreamURL = "upstream.example" }), want: []string{`--upstream-url "upstream.example" is not an absolute https:// URL`}},
+		{name: "upstream URL with credentials, in development too", cfg: remote(func(c *Config) { c.UpstreamURL = "https://partner:hunter2@upstream.example" }),
+			want: []string{"--upstream-url carries user info (user:password@): remove it"}},
+		{name: "unparsable JWKS URL with credentials", cfg: remote(func(c *Config) { c.JWKSURL = "https://partner:hunter2@keys.example:port/jwks.json" }),
+			want: []string{"--jwks-url carries user info", `--jwks-url "[redacted]" is not an absolute https:// URL`}, lines: 2},
 		{name: "upstream wrong scheme", cfg: remote(func(c *Config) { c.UpstreamURL = "ftp://upstream.example" }), want: []string{"is not an absolute https:// URL"}},
 		{name: "upstream needs verification keys", cfg: remote(func(c *Config) { c.JWKSURL = "" }), want: []string{"set --jwks-url or --verification-keys-file"}},
 		{name: "known host suggests its JWKS", cfg: remote(func(c *Config) { c.JWKSURL, c.UpstreamURL = "", "https://service.uat-keys.coincover.com" }), want: []string{"--jwks-url https://policies.uat-keys.coincover.com/.well-known/jwks.json"}},
@@ -70,7 +74,9 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.cfg.Validate()
+			// The process environment (GODEBUG, SSL_CERT_FILE) is not the
+			// subject here: TestProductionGuard's is.
+			err := tt.cfg.validate(envMap(nil))
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatalf("Validate() = %v, want nil", err)

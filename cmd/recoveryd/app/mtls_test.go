@@ -26,16 +26,22 @@ func TestMTLSThroughRun(t *testing.T) {
 	pki := newTestPKI(t, dir, "recovery-test")
 	strangerCA := newTestPKI(t, dir, "stranger")
 	server := pki.serverCert(t, "recoveryd")
-	walletCert := pki.clientCert(t, "wallet-api", "spiffe://recovery.test/ns/payments/sa/"+walletAPI.name)
-	otherOrgCert := pki.clientCert(t, "other-org-api", "spiffe://recovery.test/ns/payments/sa/"+otherOrgAPI.name)
-	unknownCert := pki.clientCert(t, "nobody", "spiffe://recovery.test/ns/payments/sa/nobody")
-	foreignCert := strangerCA.clientCert(t, "forged-wallet-api", "spiffe://recovery.test/ns/payments/sa/"+walletAPI.name)
+	// --client-trust-domain recovery.test: its SPIFFE IDs name callers by
+	// their exact path.
+	walletCert := pki.clientCert(t, "wallet-api", "spiffe://recovery.test/"+walletAPI.name)
+	otherOrgCert := pki.clientCert(t, "other-org-api", "spiffe://recovery.test/"+otherOrgAPI.name)
+	unknownCert := pki.clientCert(t, "nobody", "spiffe://recovery.test/nobody")
+	foreignCert := strangerCA.clientCert(t, "forged-wallet-api", "spiffe://recovery.test/"+walletAPI.name)
+	// Signed by the trusted CA, but only ending in a caller's name.
+	otherDomainCert := pki.clientCert(t, "other-domain", "spiffe://attacker.example/ns/dev/sa/"+walletAPI.name)
+	nestedPathCert := pki.clientCert(t, "nested-path", "spiffe://recovery.test/ns/payments/sa/"+walletAPI.name)
 
 	log, _ := newTestLogger(t)
 	up := startUpstream(t, t.TempDir(), log, nil)
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(dir, "callers.json"), walletAPI, otherOrgAPI)
 	cfg.TLSCert, cfg.TLSKey, cfg.ClientCA = server.certFile, server.keyFile, pki.caFile
+	cfg.ClientTrustDomain = "recovery.test"
 	lis, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +80,14 @@ func TestMTLSThroughRun(t *testing.T) {
 	})
 	t.Run("certificate naming nobody in the callers file", func(t *testing.T) {
 		_, err := assign(dial(&unknownCert.tls), ctx, "mtls-user-3")
+		wantStatus(t, err, codes.Unauthenticated, "CALLER_CERT_UNKNOWN")
+	})
+	t.Run("certificate of another trust domain ending in a caller's name", func(t *testing.T) {
+		_, err := assign(dial(&otherDomainCert.tls), ctx, "mtls-user-5")
+		wantStatus(t, err, codes.Unauthenticated, "CALLER_CERT_UNKNOWN")
+	})
+	t.Run("certificate whose path only ends in a caller's name", func(t *testing.T) {
+		_, err := assign(dial(&nestedPathCert.tls), ctx, "mtls-user-6")
 		wantStatus(t, err, codes.Unauthenticated, "CALLER_CERT_UNKNOWN")
 	})
 	t.Run("certificate and token of different callers", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
 
@@ -57,7 +58,104 @@ func (c Config) productionProblems(getenv func(string) string) []error {
 	if weak := weakTLSSettings(getenv); len(weak) > 0 {
 		bad("GODEBUG weakens Go's certificate or TLS checks (%s): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)", strings.Join(weak, ", "))
 	}
+	if other := unlistedGODEBUG(getenv("GODEBUG")); len(other) > 0 {
+		bad("GODEBUG sets %s: production allows only %s (http2debug, for one, logs request headers, the partner token among them); remove the rest", strings.Join(other, ", "), strings.Join(allowedGODEBUG, ", "))
+	}
+	for _, name := range []string{"SSL_CERT_FILE", "SSL_CERT_DIR"} {
+		if getenv(name) != "" {
+			bad("%s is set: it replaces the roots Go trusts for the upstream's and the JWKS's HTTPS; unset it (trust a private CA with --upstream-ca-file, besides the system roots)", name)
+		}
+	}
+	// The callers file is held to this rule in every environment (by
+	// service/auth); these two only here, as development runs with test
+	// credentials written by scripts under the usual umask.
+	if c.UpstreamTokenFile != "" {
+		if err := auth.CheckSecretFile(c.UpstreamTokenFile); err != nil {
+			bad("--upstream-token-file %v", err)
+		}
+	}
+	// NOTE: a --tls-key that cannot be opened is securityProblems' to report.
+	if c.TLSKey != "" && checkReadable("--tls-key", c.TLSKey) == nil {
+		if err := auth.CheckSecretFile(c.TLSKey); err != nil {
+			bad("--tls-key %v", err)
+		}
+	}
+	if c.DatabaseURL != "" {
+		if mode, ok := postgresNeedsVerifyFull(c.DatabaseURL, getenv); !ok {
+			bad("--database-url has sslmode=%s: production requires sslmode=verify-full (the server's certificate and name verified, e.g. with sslrootcert=/path/ca.crt), or a unix socket (host=/var/run/postgresql)", mode)
+		}
+		if databasePassword(c.DatabaseURL) {
+			bad("--database-url carries a password: production reads it from a file, never a flag or variable; use passfile=/path/pgpass in the URL (a pgpass file readable by recoveryd only)")
+		}
+	}
 	return errs
+}
+
+// allowedGODEBUG are the GODEBUG settings production accepts, with any
+// value: they tune the runtime or switch HTTP/2 off, and neither print
+// requests nor weaken a check. Everything else is refused rather than
+// judged: new settings appear with every Go release.
+var allowedGODEBUG = []string{"gctrace", "http2client", "http2server", "madvdontneed"}
+
+// unlistedGODEBUG lists the settings of godebug that are neither allowed
+// nor x509/TLS settings (weakTLSSettings reports those).
+func unlistedGODEBUG(godebug string) []string {
+	var out []string
+	for setting := range strings.SplitSeq(godebug, ",") {
+		setting = strings.TrimSpace(setting)
+		name, _, _ := strings.Cut(setting, "=")
+		if name == "" || slices.Contains(allowedGODEBUG, name) || strings.HasPrefix(name, "x509") || strings.HasPrefix(name, "tls") {
+			continue
+		}
+		out = append(out, setting)
+	}
+	return out
+}
+
+// postgresNeedsVerifyFull reports whether a PostgreSQL URL verifies its
+// server: sslmode=verify-full, or every host a unix socket (no network to
+// protect). Without sslmode in the URL, pgx takes PGSSLMODE, then
+// "prefer", which falls back to plaintext. mode is what was found, for the
+// message.
+func postgresNeedsVerifyFull(raw string, getenv func(string) string) (mode string, ok bool) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)", false
+	}
+	q := u.Query()
+	mode = q.Get("sslmode")
+	if mode == "" {
+		mode = getenv("PGSSLMODE")
+	}
+	if mode == "" {
+		mode = "prefer (the default)"
+	}
+	if mode == "verify-full" {
+		return mode, true
+	}
+	hosts := q["host"]
+	if h := u.Hostname(); h != "" {
+		hosts = append(hosts, h)
+	}
+	for _, h := range hosts {
+		if !strings.HasPrefix(h, "/") {
+			return mode, false
+		}
+	}
+	return mode, len(hosts) > 0
+}
+
+// databasePassword reports whether a database URL holds a password, in its
+// user info or a password query parameter.
+func databasePassword(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	if _, has := u.User.Password(); has {
+		return true
+	}
+	return u.Query().Has("password")
 }
 
 // parseLoosely parses raw, or returns an empty URL: whether raw is a valid

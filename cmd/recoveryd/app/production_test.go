@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,29 +17,61 @@ import (
 
 // Lines of the production guard, as an operator reads them.
 const (
-	guardEmbedded       = "--environment production needs a real upstream: set --upstream-url and --upstream-token-file (the embedded sandbox is for development only)"
-	guardHTTPUpstream   = "--upstream-url uses plain http://: production requires https:// (http:// is for --environment development only)"
-	guardHTTPJWKS       = "--jwks-url uses plain http://: production requires https:// (http:// is for --environment development only)"
-	guardNoTokenFile    = "--upstream-token-file is required in production: a file holding the partner API token (or set RECOVERY_UPSTREAM_TOKEN_FILE)"
-	guardNoCallerAuth   = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
-	guardSandboxHost    = "--upstream-url " + upstream.SandboxBaseURL + " is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL
-	guardSandboxJWKS    = "--jwks-url " + upstream.SandboxJWKSURL + " is the provider's sandbox (UAT) JWKS: production keys must verify against " + upstream.ProductionJWKSURL
-	guardForeignJWKS    = "--upstream-url is the production host but --jwks-url is https://keys.example/jwks.json: use --jwks-url " + upstream.ProductionJWKSURL + " (or pin the keys with --verification-keys-file)"
-	guardGODEBUGPrefix  = "GODEBUG weakens Go's certificate or TLS checks ("
-	guardGODEBUGSuffix  = "): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)"
-	productionProxyURL  = "https://partner-proxy.internal.example"
-	productionProxyJWKS = "https://policies.internal.example/.well-known/jwks.json"
+	guardEmbedded         = "--environment production needs a real upstream: set --upstream-url and --upstream-token-file (the embedded sandbox is for development only)"
+	guardHTTPUpstream     = "--upstream-url uses plain http://: production requires https:// (http:// is for --environment development only)"
+	guardHTTPJWKS         = "--jwks-url uses plain http://: production requires https:// (http:// is for --environment development only)"
+	guardNoTokenFile      = "--upstream-token-file is required in production: a file holding the partner API token (or set RECOVERY_UPSTREAM_TOKEN_FILE)"
+	guardNoCallerAuth     = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
+	guardSandboxHost      = "--upstream-url " + upstream.SandboxBaseURL + " is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL
+	guardSandboxJWKS      = "--jwks-url " + upstream.SandboxJWKSURL + " is the provider's sandbox (UAT) JWKS: production keys must verify against " + upstream.ProductionJWKSURL
+	guardForeignJWKS      = "--upstream-url is the production host but --jwks-url is https://keys.example/jwks.json: use --jwks-url " + upstream.ProductionJWKSURL + " (or pin the keys with --verification-keys-file)"
+	guardGODEBUGPrefix    = "GODEBUG weakens Go's certificate or TLS checks ("
+	guardGODEBUGSuffix    = "): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)"
+	guardDatabasePassword = "--database-url carries a password: production reads it from a file, never a flag or variable; use passfile=/path/pgpass in the URL (a pgpass file readable by recoveryd only)"
+	productionProxyURL    = "https://partner-proxy.internal.example"
+	productionProxyJWKS   = "https://policies.internal.example/.well-known/jwks.json"
 )
+
+func guardSSLMode(mode string) string {
+	return "--database-url has sslmode=" + mode + ": production requires sslmode=verify-full (the server's certificate and name verified, e.g. with sslrootcert=/path/ca.crt), or a unix socket (host=/var/run/postgresql)"
+}
+
+func guardGODEBUGUnlisted(settings string) string {
+	return "GODEBUG sets " + settings + ": production allows only gctrace, http2client, http2server, madvdontneed (http2debug, for one, logs request headers, the partner token among them); remove the rest"
+}
+
+func guardSSLCert(name string) string {
+	return name + " is set: it replaces the roots Go trusts for the upstream's and the JWKS's HTTPS; unset it (trust a private CA with --upstream-ca-file, besides the system roots)"
+}
 
 // TestProductionGuard: every refusal of --environment production, each
 // its own line, all of them at once, and the configurations it lets start.
 func TestProductionGuard(t *testing.T) {
-	callers := writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
+	dir := t.TempDir()
+	callers := writeCallersFile(t, filepath.Join(dir, "callers.json"), walletAPI)
+	// secretFile writes a stand-in secret with exactly mode (no umask).
+	secretFile := func(name string, content []byte, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tokenFile := secretFile("partner-token", []byte("not-a-real-token\n"), 0o600)
+	worldReadableToken := secretFile("world-readable-token", []byte("not-a-real-token\n"), 0o644)
+	pki := newTestPKI(t, dir, "guard")
+	server := pki.serverCert(t, "recoveryd")
+	if err := os.Chmod(server.keyFile, 0o604); err != nil { //nolint:gosec // the refusal under test.
+		t.Fatal(err)
+	}
 	valid := func(f func(*Config)) Config {
 		c := DefaultConfig()
 		c.Environment = EnvProduction
 		c.UpstreamURL = productionProxyURL
-		c.UpstreamTokenFile = "/run/secrets/partner-token"
+		c.UpstreamTokenFile = tokenFile
 		c.JWKSURL = productionProxyJWKS
 		c.CallerTokensFile = callers
 		if f != nil {
@@ -61,6 +94,12 @@ func TestProductionGuard(t *testing.T) {
 			c.UpstreamURL, c.JWKSURL, c.VerificationKeysFile = upstream.ProductionBaseURL, "", "/etc/recoveryd/enclave-keys.pem"
 		})},
 		{name: "harmless GODEBUG settings", cfg: valid(nil), env: map[string]string{"GODEBUG": "http2client=0,gctrace=0"}},
+		{name: "PostgreSQL verifying its server, password in a passfile", cfg: valid(func(c *Config) {
+			c.DatabaseURL = "postgres://recoveryd@db.example:5432/recovery?sslmode=verify-full&sslrootcert=/etc/db/ca.crt&passfile=/etc/db/pgpass"
+		})},
+		{name: "PostgreSQL, sslmode from PGSSLMODE", cfg: valid(func(c *Config) { c.DatabaseURL = "postgres://recoveryd@db.example/recovery" }),
+			env: map[string]string{"PGSSLMODE": "verify-full"}},
+		{name: "PostgreSQL on a unix socket", cfg: valid(func(c *Config) { c.DatabaseURL = "postgres:///recovery?host=/var/run/postgresql" })},
 
 		{name: "embedded sandbox", cfg: valid(func(c *Config) { c.UpstreamURL, c.UpstreamTokenFile, c.JWKSURL = "", "", "" }),
 			want: []string{guardEmbedded}},
@@ -84,6 +123,38 @@ func TestProductionGuard(t *testing.T) {
 		{name: "GODEBUG x509 and TLS overrides", cfg: valid(nil),
 			env:  map[string]string{"GODEBUG": "http2client=0, x509negativeserial=1,tlsrsakex=1"},
 			want: []string{guardGODEBUGPrefix + "GODEBUG x509negativeserial=1, GODEBUG tlsrsakex=1" + guardGODEBUGSuffix}},
+		{name: "PostgreSQL without sslmode", cfg: valid(func(c *Config) { c.DatabaseURL = "postgres://recoveryd@db.example/recovery" }),
+			want: []string{guardSSLMode("prefer (the default)")}},
+		{name: "PostgreSQL with sslmode=require", cfg: valid(func(c *Config) { c.DatabaseURL = "postgres://recoveryd@db.example/recovery?sslmode=require" }),
+			want: []string{guardSSLMode("require")}},
+		{name: "PostgreSQL on a socket and a network host", cfg: valid(func(c *Config) {
+			c.DatabaseURL = "postgres:///recovery?host=/var/run/postgresql&host=db.example&sslmode=verify-ca"
+		}), want: []string{guardSSLMode("verify-ca")}},
+		{name: "PostgreSQL password in the URL", cfg: valid(func(c *Config) {
+			c.DatabaseURL = "postgres://recoveryd:hunter2@db.example/recovery?sslmode=verify-full"
+		}), want: []string{guardDatabasePassword}},
+		{name: "PostgreSQL password as a parameter", cfg: valid(func(c *Config) {
+			c.DatabaseURL = "postgres://recoveryd@db.example/recovery?sslmode=verify-full&password=hunter2"
+		}), want: []string{guardDatabasePassword}},
+		{name: "credentials in the upstream and JWKS URLs", cfg: valid(func(c *Config) {
+			c.UpstreamURL, c.JWKSURL = "https://partner:hunter2@service.uat-keys.coincover.com", "https://partner:hunter2@policies.internal.example/jwks.json"
+		}), want: []string{
+			"--upstream-url carries user info (user:password@): remove it; recoveryd authenticates to the upstream only with --upstream-token-file, and a URL is logged",
+			"--jwks-url carries user info (user:password@): remove it; recoveryd authenticates to the upstream only with --upstream-token-file, and a URL is logged",
+			"--upstream-url https://service.uat-keys.coincover.com is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL,
+		}},
+		{name: "token file others can read", cfg: valid(func(c *Config) { c.UpstreamTokenFile = worldReadableToken }), want: []string{
+			"--upstream-token-file " + worldReadableToken + " has permissions 0644, which let group or others access a secret: make it readable by the service user only (chmod 600), or by its group only when root owns it (chmod 440, as a Kubernetes secret volume with an fsGroup mounts it)"}},
+		{name: "missing token file", cfg: valid(func(c *Config) { c.UpstreamTokenFile = filepath.Join(dir, "missing") }), want: []string{
+			"--upstream-token-file " + filepath.Join(dir, "missing") + " cannot be opened: open: no such file or directory"}},
+		{name: "TLS key others can read", cfg: valid(func(c *Config) { c.TLSCert, c.TLSKey = server.certFile, server.keyFile }), want: []string{
+			"--tls-key " + server.keyFile + " has permissions 0604, which let group or others access a secret: make it readable by the service user only (chmod 600), or by its group only when root owns it (chmod 440, as a Kubernetes secret volume with an fsGroup mounts it)"}},
+		{name: "GODEBUG http2debug logs headers", cfg: valid(nil), env: map[string]string{"GODEBUG": "gctrace=1,http2debug=2"},
+			want: []string{guardGODEBUGUnlisted("http2debug=2")}},
+		{name: "GODEBUG settings outside the allowlist", cfg: valid(nil), env: map[string]string{"GODEBUG": "panicnil=1, tlsrsakex=1,netdns=go+2"},
+			want: []string{guardGODEBUGPrefix + "GODEBUG tlsrsakex=1" + guardGODEBUGSuffix, guardGODEBUGUnlisted("panicnil=1, netdns=go+2")}},
+		{name: "SSL_CERT_FILE and SSL_CERT_DIR", cfg: valid(nil), env: map[string]string{"SSL_CERT_FILE": "/tmp/roots.pem", "SSL_CERT_DIR": "/tmp/roots"},
+			want: []string{guardSSLCert("SSL_CERT_FILE"), guardSSLCert("SSL_CERT_DIR")}},
 		{name: "every problem at once", cfg: valid(func(c *Config) {
 			c.UpstreamURL, c.JWKSURL = "http://service.uat-keys.coincover.com", "http://policies.uat-keys.coincover.com/.well-known/jwks.json"
 			c.UpstreamTokenFile, c.CallerTokensFile = "", ""
@@ -107,6 +178,9 @@ func TestProductionGuard(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("Validate() lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("Validate() echoes a password: %v", err)
+			}
 		})
 	}
 }
@@ -116,6 +190,11 @@ func TestProductionGuard(t *testing.T) {
 // callers file. It serves, prints no banner, keeps health public and
 // reflection for authenticated callers.
 func TestProductionStarts(t *testing.T) {
+	// Run reads the process environment; the machine running the tests may
+	// set these, which production refuses (TestProductionGuard).
+	for _, name := range []string{"SSL_CERT_FILE", "SSL_CERT_DIR", "GODEBUG"} {
+		t.Setenv(name, "")
+	}
 	log, logs := newTestLogger(t)
 	up := startUpstreamWith(t, upstreamOptions{dir: t.TempDir(), log: log, tls: true})
 	cfg := remoteConfig(t, up, t.TempDir())

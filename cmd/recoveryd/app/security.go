@@ -54,6 +54,15 @@ func (c Config) securityProblems() []error {
 		}
 	}
 
+	if c.ClientTrustDomain != "" {
+		if c.ClientCA == "" {
+			bad("--client-trust-domain needs --client-ca: it says which client certificates' SPIFFE IDs name callers")
+		}
+		if _, err := auth.ParseTrustDomain(c.ClientTrustDomain); err != nil {
+			bad("--client-trust-domain: %v", err)
+		}
+	}
+
 	if c.CallerTokensFile != "" {
 		if _, err := auth.LoadCallersFile(c.CallerTokensFile); err != nil {
 			errs = append(errs, err)
@@ -129,7 +138,8 @@ func newAuthenticator(ctx context.Context, cfg Config, log *slog.Logger, onReloa
 		return nil, func() {}, nil
 	}
 	a, err := auth.New(auth.Config{
-		CallersFile: cfg.CallerTokensFile,
+		CallersFile:       cfg.CallerTokensFile,
+		ClientTrustDomain: cfg.ClientTrustDomain,
 		// Operators browse a development server with grpcurl; in production
 		// reflection tells only authenticated callers what the API holds.
 		PublicReflection: cfg.Environment == EnvDevelopment,

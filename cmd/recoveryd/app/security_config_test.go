@@ -55,6 +55,18 @@ func TestValidateSecurityFlags(t *testing.T) {
 		})},
 		{name: "TLS without callers", cfg: base(func(c *Config) { c.TLSCert, c.TLSKey = server.certFile, server.keyFile })},
 		{name: "callers over plaintext", cfg: base(func(c *Config) { c.CallerTokensFile = callers })},
+		{name: "every interface with callers", cfg: base(func(c *Config) { c.Listen, c.CallerTokensFile = "0.0.0.0:50051", callers })},
+		{name: "loopback names and addresses", cfg: base(func(c *Config) { c.Listen, c.AdminListen = "localhost:50051", "[::1]:9464" })},
+		{name: "admin on every interface, said so", cfg: base(func(c *Config) { c.AdminListen, c.AdminListenPublic = "0.0.0.0:9464", true })},
+
+		{name: "every interface without authentication", cfg: base(func(c *Config) { c.Listen = "0.0.0.0:50051" }), want: []string{
+			"--listen 0.0.0.0:50051 is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. 127.0.0.1:50051)"}},
+		{name: "empty host is every interface", cfg: base(func(c *Config) { c.Listen = ":50051" }), want: []string{
+			"--listen :50051 is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. 127.0.0.1:50051)"}},
+		{name: "a host name may resolve anywhere", cfg: base(func(c *Config) { c.Listen = "recoveryd.internal:50051" }), want: []string{
+			"--listen recoveryd.internal:50051 is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. 127.0.0.1:50051)"}},
+		{name: "admin on every interface", cfg: base(func(c *Config) { c.AdminListen, c.CallerTokensFile = "[::]:9464", callers }), want: []string{
+			"--admin-listen [::]:9464 is reachable beyond this host and /metrics, /healthz and /readyz need no credentials: listen on loopback (e.g. 127.0.0.1:9464), or set --admin-listen-public when a network policy decides who reaches it"}},
 
 		{name: "certificate without key", cfg: base(func(c *Config) { c.TLSCert = server.certFile }), want: []string{
 			"--tls-cert is set without --tls-key: set both (the certificate chain and its private key), or neither to serve plaintext gRPC"}},
@@ -68,6 +80,14 @@ func TestValidateSecurityFlags(t *testing.T) {
 		{name: "client CA alone", cfg: base(func(c *Config) { c.ClientCA = pki.caFile }), want: []string{
 			"--client-ca needs --tls-cert and --tls-key: client certificates are only presented over TLS",
 			"--client-ca needs --caller-tokens-file: a client certificate authenticates the caller of that file whose name it carries (URI or DNS SAN)"}},
+		{name: "mTLS with a trust domain", cfg: base(func(c *Config) {
+			c.TLSCert, c.TLSKey, c.ClientCA, c.CallerTokensFile, c.ClientTrustDomain = server.certFile, server.keyFile, pki.caFile, callers, "prod.example"
+		})},
+		{name: "trust domain without a client CA", cfg: base(func(c *Config) { c.ClientTrustDomain = "prod.example" }), want: []string{
+			"--client-trust-domain needs --client-ca: it says which client certificates' SPIFFE IDs name callers"}},
+		{name: "trust domain that is a SPIFFE ID", cfg: base(func(c *Config) {
+			c.TLSCert, c.TLSKey, c.ClientCA, c.CallerTokensFile, c.ClientTrustDomain = server.certFile, server.keyFile, pki.caFile, callers, "spiffe://prod.example/wallet-api"
+		}), want: []string{`--client-trust-domain: trust domain "spiffe://prod.example/wallet-api" has a path: give only the trust domain (e.g. prod.example), whose SPIFFE IDs' paths name callers`}},
 		{name: "client CA that is not PEM", cfg: base(func(c *Config) {
 			c.TLSCert, c.TLSKey, c.ClientCA, c.CallerTokensFile = server.certFile, server.keyFile, notPEM, callers
 		}), want: []string{"--client-ca " + notPEM + " holds no PEM CERTIFICATE block"}},
