@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
 
@@ -81,6 +83,13 @@ type Config struct {
 	// UpstreamCallTimeout bounds one AssignKey or SecureData call to the
 	// upstream, retries included; reservations last twice as long.
 	UpstreamCallTimeout time.Duration
+	// RateLimit is each caller's default token-bucket refill, in calls per
+	// second (without caller authentication: each peer address's); 0 turns
+	// rate limiting off. The callers file may override it per caller.
+	RateLimit float64
+	// RateBurst is the default bucket size: calls a caller may make at once
+	// after a quiet spell. At least 1 when RateLimit is set.
+	RateBurst int
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -149,6 +158,7 @@ func (c Config) validate(getenv func(string) string) error {
 	if c.UpstreamCallTimeout <= 0 || c.UpstreamCallTimeout > maxUpstreamCallTimeout {
 		bad("--upstream-call-timeout must be positive and at most %s (got %s), e.g. %s", maxUpstreamCallTimeout, c.UpstreamCallTimeout, defaultUpstreamCallTimeout)
 	}
+	errs = append(errs, c.overloadProblems()...)
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
 	}
@@ -164,6 +174,22 @@ func (c Config) validate(getenv func(string) string) error {
 		errs = append(errs, c.productionProblems(getenv)...)
 	}
 	return errors.Join(errs...)
+}
+
+// overloadProblems checks the overload flags.
+func (c Config) overloadProblems() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if math.IsNaN(c.RateLimit) || c.RateLimit < 0 || c.RateLimit > auth.MaxLimit {
+		bad("--rate-limit must be calls per second per caller from 0 (off) to %d (got %v), e.g. 50", auth.MaxLimit, c.RateLimit)
+	}
+	switch {
+	case c.RateBurst < 0 || c.RateBurst > auth.MaxLimit:
+		bad("--rate-burst must be from 0 to %d (got %d)", auth.MaxLimit, c.RateBurst)
+	case c.RateLimit > 0 && c.RateBurst < 1:
+		bad("--rate-limit needs --rate-burst of at least 1 (calls a caller may make at once), e.g. --rate-burst %d", max(1, int(math.Ceil(c.RateLimit))))
+	}
+	return errs
 }
 
 // upstreamProblems checks the upstream flags. The production-only rules
@@ -295,6 +321,8 @@ func (c Config) attrs() []slog.Attr {
 		slog.Int64("max_file_bytes", c.MaxFileBytes),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.String("upstream_call_timeout", c.UpstreamCallTimeout.String()),
+		slog.Float64("rate_limit", c.RateLimit),
+		slog.Int("rate_burst", c.RateBurst),
 		slog.String("caller_tokens_file", c.CallerTokensFile),
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),
