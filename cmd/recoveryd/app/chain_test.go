@@ -46,6 +46,12 @@ func chainServer(t *testing.T) (recoveryv1.RecoveryServiceClient, *sandboxtest.L
 // given callers.
 func chainServerLimited(t *testing.T, limits overloadLimits, callers ...testCaller) (recoveryv1.RecoveryServiceClient, *sandboxtest.LogBuffer) {
 	t.Helper()
+	return chainServerFor(t, panickingService{}, limits, callers...)
+}
+
+// chainServerFor is chainServerLimited serving svc.
+func chainServerFor(t *testing.T, svc recoveryv1.RecoveryServiceServer, limits overloadLimits, callers ...testCaller) (recoveryv1.RecoveryServiceClient, *sandboxtest.LogBuffer) {
+	t.Helper()
 	log, logs := newTestLogger(t)
 	cfg := DefaultConfig()
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), callers...)
@@ -54,7 +60,7 @@ func chainServerLimited(t *testing.T, limits overloadLimits, callers ...testCall
 		t.Fatal(err)
 	}
 	t.Cleanup(stopWatch)
-	srv, err := newGRPCServer(log, panickingService{}, newHealthService(), service.StatusFromValidation, serverSecurity{authn: authn}, limits, nil)
+	srv, err := newGRPCServer(log, svc, newHealthService(), service.StatusFromValidation, serverSecurity{authn: authn}, limits, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,11 @@ const (
 	// defaultMaxFileBytes is the upstream's secure/file limit (10 MiB): a
 	// larger file would only be refused after it had been streamed.
 	defaultMaxFileBytes int64 = 10 << 20
+	// defaultMaxConcurrentFiles bounds the SecureFile streams in flight:
+	// each holds an upstream upload open for up to its 10-minute timeout, so
+	// without a cap a burst of slow uploads holds every connection and
+	// goroutine the server can spare.
+	defaultMaxConcurrentFiles = 64
 	// defaultShutdownTimeout is how long in-flight calls (a 10 MiB upload on
 	// a slow link included) get to finish after SIGTERM before they are cut.
 	defaultShutdownTimeout = 30 * time.Second
@@ -90,6 +95,13 @@ type Config struct {
 	// RateBurst is the default bucket size: calls a caller may make at once
 	// after a quiet spell. At least 1 when RateLimit is set.
 	RateBurst int
+	// MaxConcurrentCalls caps each caller's calls in flight (without caller
+	// authentication: each peer host's); 0 is off. The callers file may
+	// override it per caller.
+	MaxConcurrentCalls int
+	// MaxConcurrentFiles caps the SecureFile streams in flight, all callers
+	// together; 0 is off.
+	MaxConcurrentFiles int
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -118,6 +130,8 @@ func DefaultConfig() Config {
 		LogLevel:        slog.LevelInfo,
 		MaxFileBytes:    defaultMaxFileBytes,
 		ShutdownTimeout: defaultShutdownTimeout,
+
+		MaxConcurrentFiles: defaultMaxConcurrentFiles,
 
 		UpstreamCallTimeout: defaultUpstreamCallTimeout,
 	}
@@ -188,6 +202,12 @@ func (c Config) overloadProblems() []error {
 		bad("--rate-burst must be from 0 to %d (got %d)", auth.MaxLimit, c.RateBurst)
 	case c.RateLimit > 0 && c.RateBurst < 1:
 		bad("--rate-limit needs --rate-burst of at least 1 (calls a caller may make at once), e.g. --rate-burst %d", max(1, int(math.Ceil(c.RateLimit))))
+	}
+	if c.MaxConcurrentCalls < 0 || c.MaxConcurrentCalls > auth.MaxLimit {
+		bad("--max-concurrent-calls must be from 0 (off) to %d (got %d)", auth.MaxLimit, c.MaxConcurrentCalls)
+	}
+	if c.MaxConcurrentFiles < 0 || c.MaxConcurrentFiles > auth.MaxLimit {
+		bad("--max-concurrent-files must be from 0 (off) to %d (got %d), e.g. %d", auth.MaxLimit, c.MaxConcurrentFiles, defaultMaxConcurrentFiles)
 	}
 	return errs
 }
@@ -323,6 +343,8 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("upstream_call_timeout", c.UpstreamCallTimeout.String()),
 		slog.Float64("rate_limit", c.RateLimit),
 		slog.Int("rate_burst", c.RateBurst),
+		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
+		slog.Int("max_concurrent_files", c.MaxConcurrentFiles),
 		slog.String("caller_tokens_file", c.CallerTokensFile),
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),

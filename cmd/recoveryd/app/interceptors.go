@@ -40,6 +40,7 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 	}
 	recoveryOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(panicToInternal(log))}
 	buckets := newCallerBuckets(limits)
+	inflight := newInFlight(limits)
 	return []interceptor{
 		// logging is outermost so that it sees every call, including those
 		// rejected further in, with the final code (after validation and
@@ -68,6 +69,11 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 		// everything after it, so a refused call costs no further work.
 		// Health is exempt.
 		{"rateLimit", rateLimitUnary(buckets), rateLimitStream(buckets)},
+		// concurrency is inside rateLimit, so a call refused for its rate
+		// never holds a slot, and outside everything else, so the slot is
+		// held for the call's whole life (a SecureFile stream's included)
+		// and a refused call does no further work. Health is exempt.
+		{"concurrency", concurrencyUnary(inflight), concurrencyStream(inflight)},
 		// validation rejects malformed requests before any handler code
 		// runs (for streams: every received message), so handlers only see
 		// well-formed input.

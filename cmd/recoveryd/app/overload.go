@@ -14,24 +14,37 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/auth"
 )
 
-// overloadLimits are recoveryd's default overload limits (the --rate-limit
-// and --rate-burst flags); a caller's entry in the callers file may override
-// them (auth.Limits). The zero value limits nothing.
+// overloadLimits are recoveryd's default overload limits (the --rate-limit,
+// --rate-burst, --max-concurrent-calls and --max-concurrent-files flags); a
+// caller's entry in the callers file may override the per-caller ones
+// (auth.Limits). The zero value limits nothing.
 type overloadLimits struct {
 	// rate is the token bucket's refill in calls per second; 0 is off.
 	rate float64
 	// burst is the bucket's size; at least 1 when rate is above 0.
 	burst int
+	// concurrentCalls caps one caller's calls in flight; 0 is off.
+	concurrentCalls int
+	// concurrentFiles caps the SecureFile streams in flight, all callers
+	// together; 0 is off. Never overridden per caller.
+	concurrentFiles int
 }
 
 // overloadFromConfig is the overload part of cfg.
 func overloadFromConfig(cfg Config) overloadLimits {
-	return overloadLimits{rate: cfg.RateLimit, burst: cfg.RateBurst}
+	return overloadLimits{rate: cfg.RateLimit, burst: cfg.RateBurst,
+		concurrentCalls: cfg.MaxConcurrentCalls, concurrentFiles: cfg.MaxConcurrentFiles}
 }
+
+// concurrencyRetryAfter is the RetryInfo of a concurrency refusal: unlike a
+// token bucket, nothing says when a call in flight will end, so it is a
+// short, fixed back-off.
+const concurrencyRetryAfter = time.Second
 
 // minBucketSweep is the number of buckets below which callerBuckets never
 // sweeps: a few thousand idle buckets cost less than sweeping for them.
@@ -62,7 +75,7 @@ func (b *callerBuckets) Limit(ctx context.Context) error {
 	if exemptFromOverload(ctx) {
 		return nil
 	}
-	key, limits := b.identify(ctx)
+	key, limits := identifyCaller(ctx, b.defaults)
 	if limits.rate <= 0 {
 		return nil
 	}
@@ -75,10 +88,11 @@ func (b *callerBuckets) Limit(ctx context.Context) error {
 	return nil
 }
 
-// identify names ctx's bucket and its limits: the caller's own, else the
-// defaults.
-func (b *callerBuckets) identify(ctx context.Context) (string, overloadLimits) {
-	key, limits := "peer:"+peerHost(ctx), b.defaults
+// identifyCaller names ctx's caller (its peer host when the call has no
+// authenticated caller) and its limits: defaults, with the caller's own
+// from the callers file in their place.
+func identifyCaller(ctx context.Context, defaults overloadLimits) (string, overloadLimits) {
+	key, limits := "peer:"+peerHost(ctx), defaults
 	caller, ok := auth.CallerFrom(ctx)
 	if !ok {
 		return key, limits
@@ -89,6 +103,9 @@ func (b *callerBuckets) identify(ctx context.Context) (string, overloadLimits) {
 		if l.RateBurst != nil {
 			limits.burst = *l.RateBurst
 		}
+	}
+	if l := caller.Limits; l.MaxConcurrentCalls != nil {
+		limits.concurrentCalls = *l.MaxConcurrentCalls
 	}
 	return key, limits
 }
@@ -197,5 +214,80 @@ func rateLimitStream(limiter ratelimit.Limiter) grpc.StreamServerInterceptor {
 			return slot.err
 		}
 		return err
+	}
+}
+
+// inFlight counts calls in flight per caller and SecureFile streams in
+// flight overall, for the concurrency position.
+type inFlight struct {
+	defaults overloadLimits
+
+	mu sync.Mutex
+	// calls holds only callers with calls in flight, so it is as large as
+	// the callers active right now.
+	calls map[string]int
+	files int
+}
+
+func newInFlight(defaults overloadLimits) *inFlight {
+	return &inFlight{defaults: defaults, calls: map[string]int{}}
+}
+
+// acquire takes a slot for ctx's call (and a file slot for a SecureFile
+// stream), or returns the RATE_LIMITED status naming the cap it hit. On
+// success, release must be called when the call ends.
+func (f *inFlight) acquire(ctx context.Context, fullMethod string) (release func(), err error) {
+	if exemptFromOverload(ctx) {
+		return func() {}, nil
+	}
+	key, limits := identifyCaller(ctx, f.defaults)
+	file := fullMethod == recoveryv1.RecoveryService_SecureFile_FullMethodName && limits.concurrentFiles > 0
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if limits.concurrentCalls > 0 && f.calls[key] >= limits.concurrentCalls {
+		return nil, service.RateLimitedStatus(service.LimitConcurrentCalls, concurrencyRetryAfter)
+	}
+	if file && f.files >= limits.concurrentFiles {
+		return nil, service.RateLimitedStatus(service.LimitConcurrentFiles, concurrencyRetryAfter)
+	}
+	// NOTE: calls are counted even when the caller has no cap now, so that
+	// a cap added by a callers-file reload sees the calls already running.
+	f.calls[key]++
+	if file {
+		f.files++
+	}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.calls[key]--; f.calls[key] == 0 {
+			delete(f.calls, key)
+		}
+		if file {
+			f.files--
+		}
+	}, nil
+}
+
+// concurrencyUnary holds a slot of f for the call's whole handler.
+func concurrencyUnary(f *inFlight) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		release, err := f.acquire(ctx, info.FullMethod)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		return handler(ctx, req)
+	}
+}
+
+// concurrencyStream holds a slot of f until the stream's handler returns.
+func concurrencyStream(f *inFlight) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		release, err := f.acquire(ss.Context(), info.FullMethod)
+		if err != nil {
+			return err
+		}
+		defer release()
+		return handler(srv, ss)
 	}
 }

@@ -173,3 +173,136 @@ func TestCallerBucketsSweepOnlyFullBuckets(t *testing.T) {
 		t.Error("the spent bucket was forgotten: its caller got a fresh token")
 	}
 }
+
+// blockingService holds every GetKey and SecureFile call in its handler
+// until release is closed, so a test can fill the concurrency caps.
+type blockingService struct {
+	recoveryv1.UnimplementedRecoveryServiceServer
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newBlockingService() *blockingService {
+	return &blockingService{entered: make(chan struct{}, 64), release: make(chan struct{})}
+}
+
+func (s *blockingService) GetKey(ctx context.Context, _ *recoveryv1.GetKeyRequest) (*recoveryv1.GetKeyResponse, error) {
+	return &recoveryv1.GetKeyResponse{}, s.hold(ctx)
+}
+
+func (s *blockingService) SecureFile(stream grpc.ClientStreamingServer[recoveryv1.SecureFileRequest, recoveryv1.SecureFileResponse]) error {
+	if err := s.hold(stream.Context()); err != nil {
+		return err
+	}
+	return stream.SendAndClose(&recoveryv1.SecureFileResponse{})
+}
+
+// hold signals entry and waits for release (or the call's end).
+func (s *blockingService) hold(ctx context.Context) error {
+	s.entered <- struct{}{}
+	select {
+	case <-s.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// startHeld starts call in the background and waits until its handler is
+// running, so it holds its slots; the returned channel yields its error.
+func startHeld(t *testing.T, svc *blockingService, call func() error) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	select {
+	case <-svc.entered:
+	case err := <-done:
+		t.Fatalf("the call ended before reaching the handler: %v", err)
+	case <-testCtx(t).Done():
+		t.Fatal("the call never reached the handler")
+	}
+	return done
+}
+
+// openFile starts a SecureFile stream and ends it after its header; the
+// stream reaches the handler (which holds it) before any message.
+func openFile(ctx context.Context, c recoveryv1.RecoveryServiceClient) error {
+	stream, err := c.SecureFile(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = stream.CloseAndRecv()
+	return err
+}
+
+// TestConcurrentCallsCapIsPerCaller: a caller at its cap is refused, other
+// callers are not, and a finished call gives its slot back.
+func TestConcurrentCallsCapIsPerCaller(t *testing.T) {
+	svc := newBlockingService()
+	c, _ := chainServerFor(t, svc, overloadLimits{concurrentCalls: 2}, walletAPI, otherOrgAPI)
+	ctx := testCtx(t)
+	wallet, other := withToken(ctx, walletAPI.token), withToken(ctx, otherOrgAPI.token)
+	getKey := func(ctx context.Context) func() error {
+		return func() error {
+			_, err := c.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: overloadKeyID})
+			return err
+		}
+	}
+	held := []<-chan error{startHeld(t, svc, getKey(wallet)), startHeld(t, svc, getKey(wallet))}
+	wantRateLimited(t, getKey(wallet)(), service.LimitConcurrentCalls)
+	// A stream counts against the same cap.
+	wantRateLimited(t, openFile(wallet, c), service.LimitConcurrentCalls)
+	held = append(held, startHeld(t, svc, getKey(other)))
+
+	close(svc.release)
+	for _, done := range held {
+		if err := <-done; err != nil {
+			t.Fatalf("a held call failed: %v", err)
+		}
+	}
+	// Every slot came back: the caller can fill its cap again.
+	for i := range 2 {
+		if err := getKey(wallet)(); err != nil {
+			t.Fatalf("call %d after the held ones ended: %v", i+1, err)
+		}
+	}
+}
+
+// TestConcurrentCallsCapOverriddenPerCaller: a callers-file
+// max_concurrent_calls replaces the default for that caller only.
+func TestConcurrentCallsCapOverriddenPerCaller(t *testing.T) {
+	one := 1
+	strictAPI := testCaller{name: "strict-api", token: "tok-strict-api-7c1d9e4a2b6f8035", orgs: []string{"*"},
+		limits: callerLimitsJSON{MaxConcurrentCalls: &one}}
+	svc := newBlockingService()
+	c, _ := chainServerFor(t, svc, overloadLimits{concurrentCalls: 10}, strictAPI)
+	ctx := withToken(testCtx(t), strictAPI.token)
+	done := startHeld(t, svc, func() error { _, err := c.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: overloadKeyID}); return err })
+	_, err := c.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: overloadKeyID})
+	wantRateLimited(t, err, service.LimitConcurrentCalls)
+	close(svc.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConcurrentFilesCapIsGlobal: the SecureFile cap counts every caller's
+// streams together and leaves unary calls alone.
+func TestConcurrentFilesCapIsGlobal(t *testing.T) {
+	svc := newBlockingService()
+	c, _ := chainServerFor(t, svc, overloadLimits{concurrentFiles: 1}, walletAPI, otherOrgAPI)
+	ctx := testCtx(t)
+	wallet, other := withToken(ctx, walletAPI.token), withToken(ctx, otherOrgAPI.token)
+	held := startHeld(t, svc, func() error { return openFile(wallet, c) })
+	wantRateLimited(t, openFile(other, c), service.LimitConcurrentFiles)
+	unary := startHeld(t, svc, func() error { _, err := c.GetKey(other, &recoveryv1.GetKeyRequest{KeyId: overloadKeyID}); return err })
+	close(svc.release)
+	for _, done := range []<-chan error{held, unary} {
+		if err := <-done; err != nil {
+			t.Fatalf("a held call failed: %v", err)
+		}
+	}
+	if err := openFile(other, c); err != nil {
+		t.Errorf("a stream after the first ended: %v", err)
+	}
+}
