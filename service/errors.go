@@ -65,6 +65,7 @@ const (
 	ReasonDeadlineExceeded            = recoveryv1.ErrorReason_ERROR_REASON_DEADLINE_EXCEEDED
 	ReasonCancelled                   = recoveryv1.ErrorReason_ERROR_REASON_CANCELLED
 	ReasonInternal                    = recoveryv1.ErrorReason_ERROR_REASON_INTERNAL
+	ReasonRateLimited                 = recoveryv1.ErrorReason_ERROR_REASON_RATE_LIMITED
 	// ReasonOrganisationNotAllowed and ReasonCallerNotAuthenticated are
 	// service/auth's refusals (a *auth.Refusal), mapped in reasonSpecs like
 	// every other reason.
@@ -144,6 +145,8 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"the request was cancelled by the caller", slog.LevelInfo},
 	ReasonInternal: {codes.Internal,
 		"internal error: the operator has the details in the service log", slog.LevelError},
+	ReasonRateLimited: {codes.ResourceExhausted,
+		"the caller is over one of the service's overload limits (ErrorInfo metadata \"limit\" names it), so nothing was done: retry after the RetryInfo delay", slog.LevelInfo},
 	ReasonOrganisationNotAllowed: {codes.PermissionDenied,
 		"the caller is not allowed to act for this organisation, so nothing was done: the operator lists each caller's organisations in the callers file", slog.LevelWarn},
 	ReasonCallerNotAuthenticated: {codes.Unauthenticated,
@@ -362,6 +365,27 @@ func buildStatus(spec reasonSpec, f *failure) error {
 		return st.Err()
 	}
 	return withDetails.Err()
+}
+
+// Overload limits, the ErrorInfo metadata "limit" of a RATE_LIMITED status.
+const (
+	// LimitRate is the per-caller token bucket (calls per second).
+	LimitRate = "rate"
+	// LimitConcurrentCalls is the per-caller cap on calls in flight.
+	LimitConcurrentCalls = "concurrent_calls"
+	// LimitConcurrentFiles is the global cap on SecureFile streams in flight.
+	LimitConcurrentFiles = "concurrent_files"
+)
+
+// RateLimitedStatus is the status of a call refused by one of recoveryd's
+// overload limits (see the Limit constants) before any work was done:
+// RESOURCE_EXHAUSTED, reason RATE_LIMITED, and a RetryInfo of retryAfter so
+// that well-behaved clients back off instead of retrying at once. It lives
+// here, beside every other reason, so the code and message stay in the one
+// table; recoveryd's overload interceptors call it.
+func RateLimitedStatus(limit string, retryAfter time.Duration) error {
+	f := &failure{reason: ReasonRateLimited, metadata: map[string]string{"limit": limit}, retryAfter: retryAfter}
+	return buildStatus(reasonSpecs[ReasonRateLimited], f)
 }
 
 // StatusFromValidation converts the error of protovalidate's Validate into

@@ -241,3 +241,19 @@ func TestStatusFromValidation(t *testing.T) {
 		t.Errorf("a non-validation error gives %s, want Internal", st.Code())
 	}
 }
+
+// TestRateLimitedStatus: an overload refusal tells the caller which limit
+// it hit and when to come back, and nothing else.
+func TestRateLimitedStatus(t *testing.T) {
+	for _, limit := range []string{service.LimitRate, service.LimitConcurrentCalls, service.LimitConcurrentFiles} {
+		t.Run(limit, func(t *testing.T) {
+			d := wantStatus(t, service.RateLimitedStatus(limit, 1500*time.Millisecond), codes.ResourceExhausted, service.ReasonRateLimited)
+			if got := d.info.GetMetadata(); len(got) != 1 || got["limit"] != limit {
+				t.Errorf("ErrorInfo metadata = %v, want only limit=%s", got, limit)
+			}
+			if d.retry.GetRetryDelay().AsDuration() != 1500*time.Millisecond {
+				t.Errorf("RetryInfo = %v, want 1.5s", d.retry)
+			}
+		})
+	}
+}

@@ -49,6 +49,10 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", cfg.MaxFileBytes, "largest file SecureFile accepts, in bytes")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight calls may finish after SIGTERM/SIGINT")
 	fs.DurationVar(&cfg.UpstreamCallTimeout, "upstream-call-timeout", cfg.UpstreamCallTimeout, "bound of one AssignKey or SecureData call to the upstream, retries included (at most 5m)")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "calls per second each caller may make, sustained (a token bucket per caller; per peer address without caller authentication); 0 is off; the callers file may override it per caller")
+	fs.IntVar(&cfg.RateBurst, "rate-burst", cfg.RateBurst, "calls a caller may make at once after a quiet spell (the bucket's size); at least 1 with --rate-limit")
+	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", cfg.MaxConcurrentCalls, "calls each caller may have in flight at once (per peer host without caller authentication); 0 is off; the callers file may override it per caller")
+	fs.IntVar(&cfg.MaxConcurrentFiles, "max-concurrent-files", cfg.MaxConcurrentFiles, "SecureFile streams in flight at once, all callers together; 0 is off")
 	// Security. NOTE: every secret comes from a file named here; no flag or
 	// variable takes a secret's value.
 	fs.StringVar(&cfg.CallerTokensFile, "caller-tokens-file", cfg.CallerTokensFile, "JSON file of the callers allowed in (SHA-256 of their bearer tokens, organisations); reloaded on SIGHUP; empty turns caller authentication off (development only)")

@@ -20,6 +20,23 @@ type Caller struct {
 	// Organisations are the customer ids the caller may act for;
 	// AllOrganisations means every one.
 	Organisations []string
+	// Limits overrides recoveryd's default overload limits for this caller.
+	Limits Limits
+}
+
+// Limits are one caller's overload limits from the callers file. A nil
+// field leaves recoveryd's default (its --rate-limit, --rate-burst and
+// --max-concurrent-calls flags) in force for that caller.
+type Limits struct {
+	// RateLimit is the token bucket's refill in calls per second; 0 means
+	// unlimited.
+	RateLimit *float64
+	// RateBurst is the bucket's size: calls allowed at once after a quiet
+	// spell. It is set whenever RateLimit is above 0.
+	RateBurst *int
+	// MaxConcurrentCalls caps the caller's calls in flight; 0 means
+	// unlimited.
+	MaxConcurrentCalls *int
 }
 
 // MayAccess reports whether the caller may act for the organisation

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -88,6 +90,11 @@ type callerJSON struct {
 	Name          string   `json:"name"`
 	TokenSHA256   string   `json:"token_sha256"`
 	Organisations []string `json:"organisations"`
+	// The limits are json.Number so that a whole number is told from a
+	// fraction, and a pointer so that an absent field is told from 0.
+	RateLimit          *json.Number `json:"rate_limit"`
+	RateBurst          *json.Number `json:"rate_burst"`
+	MaxConcurrentCalls *json.Number `json:"max_concurrent_calls"`
 }
 
 // privateEnough applies PostgreSQL's rule for key files: nobody but the
@@ -200,9 +207,13 @@ func parseCallers(data []byte) (*CallerSet, error) {
 		if err := checkOrganisations(field+".organisations", entry.Organisations); err != nil {
 			return nil, err
 		}
+		limits, err := parseLimits(field, entry)
+		if err != nil {
+			return nil, err
+		}
 		set.byName[entry.Name] = len(set.callers)
 		digestOwner[digest] = len(set.callers)
-		set.callers = append(set.callers, Caller{Name: entry.Name, Organisations: entry.Organisations})
+		set.callers = append(set.callers, Caller{Name: entry.Name, Organisations: entry.Organisations, Limits: limits})
 		set.digests = append(set.digests, digest)
 	}
 	return set, nil
@@ -265,4 +276,53 @@ func checkOrganisations(field string, orgs []string) error {
 		}
 	}
 	return nil
+}
+
+// MaxLimit bounds every limit in a callers file: a larger value is a typo,
+// and no caller could tell it from unlimited (0).
+const MaxLimit = 1_000_000
+
+// parseLimits validates an entry's optional rate_limit, rate_burst and
+// max_concurrent_calls. rate_limit and rate_burst go together: a rate with
+// the default burst (or the reverse) would make the entry mean different
+// things as the flags change, so an entry sets both, or rate_limit 0 alone.
+func parseLimits(field string, entry callerJSON) (Limits, error) {
+	var l Limits
+	if entry.RateLimit != nil {
+		rate, err := strconv.ParseFloat(entry.RateLimit.String(), 64)
+		if err != nil || math.IsNaN(rate) || rate < 0 || rate > MaxLimit {
+			return l, &FileError{Field: field + ".rate_limit", Problem: fmt.Sprintf("must be calls per second from 0 (unlimited) to %d, e.g. 50 or 0.5", MaxLimit)}
+		}
+		l.RateLimit = &rate
+	}
+	if entry.RateBurst != nil {
+		burst, err := wholeNumber(field+".rate_burst", *entry.RateBurst, 1)
+		if err != nil {
+			return l, err
+		}
+		l.RateBurst = &burst
+	}
+	switch {
+	case l.RateBurst != nil && (l.RateLimit == nil || *l.RateLimit == 0):
+		return l, &FileError{Field: field + ".rate_burst", Problem: "needs a rate_limit above 0 in the same entry"}
+	case l.RateLimit != nil && *l.RateLimit > 0 && l.RateBurst == nil:
+		return l, &FileError{Field: field + ".rate_limit", Problem: "needs rate_burst (calls allowed at once, at least 1) in the same entry"}
+	}
+	if entry.MaxConcurrentCalls != nil {
+		n, err := wholeNumber(field+".max_concurrent_calls", *entry.MaxConcurrentCalls, 0)
+		if err != nil {
+			return l, err
+		}
+		l.MaxConcurrentCalls = &n
+	}
+	return l, nil
+}
+
+// wholeNumber parses a whole number from minimum to MaxLimit.
+func wholeNumber(field string, n json.Number, minimum int) (int, error) {
+	v, err := strconv.ParseInt(n.String(), 10, 64)
+	if err != nil || v < int64(minimum) || v > MaxLimit {
+		return 0, &FileError{Field: field, Problem: fmt.Sprintf("must be a whole number from %d to %d", minimum, MaxLimit)}
+	}
+	return int(v), nil
 }

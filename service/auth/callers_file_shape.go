@@ -26,6 +26,7 @@ type shapeKind int
 
 const (
 	stringShape shapeKind = iota + 1
+	numberShape
 	objectShape
 	arrayShape
 )
@@ -35,6 +36,8 @@ func (k shapeKind) String() string {
 	switch k {
 	case stringShape:
 		return "a string"
+	case numberShape:
+		return "a number"
 	case objectShape:
 		return "an object"
 	case arrayShape:
@@ -43,12 +46,17 @@ func (k shapeKind) String() string {
 	return "unknown"
 }
 
-// callersFileShape is {"callers": [{"name": s, "token_sha256": s, "organisations": [s]}]}.
+// callersFileShape is {"callers": [{"name": s, "token_sha256": s,
+// "organisations": [s], "rate_limit": n, "rate_burst": n,
+// "max_concurrent_calls": n}]}; the numbers are optional.
 var callersFileShape = &shape{kind: objectShape, fields: map[string]*shape{
 	"callers": {kind: arrayShape, elem: &shape{kind: objectShape, fields: map[string]*shape{
-		"name":          {kind: stringShape},
-		"token_sha256":  {kind: stringShape},
-		"organisations": {kind: arrayShape, elem: &shape{kind: stringShape}},
+		"name":                 {kind: stringShape},
+		"token_sha256":         {kind: stringShape},
+		"organisations":        {kind: arrayShape, elem: &shape{kind: stringShape}},
+		"rate_limit":           {kind: numberShape},
+		"rate_burst":           {kind: numberShape},
+		"max_concurrent_calls": {kind: numberShape},
 	}}},
 }}
 
@@ -89,6 +97,8 @@ func walkShape(dec *json.Decoder, field string, want *shape) error {
 		}
 		return nil
 	case got == "a string" && want.kind == stringShape:
+		return nil
+	case got == "a number" && want.kind == numberShape:
 		return nil
 	}
 	return &FileError{Field: field, Problem: fmt.Sprintf("must be %s, not %s", want.kind, got)}

@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -68,7 +69,7 @@ func TestLoadCallersFileRejects(t *testing.T) {
 		{"repeated top-level field", `{"callers": [], "callers": []}`, "callers", "appears more than once"},
 		{"entry not an object", `{"callers": ["wallet-api"]}`, "callers[0]", "must be an object, not a string"},
 		{"entry null", `{"callers": [null]}`, "callers[0]", "must be an object, not null"},
-		{"unknown entry field", `{"callers": [{"name":"a","token":"secret","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].token", "unknown field; allowed here: name, organisations, token_sha256"},
+		{"unknown entry field", `{"callers": [{"name":"a","token":"secret","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].token", "unknown field; allowed here: max_concurrent_calls, name, organisations, rate_burst, rate_limit, token_sha256"},
 		{"entry field in the wrong case", `{"callers": [{"Name":"a"}]}`, "callers[0].Name", `did you mean "name"`},
 		{"repeated entry field", `{"callers": [{"name":"a","name":"b","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "appears more than once"},
 		{"name missing", `{"callers": [{"token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "required"},
@@ -96,6 +97,19 @@ func TestLoadCallersFileRejects(t *testing.T) {
 		{"organisation glob", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["org-*"]}]}`, "callers[0].organisations[0]", `must be "*" or a customer id`},
 		{"organisation too long", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["` + long + `"]}]}`, "callers[0].organisations[0]", "longer than 128"},
 		{"organisation repeated", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["org-1","*","org-1"]}]}`, "callers[0].organisations[2]", "repeats callers[0].organisations[0]"},
+		{"rate_limit negative", limitsEntry(good, `"rate_limit":-1,"rate_burst":1`), "callers[0].rate_limit", "from 0 (unlimited)"},
+		{"rate_limit too large", limitsEntry(good, `"rate_limit":1e7,"rate_burst":1`), "callers[0].rate_limit", "from 0 (unlimited)"},
+		{"rate_limit a string", limitsEntry(good, `"rate_limit":"50","rate_burst":1`), "callers[0].rate_limit", "must be a number, not a string"},
+		{"rate_limit null", limitsEntry(good, `"rate_limit":null`), "callers[0].rate_limit", "must be a number, not null"},
+		{"rate_limit without rate_burst", limitsEntry(good, `"rate_limit":5`), "callers[0].rate_limit", "needs rate_burst"},
+		{"rate_burst without rate_limit", limitsEntry(good, `"rate_burst":5`), "callers[0].rate_burst", "needs a rate_limit above 0"},
+		{"rate_burst with rate_limit 0", limitsEntry(good, `"rate_limit":0,"rate_burst":5`), "callers[0].rate_burst", "needs a rate_limit above 0"},
+		{"rate_burst 0", limitsEntry(good, `"rate_limit":5,"rate_burst":0`), "callers[0].rate_burst", "whole number from 1"},
+		{"rate_burst a fraction", limitsEntry(good, `"rate_limit":5,"rate_burst":1.5`), "callers[0].rate_burst", "whole number from 1"},
+		{"rate_burst an exponent", limitsEntry(good, `"rate_limit":5,"rate_burst":1e3`), "callers[0].rate_burst", "whole number from 1"},
+		{"max_concurrent_calls negative", limitsEntry(good, `"max_concurrent_calls":-1`), "callers[0].max_concurrent_calls", "whole number from 0"},
+		{"max_concurrent_calls too large", limitsEntry(good, `"max_concurrent_calls":1000001`), "callers[0].max_concurrent_calls", "whole number from 0"},
+		{"max_concurrent_calls repeated", limitsEntry(good, `"max_concurrent_calls":1,"max_concurrent_calls":2`), "callers[0].max_concurrent_calls", "appears more than once"},
 		{"second entry bad", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["*"]},{"name":"b","token_sha256":"` + other + `","organisations":["ok","bad org"]}]}`, "callers[1].organisations[1]", `must be "*" or a customer id`},
 	}
 	for _, tt := range tests {
@@ -224,4 +238,51 @@ func TestLoadCallersFileFollowsSymlinks(t *testing.T) {
 	if _, err := auth.LoadCallersFile(link); err == nil {
 		t.Fatal("a symlink to a world-readable file was accepted")
 	}
+}
+
+// limitsEntry is a callers file of one valid entry plus the limit fields
+// given (JSON members without braces).
+func limitsEntry(digest, limits string) string {
+	return `{"callers": [{"name":"a","token_sha256":"` + digest + `","organisations":["*"],` + limits + `}]}`
+}
+
+// TestLoadCallersFileLimits: the optional limits are read as written, and an
+// entry without them leaves every one at recoveryd's default (nil).
+func TestLoadCallersFileLimits(t *testing.T) {
+	content := `{"callers": [
+	  {"name":"capped","token_sha256":"` + digestOf("t1") + `","organisations":["*"],"rate_limit":0.5,"rate_burst":3,"max_concurrent_calls":2},
+	  {"name":"unlimited","token_sha256":"` + digestOf("t2") + `","organisations":["*"],"rate_limit":0,"max_concurrent_calls":0},
+	  {"name":"default","token_sha256":"` + digestOf("t3") + `","organisations":["*"]}
+	]}`
+	set, err := auth.LoadCallersFile(writeCallersFile(t, content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped, _ := set.Lookup("capped")
+	if l := capped.Limits; l.RateLimit == nil || *l.RateLimit != 0.5 || l.RateBurst == nil || *l.RateBurst != 3 || l.MaxConcurrentCalls == nil || *l.MaxConcurrentCalls != 2 {
+		t.Errorf("capped: limits %s, want rate 0.5, burst 3, concurrent 2", describeLimits(l))
+	}
+	unlimited, _ := set.Lookup("unlimited")
+	if l := unlimited.Limits; l.RateLimit == nil || *l.RateLimit != 0 || l.RateBurst != nil || l.MaxConcurrentCalls == nil || *l.MaxConcurrentCalls != 0 {
+		t.Errorf("unlimited: limits %s, want rate 0, no burst, concurrent 0", describeLimits(l))
+	}
+	def, _ := set.Lookup("default")
+	if l := def.Limits; l.RateLimit != nil || l.RateBurst != nil || l.MaxConcurrentCalls != nil {
+		t.Errorf("default: limits %s, want none set", describeLimits(l))
+	}
+}
+
+// describeLimits prints l's set fields, for failure messages.
+func describeLimits(l auth.Limits) string {
+	var b strings.Builder
+	if l.RateLimit != nil {
+		fmt.Fprintf(&b, "rate=%v ", *l.RateLimit)
+	}
+	if l.RateBurst != nil {
+		fmt.Fprintf(&b, "burst=%d ", *l.RateBurst)
+	}
+	if l.MaxConcurrentCalls != nil {
+		fmt.Fprintf(&b, "concurrent=%d", *l.MaxConcurrentCalls)
+	}
+	return "{" + strings.TrimSpace(b.String()) + "}"
 }

@@ -186,7 +186,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	}
 	svc := service.New(svcConfig)
 	a.health = newHealthService()
-	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, opts.CallFinished); err != nil {
+	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, overloadFromConfig(cfg), opts.CallFinished); err != nil {
 		return nil, err
 	}
 	registryPing := registryCheck(store.Ping, store.ProbeWrite)

@@ -39,15 +39,28 @@ func (panickingService) SecureFile(stream grpc.ClientStreamingServer[recoveryv1.
 // a client and the server's log.
 func chainServer(t *testing.T) (recoveryv1.RecoveryServiceClient, *sandboxtest.LogBuffer) {
 	t.Helper()
+	return chainServerLimited(t, overloadLimits{}, walletAPI)
+}
+
+// chainServerLimited is chainServer with default overload limits and the
+// given callers.
+func chainServerLimited(t *testing.T, limits overloadLimits, callers ...testCaller) (recoveryv1.RecoveryServiceClient, *sandboxtest.LogBuffer) {
+	t.Helper()
+	return chainServerFor(t, panickingService{}, limits, callers...)
+}
+
+// chainServerFor is chainServerLimited serving svc.
+func chainServerFor(t *testing.T, svc recoveryv1.RecoveryServiceServer, limits overloadLimits, callers ...testCaller) (recoveryv1.RecoveryServiceClient, *sandboxtest.LogBuffer) {
+	t.Helper()
 	log, logs := newTestLogger(t)
 	cfg := DefaultConfig()
-	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
+	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), callers...)
 	authn, stopWatch, err := newAuthenticator(t.Context(), cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stopWatch)
-	srv, err := newGRPCServer(log, panickingService{}, newHealthService(), service.StatusFromValidation, serverSecurity{authn: authn}, nil)
+	srv, err := newGRPCServer(log, svc, newHealthService(), service.StatusFromValidation, serverSecurity{authn: authn}, limits, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +93,9 @@ func TestChainPositions(t *testing.T) {
 		reason string
 		// logged is what the call's finish line must hold.
 		logged []string
+		// limits are the server's default overload limits; when set, one
+		// call with a valid key_id spends the caller's only token first.
+		limits overloadLimits
 	}{
 		{position: "auth before validation: an unauthenticated caller learns nothing of the request rules",
 			keyID: "bad", code: codes.Unauthenticated, reason: "CALLER_TOKEN_MISSING",
@@ -90,6 +106,10 @@ func TestChainPositions(t *testing.T) {
 		{position: "callFields between auth and validation: a refused call's line names its caller",
 			token: walletAPI.token, keyID: "bad", code: codes.InvalidArgument, reason: "INVALID_REQUEST",
 			logged: []string{`"caller":"` + walletAPI.name + `"`}},
+		{position: "rateLimit between callFields and validation: a caller over its rate is refused by name, before the request rules",
+			token: walletAPI.token, keyID: "bad", code: codes.ResourceExhausted, reason: "RATE_LIMITED",
+			logged: []string{`"grpc.code":"ResourceExhausted"`, `"caller":"` + walletAPI.name + `"`},
+			limits: oneCallPerMonth},
 		{position: "recovery innermost: a panic is a bare Internal that logging still records",
 			token: walletAPI.token, keyID: validKeyID, code: codes.Internal,
 			logged: []string{`"grpc.code":"Internal"`}},
@@ -97,10 +117,17 @@ func TestChainPositions(t *testing.T) {
 	for _, tt := range tests {
 		for kind, call := range calls {
 			t.Run(kind+"/"+tt.position, func(t *testing.T) {
-				c, logs := chainServer(t)
+				c, logs := chainServerLimited(t, tt.limits, walletAPI)
 				ctx := testCtx(t)
 				if tt.token != "" {
 					ctx = withToken(ctx, tt.token)
+				}
+				calls := 1
+				if tt.limits != (overloadLimits{}) {
+					if err := call(ctx, c, validKeyID); status.Code(err) != codes.Internal {
+						t.Fatalf("the call spending the only token answered %v, want the handler's Internal", err)
+					}
+					calls++
 				}
 				err := call(ctx, c, tt.keyID)
 				if tt.reason != "" {
@@ -111,9 +138,11 @@ func TestChainPositions(t *testing.T) {
 				// logging is outermost: one finish line per call, with the
 				// final code whichever position answered.
 				out := logs.String()
-				if n := strings.Count(out, `"msg":"finished call"`); n != 1 {
-					t.Fatalf("%d finished-call lines, want 1:\n%s", n, out)
+				if n := strings.Count(out, `"msg":"finished call"`); n != calls {
+					t.Fatalf("%d finished-call lines, want %d:\n%s", n, calls, out)
 				}
+				// The line to check is the last call's.
+				out = out[strings.LastIndex(out, `"msg":"finished call"`):]
 				for _, want := range tt.logged {
 					if !strings.Contains(out, want) {
 						t.Errorf("log lacks %s:\n%s", want, out)
@@ -123,6 +152,10 @@ func TestChainPositions(t *testing.T) {
 		}
 	}
 }
+
+// oneCallPerMonth lets a caller one call, then refuses it for weeks: long
+// enough that no test can see a token come back.
+var oneCallPerMonth = overloadLimits{rate: 1.0 / (30 * 24 * 3600), burst: 1}
 
 // TestPanicIsLoggedWithItsStack: recovery logs the panic value and where it
 // happened; the caller saw only a bare Internal (TestChainPositions).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
 
@@ -32,6 +34,11 @@ const (
 	// defaultMaxFileBytes is the upstream's secure/file limit (10 MiB): a
 	// larger file would only be refused after it had been streamed.
 	defaultMaxFileBytes int64 = 10 << 20
+	// defaultMaxConcurrentFiles bounds the SecureFile streams in flight:
+	// each holds an upstream upload open for up to its 10-minute timeout, so
+	// without a cap a burst of slow uploads holds every connection and
+	// goroutine the server can spare.
+	defaultMaxConcurrentFiles = 64
 	// defaultShutdownTimeout is how long in-flight calls (a 10 MiB upload on
 	// a slow link included) get to finish after SIGTERM before they are cut.
 	defaultShutdownTimeout = 30 * time.Second
@@ -86,6 +93,20 @@ type Config struct {
 	// UpstreamCallTimeout bounds one AssignKey or SecureData call to the
 	// upstream, retries included; reservations last twice as long.
 	UpstreamCallTimeout time.Duration
+	// RateLimit is each caller's default token-bucket refill, in calls per
+	// second (without caller authentication: each peer address's); 0 turns
+	// rate limiting off. The callers file may override it per caller.
+	RateLimit float64
+	// RateBurst is the default bucket size: calls a caller may make at once
+	// after a quiet spell. At least 1 when RateLimit is set.
+	RateBurst int
+	// MaxConcurrentCalls caps each caller's calls in flight (without caller
+	// authentication: each peer host's); 0 is off. The callers file may
+	// override it per caller.
+	MaxConcurrentCalls int
+	// MaxConcurrentFiles caps the SecureFile streams in flight, all callers
+	// together; 0 is off.
+	MaxConcurrentFiles int
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -118,6 +139,8 @@ func DefaultConfig() Config {
 		LogLevel:        slog.LevelInfo,
 		MaxFileBytes:    defaultMaxFileBytes,
 		ShutdownTimeout: defaultShutdownTimeout,
+
+		MaxConcurrentFiles: defaultMaxConcurrentFiles,
 
 		UpstreamCallTimeout: defaultUpstreamCallTimeout,
 	}
@@ -178,6 +201,7 @@ func (c Config) validate(getenv func(string) string) error {
 	if c.UpstreamCallTimeout <= 0 || c.UpstreamCallTimeout > maxUpstreamCallTimeout {
 		bad("--upstream-call-timeout must be positive and at most %s (got %s), e.g. %s", maxUpstreamCallTimeout, c.UpstreamCallTimeout, defaultUpstreamCallTimeout)
 	}
+	errs = append(errs, c.overloadProblems()...)
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
 	}
@@ -227,6 +251,28 @@ func stripUserinfo(raw string) (string, bool) {
 	}
 	u.User = nil
 	return u.String(), true
+}
+
+// overloadProblems checks the overload flags.
+func (c Config) overloadProblems() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if math.IsNaN(c.RateLimit) || c.RateLimit < 0 || c.RateLimit > auth.MaxLimit {
+		bad("--rate-limit must be calls per second per caller from 0 (off) to %d (got %v), e.g. 50", auth.MaxLimit, c.RateLimit)
+	}
+	switch {
+	case c.RateBurst < 0 || c.RateBurst > auth.MaxLimit:
+		bad("--rate-burst must be from 0 to %d (got %d)", auth.MaxLimit, c.RateBurst)
+	case c.RateLimit > 0 && c.RateBurst < 1:
+		bad("--rate-limit needs --rate-burst of at least 1 (calls a caller may make at once), e.g. --rate-burst %d", max(1, int(math.Ceil(c.RateLimit))))
+	}
+	if c.MaxConcurrentCalls < 0 || c.MaxConcurrentCalls > auth.MaxLimit {
+		bad("--max-concurrent-calls must be from 0 (off) to %d (got %d)", auth.MaxLimit, c.MaxConcurrentCalls)
+	}
+	if c.MaxConcurrentFiles < 0 || c.MaxConcurrentFiles > auth.MaxLimit {
+		bad("--max-concurrent-files must be from 0 (off) to %d (got %d), e.g. %d", auth.MaxLimit, c.MaxConcurrentFiles, defaultMaxConcurrentFiles)
+	}
+	return errs
 }
 
 // upstreamProblems checks the upstream flags. The production-only rules
@@ -359,6 +405,10 @@ func (c Config) attrs() []slog.Attr {
 		slog.Int64("max_file_bytes", c.MaxFileBytes),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.String("upstream_call_timeout", c.UpstreamCallTimeout.String()),
+		slog.Float64("rate_limit", c.RateLimit),
+		slog.Int("rate_burst", c.RateBurst),
+		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
+		slog.Int("max_concurrent_files", c.MaxConcurrentFiles),
 		slog.String("caller_tokens_file", c.CallerTokensFile),
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),

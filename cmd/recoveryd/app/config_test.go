@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,14 @@ func TestValidate(t *testing.T) {
 		{name: "unknown environment", cfg: embedded(func(c *Config) { c.Environment = "staging" }), want: []string{`--environment "staging" is not development or production`}},
 		{name: "zero file limit", cfg: embedded(func(c *Config) { c.MaxFileBytes = 0 }), want: []string{"--max-file-bytes must be at least 1"}},
 		{name: "zero shutdown timeout", cfg: embedded(func(c *Config) { c.ShutdownTimeout = 0 }), want: []string{"--shutdown-timeout must be positive"}},
+		{name: "rate limit with burst", cfg: embedded(func(c *Config) { c.RateLimit, c.RateBurst = 0.5, 2 })},
+		{name: "negative rate limit", cfg: embedded(func(c *Config) { c.RateLimit = -1 }), want: []string{"--rate-limit must be calls per second per caller from 0 (off) to 1000000 (got -1)"}},
+		{name: "NaN rate limit", cfg: embedded(func(c *Config) { c.RateLimit = math.NaN() }), want: []string{"--rate-limit must be calls per second"}},
+		{name: "rate limit without burst", cfg: embedded(func(c *Config) { c.RateLimit = 7.5 }), want: []string{"--rate-limit needs --rate-burst of at least 1 (calls a caller may make at once), e.g. --rate-burst 8"}},
+		{name: "negative burst", cfg: embedded(func(c *Config) { c.RateBurst = -1 }), want: []string{"--rate-burst must be from 0 to 1000000 (got -1)"}},
+		{name: "concurrency caps off", cfg: embedded(func(c *Config) { c.MaxConcurrentCalls, c.MaxConcurrentFiles = 0, 0 })},
+		{name: "negative concurrent calls", cfg: embedded(func(c *Config) { c.MaxConcurrentCalls = -1 }), want: []string{"--max-concurrent-calls must be from 0 (off) to 1000000 (got -1)"}},
+		{name: "negative concurrent files", cfg: embedded(func(c *Config) { c.MaxConcurrentFiles = -1 }), want: []string{"--max-concurrent-files must be from 0 (off) to 1000000 (got -1), e.g. 64"}},
 		{name: "zero upstream call timeout", cfg: embedded(func(c *Config) { c.UpstreamCallTimeout = 0 }), want: []string{"--upstream-call-timeout must be positive and at most 5m0s (got 0s), e.g. 30s"}},
 		{name: "upstream call timeout over the cap", cfg: embedded(func(c *Config) { c.UpstreamCallTimeout = time.Hour }), want: []string{"--upstream-call-timeout must be positive and at most 5m0s (got 1h0m0s), e.g. 30s"}},
 		{name: "unsupported database", cfg: embedded(func(c *Config) { c.DatabaseURL = "mysql://u:hunter2@db/recovery" }), want: []string{`--database-url scheme "mysql" is not supported`}},

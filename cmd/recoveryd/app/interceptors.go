@@ -30,13 +30,17 @@ type interceptor struct {
 // toStatus turns a protovalidate error into the status callers get
 // (service.StatusFromValidation). authn authenticates callers; nil means
 // caller authentication is off (its position then passes calls through).
-func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toStatus func(error) error, authn *auth.Authenticator) []interceptor {
+//
+// limits are the default overload limits.
+func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toStatus func(error) error, authn *auth.Authenticator, limits overloadLimits) []interceptor {
 	logOpts := []logging.Option{
 		// NOTE: only the finish line: payload events would log requests,
 		// and requests carry plaintext.
 		logging.WithLogOnEvents(logging.FinishCall),
 	}
 	recoveryOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(panicToInternal(log))}
+	buckets := newCallerBuckets(limits)
+	inflight := newInFlight(limits)
 	return []interceptor{
 		// logging is outermost so that it sees every call, including those
 		// rejected further in, with the final code (after validation and
@@ -58,6 +62,18 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 		// caller; it reads only well-formed ids from the messages, since they
 		// are not validated yet.
 		{"callFields", callFieldsUnary(), callFieldsStream()},
+		// rateLimit is inside auth, so the bucket is the authenticated
+		// caller's (one caller cannot spend another's tokens, and an
+		// unauthenticated flood spends none), and inside callFields, so a
+		// refused call's line names its caller; it is outside validation and
+		// everything after it, so a refused call costs no further work.
+		// Health is exempt.
+		{"rateLimit", rateLimitUnary(buckets), rateLimitStream(buckets)},
+		// concurrency is inside rateLimit, so a call refused for its rate
+		// never holds a slot, and outside everything else, so the slot is
+		// held for the call's whole life (a SecureFile stream's included)
+		// and a refused call does no further work. Health is exempt.
+		{"concurrency", concurrencyUnary(inflight), concurrencyStream(inflight)},
 		// validation rejects malformed requests before any handler code
 		// runs (for streams: every received message), so handlers only see
 		// well-formed input.

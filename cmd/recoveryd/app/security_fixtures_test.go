@@ -29,6 +29,15 @@ type testCaller struct {
 	name  string
 	token string
 	orgs  []string
+	// limits are the entry's optional overload limits.
+	limits callerLimitsJSON
+}
+
+// callerLimitsJSON is the optional limits of a callers file entry.
+type callerLimitsJSON struct {
+	RateLimit          *float64 `json:"rate_limit,omitempty"`
+	RateBurst          *int     `json:"rate_burst,omitempty"`
+	MaxConcurrentCalls *int     `json:"max_concurrent_calls,omitempty"`
 }
 
 // Callers of the security tests. Tokens are long random-looking strings so
@@ -48,13 +57,14 @@ func writeCallersFile(t testing.TB, path string, callers ...testCaller) string {
 		Name          string   `json:"name"`
 		TokenSHA256   string   `json:"token_sha256"`
 		Organisations []string `json:"organisations"`
+		callerLimitsJSON
 	}
 	var doc struct {
 		Callers []entry `json:"callers"`
 	}
 	for _, c := range callers {
 		sum := sha256.Sum256([]byte(c.token))
-		doc.Callers = append(doc.Callers, entry{Name: c.name, TokenSHA256: hex.EncodeToString(sum[:]), Organisations: c.orgs})
+		doc.Callers = append(doc.Callers, entry{Name: c.name, TokenSHA256: hex.EncodeToString(sum[:]), Organisations: c.orgs, callerLimitsJSON: c.limits})
 	}
 	data, err := json.Marshal(doc)
 	if err != nil {

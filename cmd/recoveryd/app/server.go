@@ -56,13 +56,14 @@ var serviceName = recoveryv1.RecoveryService_ServiceDesc.ServiceName
 // interceptor chain, TLS, the RecoveryService, health and reflection.
 // toStatus converts validation errors into the statuses callers get; sec
 // says how callers are authenticated (its zero value: not at all, over
-// plaintext). callFinished, when not nil, is Options.CallFinished.
-func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *healthService, toStatus func(error) error, sec serverSecurity, callFinished func(string)) (*grpc.Server, error) {
+// plaintext); limits are the default overload limits. callFinished, when
+// not nil, is Options.CallFinished.
+func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healthSrv *healthService, toStatus func(error) error, sec serverSecurity, limits overloadLimits, callFinished func(string)) (*grpc.Server, error) {
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("building the request validator: %w", err)
 	}
-	chain := interceptorChain(log, validator, toStatus, sec.authn)
+	chain := interceptorChain(log, validator, toStatus, sec.authn, limits)
 	opts := []grpc.ServerOption{
 		// A RecoveryService request that does not decode (a string that is
 		// not UTF-8) reaches validation marked, for an InvalidArgument,

@@ -185,6 +185,14 @@ const (
 	// never received. Retrying does not help; an operator must import the key
 	// the provider's support re-issues.
 	ErrorReason_ERROR_REASON_ASSIGNMENT_ORPHANED ErrorReason = 36
+	// ERROR_REASON_RATE_LIMITED comes with RESOURCE_EXHAUSTED: the caller
+	// (or, without caller authentication, its peer address) is over one of
+	// recoveryd's overload limits, named in ErrorInfo metadata "limit": "rate"
+	// (calls per second), "concurrent_calls" (calls in flight at once) or
+	// "concurrent_files" (SecureFile streams in flight, all callers together).
+	// The call was refused before any work: retry after the RetryInfo delay,
+	// with the same idempotency_key if it had one.
+	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 37
 )
 
 // Enum value maps for ErrorReason.
@@ -227,6 +235,7 @@ var (
 		34: "ERROR_REASON_CALLER_NOT_AUTHENTICATED",
 		35: "ERROR_REASON_ORGANISATION_NOT_ALLOWED",
 		36: "ERROR_REASON_ASSIGNMENT_ORPHANED",
+		37: "ERROR_REASON_RATE_LIMITED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                   0,
@@ -266,6 +275,7 @@ var (
 		"ERROR_REASON_CALLER_NOT_AUTHENTICATED":      34,
 		"ERROR_REASON_ORGANISATION_NOT_ALLOWED":      35,
 		"ERROR_REASON_ASSIGNMENT_ORPHANED":           36,
+		"ERROR_REASON_RATE_LIMITED":                  37,
 	}
 )
 
@@ -300,7 +310,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xa0\v\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xbf\v\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -339,7 +349,8 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"%ERROR_REASON_CALLER_IDENTITY_CONFLICT\x10!\x12)\n" +
 	"%ERROR_REASON_CALLER_NOT_AUTHENTICATED\x10\"\x12)\n" +
 	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#\x12$\n" +
-	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10%BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_error_reason_proto_rawDescOnce sync.Once
