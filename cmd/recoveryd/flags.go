@@ -58,6 +58,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.StringVar(&cfg.CallerTokensFile, "caller-tokens-file", cfg.CallerTokensFile, "JSON file of the callers allowed in (SHA-256 of their bearer tokens, organisations); reloaded on SIGHUP; empty turns caller authentication off (development only)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate chain of the gRPC listener (with --tls-key); empty serves plaintext gRPC")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key of --tls-cert")
+	fs.BoolVar(&cfg.TLSTerminatedByProxy, "tls-terminated-by-proxy", cfg.TLSTerminatedByProxy, "a proxy or service mesh terminates TLS in front of a plaintext --listen; production refuses plaintext gRPC without --tls-cert or this")
 	fs.StringVar(&cfg.ClientCA, "client-ca", cfg.ClientCA, "PEM CA certificates that sign client certificates (mTLS); needs --tls-cert and --caller-tokens-file")
 	fs.StringVar(&cfg.ClientTrustDomain, "client-trust-domain", cfg.ClientTrustDomain, "SPIFFE trust domain (e.g. prod.example) whose client certificate IDs name callers by exact path: spiffe://prod.example/wallet-api is the caller wallet-api; needs --client-ca")
 	fs.StringVar(&cfg.UpstreamCAFile, "upstream-ca-file", cfg.UpstreamCAFile, "PEM CA certificates trusted, besides the system roots, for the upstream's and the JWKS's HTTPS (a private CA)")

@@ -31,6 +31,7 @@ const runMainEnv = "RECOVERYD_TEST_RUN_MAIN"
 const (
 	guardEmbedded      = "--environment production needs a real upstream: set --upstream-url and --upstream-token-file (the embedded sandbox is for development only)"
 	guardNoCallerAuth  = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
+	guardPlaintextGRPC = "production refuses plaintext gRPC: set --tls-cert and --tls-key, or --tls-terminated-by-proxy when a proxy or service mesh terminates TLS in front of --listen; otherwise bearer tokens and recovery material cross the network in clear"
 	guardGODEBUGPrefix = "GODEBUG weakens Go's certificate or TLS checks ("
 	guardGODEBUGSuffix = "): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)"
 )
@@ -212,6 +213,7 @@ func TestMainRefusesUnsafeProduction(t *testing.T) {
 	want := strings.Join([]string{
 		"recoveryd: configuration error:",
 		guardEmbedded,
+		guardPlaintextGRPC,
 		guardNoCallerAuth,
 		guardGODEBUGPrefix + "GODEBUG x509negativeserial=1" + guardGODEBUGSuffix,
 		"",
@@ -327,7 +329,7 @@ func TestCheckConfig(t *testing.T) {
 		if code != exitUsage {
 			t.Fatalf("exit code %d, want %d\nstderr:\n%s", code, exitUsage, stderr)
 		}
-		want := "recoveryd: configuration error:\n" + guardEmbedded + "\n" + guardNoCallerAuth + "\n"
+		want := "recoveryd: configuration error:\n" + guardEmbedded + "\n" + guardPlaintextGRPC + "\n" + guardNoCallerAuth + "\n"
 		if stderr != want || stdout != "" {
 			t.Errorf("stderr:\n%s\nwant:\n%s\nstdout: %q", stderr, want, stdout)
 		}

@@ -112,8 +112,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 	if banner := developmentBanner(cfg, os.Getenv); banner != "" {
 		_, _ = io.WriteString(cmp.Or[io.Writer](opts.Stderr, os.Stderr), banner)
 	}
-	if cfg.Environment == EnvProduction && cfg.TLSCert == "" {
-		log.Warn("serving plaintext gRPC: bearer tokens and requests cross the network unencrypted unless a proxy or mesh terminates TLS in front of recoveryd (--tls-cert, --tls-key)")
+	if cfg.TLSCert == "" && cfg.TLSTerminatedByProxy {
+		// Production allows plaintext gRPC only this way (productionProblems).
+		log.Info("serving plaintext gRPC behind a proxy or mesh that terminates TLS (--tls-terminated-by-proxy): only it may reach --listen", "listen", cfg.Listen)
 	}
 	tel, err := setupTelemetry(ctx, log, opts.SpanProcessor)
 	if err != nil {

@@ -116,6 +116,10 @@ type Config struct {
 	// gRPC listener; both or neither (plaintext gRPC).
 	TLSCert string
 	TLSKey  string
+	// TLSTerminatedByProxy states that a proxy or service mesh terminates
+	// TLS in front of a plaintext --listen; production refuses plaintext
+	// gRPC without it.
+	TLSTerminatedByProxy bool
 	// ClientCA is a PEM file of the CAs that sign client certificates (mTLS);
 	// it needs TLSCert and CallerTokensFile, whose names the certificates
 	// must carry.
@@ -412,6 +416,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("caller_tokens_file", c.CallerTokensFile),
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),
+		slog.Bool("tls_terminated_by_proxy", c.TLSTerminatedByProxy),
 		slog.String("client_ca", c.ClientCA),
 		slog.String("client_trust_domain", c.ClientTrustDomain),
 		slog.String("upstream_ca_file", c.UpstreamCAFile),

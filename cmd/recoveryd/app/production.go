@@ -19,7 +19,8 @@ import (
 // its JWKS; plain http:// to the upstream or the JWKS; no upstream token
 // file; no caller authentication; the production host verified against
 // anything but the production JWKS (a --verification-keys-file is allowed,
-// for air-gapped deployments); and GODEBUG settings that weaken Go's
+// for air-gapped deployments); plaintext gRPC unless a proxy or mesh is said
+// to terminate TLS (--tls-terminated-by-proxy); and GODEBUG settings that weaken Go's
 // certificate or TLS checks. recoveryd has no option that skips certificate
 // verification; a private upstream CA is trusted with --upstream-ca-file.
 func (c Config) productionProblems(getenv func(string) string) []error {
@@ -51,6 +52,9 @@ func (c Config) productionProblems(getenv func(string) string) []error {
 		case sameHost(upstreamURL, upstream.ProductionBaseURL) && c.JWKSURL != upstream.ProductionJWKSURL:
 			bad("--upstream-url is the production host but --jwks-url is %s: use --jwks-url %s (or pin the keys with --verification-keys-file)", c.JWKSURL, upstream.ProductionJWKSURL)
 		}
+	}
+	if c.TLSCert == "" && !c.TLSTerminatedByProxy {
+		bad("production refuses plaintext gRPC: set --tls-cert and --tls-key, or --tls-terminated-by-proxy when a proxy or service mesh terminates TLS in front of --listen; otherwise bearer tokens and recovery material cross the network in clear")
 	}
 	if c.CallerTokensFile == "" && c.ClientCA == "" {
 		bad("production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups")
@@ -216,7 +220,7 @@ func developmentBanner(c Config, getenv func(string) string) string {
 		unsafe = append(unsafe, "NO CALLER AUTHENTICATION: anyone who reaches "+c.Listen+" may assign keys and store backups (--caller-tokens-file)")
 	}
 	unsafe = append(unsafe, "PUBLIC REFLECTION: unauthenticated clients may list and describe the whole API")
-	if c.TLSCert == "" {
+	if c.TLSCert == "" && !c.TLSTerminatedByProxy {
 		unsafe = append(unsafe, "PLAINTEXT gRPC: requests and bearer tokens cross the network unencrypted (--tls-cert, --tls-key)")
 	}
 	if !c.embeddedSandbox() && parseLoosely(c.UpstreamURL).Scheme == "http" {

@@ -27,6 +27,7 @@ const (
 	guardForeignJWKS      = "--upstream-url is the production host but --jwks-url is https://keys.example/jwks.json: use --jwks-url " + upstream.ProductionJWKSURL + " (or pin the keys with --verification-keys-file)"
 	guardGODEBUGPrefix    = "GODEBUG weakens Go's certificate or TLS checks ("
 	guardGODEBUGSuffix    = "): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)"
+	guardPlaintextGRPC    = "production refuses plaintext gRPC: set --tls-cert and --tls-key, or --tls-terminated-by-proxy when a proxy or service mesh terminates TLS in front of --listen; otherwise bearer tokens and recovery material cross the network in clear"
 	guardDatabasePassword = "--database-url carries a password: production reads it from a file, never a flag or variable; use passfile=/path/pgpass in the URL (a pgpass file readable by recoveryd only)"
 	productionProxyURL    = "https://partner-proxy.internal.example"
 	productionProxyJWKS   = "https://policies.internal.example/.well-known/jwks.json"
@@ -64,6 +65,11 @@ func TestProductionGuard(t *testing.T) {
 	worldReadableToken := secretFile("world-readable-token", []byte("not-a-real-token\n"), 0o644)
 	pki := newTestPKI(t, dir, "guard")
 	server := pki.serverCert(t, "recoveryd")
+	keyPEM, err := os.ReadFile(server.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerOnlyKey := secretFile("owner-only.key", keyPEM, 0o600)
 	if err := os.Chmod(server.keyFile, 0o604); err != nil { //nolint:gosec // the refusal under test.
 		t.Fatal(err)
 	}
@@ -74,6 +80,7 @@ func TestProductionGuard(t *testing.T) {
 		c.UpstreamTokenFile = tokenFile
 		c.JWKSURL = productionProxyJWKS
 		c.CallerTokensFile = callers
+		c.TLSTerminatedByProxy = true
 		if f != nil {
 			f(&c)
 		}
@@ -117,6 +124,11 @@ func TestProductionGuard(t *testing.T) {
 			want: []string{guardNoTokenFile}},
 		{name: "no caller authentication", cfg: valid(func(c *Config) { c.CallerTokensFile = "" }),
 			want: []string{guardNoCallerAuth}},
+		{name: "plaintext gRPC, no proxy said to terminate TLS", cfg: valid(func(c *Config) { c.TLSTerminatedByProxy = false }),
+			want: []string{guardPlaintextGRPC}},
+		{name: "TLS served by recoveryd itself", cfg: valid(func(c *Config) {
+			c.TLSTerminatedByProxy, c.TLSCert, c.TLSKey = false, server.certFile, ownerOnlyKey
+		})},
 		{name: "the production host with another JWKS", cfg: valid(func(c *Config) {
 			c.UpstreamURL, c.JWKSURL = upstream.ProductionBaseURL, "https://keys.example/jwks.json"
 		}), want: []string{guardForeignJWKS}},
@@ -200,6 +212,7 @@ func TestProductionStarts(t *testing.T) {
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.Environment = EnvProduction
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
+	cfg.TLSTerminatedByProxy = true
 	if !strings.HasPrefix(cfg.UpstreamURL, "https://") || cfg.UpstreamCAFile == "" {
 		t.Fatalf("want an https upstream trusted through --upstream-ca-file, got %s", cfg)
 	}
@@ -229,8 +242,8 @@ func TestProductionStarts(t *testing.T) {
 	if err != nil || !slices.Contains(services, serviceName) {
 		t.Errorf("reflection as an authenticated caller = %q, %v", services, err)
 	}
-	if !strings.Contains(logs.String(), `"msg":"serving plaintext gRPC: bearer tokens and requests cross the network unencrypted`) {
-		t.Error("production without --tls-cert did not warn about plaintext gRPC")
+	if !strings.Contains(logs.String(), `"msg":"serving plaintext gRPC behind a proxy or mesh that terminates TLS`) {
+		t.Error("production behind a TLS-terminating proxy did not log that it serves plaintext gRPC")
 	}
 }
 
