@@ -19,6 +19,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -203,7 +204,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if transport == nil {
 		transport = defaultTransport()
 	}
-	otelOpts := []otelhttp.Option{otelhttp.WithSpanNameFormatter(spanName)}
+	otelOpts := []otelhttp.Option{otelhttp.WithSpanNameFormatter(spanName), otelhttp.WithPropagators(upstreamPropagator)}
 	if cfg.TracerProvider != nil {
 		otelOpts = append(otelOpts, otelhttp.WithTracerProvider(cfg.TracerProvider))
 	}
@@ -237,6 +238,13 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// upstreamPropagator is what the upstream (a third party) learns of the
+// caller's context: the W3C traceparent (and tracestate), so a call can be
+// followed across both, and never the W3C baggage, which carries whatever
+// internal context the caller put in it. It replaces the process's global
+// propagator, which keeps baggage for recoveryd's own use.
+var upstreamPropagator = propagation.TraceContext{}
 
 // defaultTransport is http.DefaultTransport's settings on a private
 // instance, so tuning it never affects other clients in the process.

@@ -71,7 +71,7 @@ func NewJWKSFetcher(cfg JWKSConfig) (KeySource, error) {
 	f := &jwksFetcher{
 		url: u,
 		client: &http.Client{
-			Transport: otelhttp.NewTransport(transport, otelhttp.WithSpanNameFormatter(spanName)),
+			Transport: otelhttp.NewTransport(transport, otelhttp.WithSpanNameFormatter(spanName), otelhttp.WithPropagators(upstreamPropagator)),
 			// The contract: fetched without following redirects. A redirect
 			// comes back as its 3xx response, which fetch rejects by name.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

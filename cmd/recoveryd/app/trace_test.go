@@ -261,3 +261,41 @@ func TestSpansExportedOverOTLP(t *testing.T) {
 			server, client, registry, receiver.Spans())
 	}
 }
+
+// TestUpstreamGetsNoBaggage: a call carrying W3C traceparent and baggage
+// reaches the upstream (a third party) with the trace, never the baggage,
+// the caller's internal context.
+func TestUpstreamGetsNoBaggage(t *testing.T) {
+	log, _ := newTestLogger(t)
+	var (
+		mu   sync.Mutex
+		seen []http.Header
+	)
+	up := startUpstream(t, t.TempDir(), log, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.URL.Path == sandbox.PathAssignKey {
+				mu.Lock()
+				seen = append(seen, req.Header.Clone())
+				mu.Unlock()
+			}
+			h.ServeHTTP(w, req)
+		})
+	})
+	srv := startReady(t, authenticatedConfig(t, up), log, Options{})
+
+	const internal = "tenant.tier=gold,employee.email=ops%40wallet.example"
+	ctx := metadata.AppendToOutgoingContext(tracedCtx(t, assignTraceID), "baggage", internal)
+	assignKey(t, ctx, srv.client, "user-with-baggage")
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 {
+		t.Fatalf("upstream saw %d AssignKey requests, want 1", len(seen))
+	}
+	if tp := seen[0].Get("traceparent"); !strings.HasPrefix(tp, "00-"+assignTraceID+"-") {
+		t.Errorf("upstream traceparent = %q, want the caller's trace %s", tp, assignTraceID)
+	}
+	if b := seen[0].Values("baggage"); len(b) != 0 {
+		t.Errorf("upstream received baggage %q: the caller's internal context must not reach a third party", b)
+	}
+}
