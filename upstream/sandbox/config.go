@@ -78,6 +78,11 @@ type Config struct {
 	FaultDelay time.Duration
 	// Latency is added to every partner request, as a WAN link would.
 	Latency time.Duration
+	// NoInspection leaves out the inspection endpoints (/sandbox/v1/...:
+	// private keys, backup contents, recover), which then answer 404 like
+	// any unknown path. An emulator embedded in another server (recoveryd's)
+	// sets it: only sandboxd, a test tool, serves them.
+	NoInspection bool
 	// SkipDataVerification stores secure/data without the enclave's
 	// decrypt-and-checksum check (the ciphertext must still be one RSA-4096
 	// block): for benchmarks, so the emulator's private-key work is not what

@@ -125,12 +125,14 @@ func (s *Server) routes() http.Handler {
 	route(http.MethodPost, PathAssignKey, s.withFaults(s.partner(s.assignKey)))
 	route(http.MethodPost, PathSecureData, s.withFaults(s.partner(s.secureData)))
 	route(http.MethodPost, PathSecureFile, s.withFaults(s.partner(s.secureFile)))
-	route(http.MethodGet, PathInspectKeys, s.handleListKeys)
-	route(http.MethodGet, PathInspectKeys+"/{key_id}/private-key", s.handlePrivateKey)
-	route(http.MethodGet, PathInspectBackups, s.handleListBackups)
-	route(http.MethodGet, PathInspectBackups+"/{backup_id}/content", s.handleBackupContent)
-	route(http.MethodPost, PathInspectBackups+"/{backup_id}/recover", s.handleRecover)
-	route(http.MethodGet, PathInspectFaults, s.handleFaults)
+	if !s.cfg.NoInspection {
+		route(http.MethodGet, PathInspectKeys, s.handleListKeys)
+		route(http.MethodGet, PathInspectKeys+"/{key_id}/private-key", s.handlePrivateKey)
+		route(http.MethodGet, PathInspectBackups, s.handleListBackups)
+		route(http.MethodGet, PathInspectBackups+"/{backup_id}/content", s.handleBackupContent)
+		route(http.MethodPost, PathInspectBackups+"/{backup_id}/recover", s.handleRecover)
+		route(http.MethodGet, PathInspectFaults, s.handleFaults)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("No such endpoint: "+r.URL.Path))
 	})

@@ -47,6 +47,10 @@ func startEmbeddedSandbox(ctx context.Context, log *slog.Logger, dataDir string,
 		DataDir:   dir,
 		KeySource: keySource,
 		Logger:    log.With("component", "sandbox"),
+		// The inspection routes hand out private keys and recover backups
+		// without a token: anyone on this host could reach the loopback
+		// listener. Only sandboxd, a test tool, serves them.
+		NoInspection: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the embedded sandbox (state in %s): %w", dir, err)
