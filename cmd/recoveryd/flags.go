@@ -46,6 +46,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.StringVar(&cfg.JWKSURL, "jwks-url", cfg.JWKSURL, "JWKS of the enclave's signing keys, e.g. "+upstream.SandboxJWKSURL)
 	fs.StringVar(&cfg.VerificationKeysFile, "verification-keys-file", cfg.VerificationKeysFile, "JWKS or PEM file of the enclave's signing keys (instead of --jwks-url)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "postgres://… registry; empty keeps a SQLite registry at <data-dir>/registry.db")
+	fs.StringVar(&cfg.DatabaseURLFile, "database-url-file", cfg.DatabaseURLFile, "file holding the postgres://… URL, password included (instead of --database-url); readable by recoveryd only")
 	fs.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", cfg.MaxFileBytes, "largest file SecureFile accepts, in bytes")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight calls may finish after SIGTERM/SIGINT")
 	fs.DurationVar(&cfg.UpstreamCallTimeout, "upstream-call-timeout", cfg.UpstreamCallTimeout, "bound of one AssignKey or SecureData call to the upstream, retries included (at most 5m)")

@@ -206,14 +206,19 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	return a, nil
 }
 
-// openRegistry opens PostgreSQL for a postgres:// --database-url, else the
+// openRegistry opens PostgreSQL for a postgres:// --database-url (or
+// --database-url-file), else the
 // SQLite registry under --data-dir.
 func openRegistry(ctx context.Context, cfg Config, log *slog.Logger) (*registry.Store, error) {
-	if cfg.DatabaseURL != "" {
-		store, err := registry.OpenPostgres(ctx, cfg.DatabaseURL, registry.WithLogger(log))
+	dbURL, err := cfg.databaseURL()
+	if err != nil {
+		return nil, err
+	}
+	if dbURL != "" {
+		store, err := registry.OpenPostgres(ctx, dbURL, registry.WithLogger(log))
 		if err != nil {
 			// NOTE: the URL may hold a password; name it redacted.
-			return nil, fmt.Errorf("opening the PostgreSQL registry %s: %w", redactDatabaseURL(cfg.DatabaseURL), err)
+			return nil, fmt.Errorf("opening the PostgreSQL registry %s: %w", redactDatabaseURL(dbURL), err)
 		}
 		return store, nil
 	}

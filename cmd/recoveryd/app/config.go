@@ -86,6 +86,9 @@ type Config struct {
 	// DatabaseURL selects PostgreSQL (postgres://…); "" means SQLite at
 	// <DataDir>/registry.db.
 	DatabaseURL string
+	// DatabaseURLFile is a file holding the PostgreSQL URL, password
+	// included, instead of DatabaseURL: a secret comes only from a file.
+	DatabaseURLFile string
 	// MaxFileBytes caps one SecureFile upload.
 	MaxFileBytes int64
 	// ShutdownTimeout bounds the graceful part of shutdown.
@@ -209,11 +212,7 @@ func (c Config) validate(getenv func(string) string) error {
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
 	}
-	if c.DatabaseURL != "" {
-		if _, err := databaseScheme(c.DatabaseURL); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, c.databaseProblems()...)
 	errs = append(errs, c.upstreamProblems(production)...)
 	errs = append(errs, c.securityProblems()...)
 	if production {
@@ -406,6 +405,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("jwks_url", c.JWKSURL),
 		slog.String("verification_keys_file", c.VerificationKeysFile),
 		slog.String("database_url", redactDatabaseURL(c.DatabaseURL)),
+		slog.String("database_url_file", c.DatabaseURLFile),
 		slog.Int64("max_file_bytes", c.MaxFileBytes),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.String("upstream_call_timeout", c.UpstreamCallTimeout.String()),

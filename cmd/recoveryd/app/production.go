@@ -84,14 +84,7 @@ func (c Config) productionProblems(getenv func(string) string) []error {
 			bad("--tls-key %v", err)
 		}
 	}
-	if c.DatabaseURL != "" {
-		if mode, ok := postgresNeedsVerifyFull(c.DatabaseURL, getenv); !ok {
-			bad("--database-url has sslmode=%s: production requires sslmode=verify-full (the server's certificate and name verified, e.g. with sslrootcert=/path/ca.crt), or a unix socket (host=/var/run/postgresql)", mode)
-		}
-		if databasePassword(c.DatabaseURL) {
-			bad("--database-url carries a password: production reads it from a file, never a flag or variable; use passfile=/path/pgpass in the URL (a pgpass file readable by recoveryd only)")
-		}
-	}
+	errs = append(errs, c.productionDatabaseProblems(getenv)...)
 	return errs
 }
 

@@ -28,13 +28,16 @@ const (
 	guardGODEBUGPrefix    = "GODEBUG weakens Go's certificate or TLS checks ("
 	guardGODEBUGSuffix    = "): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)"
 	guardPlaintextGRPC    = "production refuses plaintext gRPC: set --tls-cert and --tls-key, or --tls-terminated-by-proxy when a proxy or service mesh terminates TLS in front of --listen; otherwise bearer tokens and recovery material cross the network in clear"
-	guardDatabasePassword = "--database-url carries a password: production reads it from a file, never a flag or variable; use passfile=/path/pgpass in the URL (a pgpass file readable by recoveryd only)"
+	guardDatabasePassword = "--database-url carries a password: production reads it from a file, never a flag or variable; put the whole URL in --database-url-file, or use passfile=/path/pgpass in the URL (either readable by recoveryd only)"
+	guardPGPASSWORD       = "PGPASSWORD is set: production reads the database password from a file, never a variable; put it in --database-url-file or a passfile="
 	productionProxyURL    = "https://partner-proxy.internal.example"
 	productionProxyJWKS   = "https://policies.internal.example/.well-known/jwks.json"
 )
 
-func guardSSLMode(mode string) string {
-	return "--database-url has sslmode=" + mode + ": production requires sslmode=verify-full (the server's certificate and name verified, e.g. with sslrootcert=/path/ca.crt), or a unix socket (host=/var/run/postgresql)"
+func guardSSLMode(mode string) string { return guardSSLModeOf("--database-url", mode) }
+
+func guardSSLModeOf(flagName, mode string) string {
+	return flagName + " has sslmode=" + mode + ": production requires sslmode=verify-full (the server's certificate and name verified, e.g. with sslrootcert=/path/ca.crt), or a unix socket (host=/var/run/postgresql)"
 }
 
 func guardGODEBUGUnlisted(settings string) string {
@@ -62,6 +65,9 @@ func TestProductionGuard(t *testing.T) {
 		return p
 	}
 	tokenFile := secretFile("partner-token", []byte("not-a-real-token\n"), 0o600)
+	dbURLFile := secretFile("database-url", []byte("postgres://recoveryd:hunter2@db.example/recovery?sslmode=verify-full\n"), 0o600)
+	dbURLFileNoTLS := secretFile("database-url-no-tls", []byte("postgres://recoveryd:hunter2@db.example/recovery\n"), 0o600)
+	dbURLFileShared := secretFile("database-url-shared", []byte("postgres://recoveryd:hunter2@db.example/recovery?sslmode=verify-full\n"), 0o644)
 	worldReadableToken := secretFile("world-readable-token", []byte("not-a-real-token\n"), 0o644)
 	pki := newTestPKI(t, dir, "guard")
 	server := pki.serverCert(t, "recoveryd")
@@ -148,6 +154,13 @@ func TestProductionGuard(t *testing.T) {
 		{name: "PostgreSQL password as a parameter", cfg: valid(func(c *Config) {
 			c.DatabaseURL = "postgres://recoveryd@db.example/recovery?sslmode=verify-full&password=hunter2"
 		}), want: []string{guardDatabasePassword}},
+		{name: "PostgreSQL URL with its password in --database-url-file", cfg: valid(func(c *Config) { c.DatabaseURLFile = dbURLFile })},
+		{name: "PostgreSQL URL file without sslmode", cfg: valid(func(c *Config) { c.DatabaseURLFile = dbURLFileNoTLS }),
+			want: []string{guardSSLModeOf("--database-url-file", "prefer (the default)")}},
+		{name: "PostgreSQL URL file others can read", cfg: valid(func(c *Config) { c.DatabaseURLFile = dbURLFileShared }), want: []string{
+			"--database-url-file " + dbURLFileShared + " has permissions 0644, which let group or others access a secret: make it readable by the service user only (chmod 600), or by its group only when root owns it (chmod 440, as a Kubernetes secret volume with an fsGroup mounts it)"}},
+		{name: "PostgreSQL password in PGPASSWORD", cfg: valid(func(c *Config) { c.DatabaseURL = "postgres://recoveryd@db.example/recovery?sslmode=verify-full" }),
+			env: map[string]string{"PGPASSWORD": "hunter2"}, want: []string{guardPGPASSWORD}},
 		{name: "credentials in the upstream and JWKS URLs", cfg: valid(func(c *Config) {
 			c.UpstreamURL, c.JWKSURL = "https://partner:hunter2@service.uat-keys.coincover.com", "https://partner:hunter2@policies.internal.example/jwks.json"
 		}), want: []string{
