@@ -45,6 +45,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.StringVar(&cfg.UpstreamTokenFile, "upstream-token-file", cfg.UpstreamTokenFile, "file holding the partner API token (required with --upstream-url)")
 	fs.StringVar(&cfg.JWKSURL, "jwks-url", cfg.JWKSURL, "JWKS of the enclave's signing keys, e.g. "+upstream.SandboxJWKSURL)
 	fs.StringVar(&cfg.VerificationKeysFile, "verification-keys-file", cfg.VerificationKeysFile, "JWKS or PEM file of the enclave's signing keys (instead of --jwks-url)")
+	fs.StringVar(&cfg.VerificationKeyFingerprints, "verification-key-fingerprints", cfg.VerificationKeyFingerprints, "comma-separated SHA-256 fingerprints (hex, of the DER public key) of the enclave signing keys to trust; other keys of the JWKS or key file are never used; production needs them with any --jwks-url but the provider's production JWKS")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "postgres://… registry; empty keeps a SQLite registry at <data-dir>/registry.db")
 	fs.StringVar(&cfg.DatabaseURLFile, "database-url-file", cfg.DatabaseURLFile, "file holding the postgres://… URL, password included (instead of --database-url); readable by recoveryd only")
 	fs.Int64Var(&cfg.MaxFileBytes, "max-file-bytes", cfg.MaxFileBytes, "largest file SecureFile accepts, in bytes")

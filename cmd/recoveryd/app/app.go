@@ -263,6 +263,13 @@ func (a *app) connectUpstream(ctx context.Context, cfg Config, opts Options) (*u
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuring the verification keys: %w", err)
 	}
+	if cfg.VerificationKeyFingerprints != "" {
+		pins, err := upstream.ParseVerificationKeyFingerprints(cfg.VerificationKeyFingerprints)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--verification-key-fingerprints: %w", err)
+		}
+		keys = upstream.PinKeys(keys, pins)
+	}
 	return client, keys, nil
 }
 

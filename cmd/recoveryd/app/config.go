@@ -83,6 +83,11 @@ type Config struct {
 	// VerificationKeysFile is a JWKS or PEM file of verification keys, for
 	// deployments that cannot fetch the JWKS (instead of JWKSURL).
 	VerificationKeysFile string
+	// VerificationKeyFingerprints pins the enclave signing keys: a
+	// comma-separated list of SHA-256 fingerprints (of each key's DER
+	// SubjectPublicKeyInfo); a key of the JWKS or key file not listed is never
+	// used. "" trusts every key served.
+	VerificationKeyFingerprints string
 	// DatabaseURL selects PostgreSQL (postgres://…); "" means SQLite at
 	// <DataDir>/registry.db.
 	DatabaseURL string
@@ -287,8 +292,8 @@ func (c Config) upstreamProblems(production bool) []error {
 		if c.UpstreamTokenFile != "" {
 			bad("--upstream-token-file is set but --upstream-url is not: set --upstream-url too, or drop the token file to use the embedded sandbox")
 		}
-		if c.JWKSURL != "" || c.VerificationKeysFile != "" {
-			bad("--jwks-url and --verification-keys-file need --upstream-url: the embedded sandbox's signing keys are trusted automatically")
+		if c.JWKSURL != "" || c.VerificationKeysFile != "" || c.VerificationKeyFingerprints != "" {
+			bad("--jwks-url, --verification-keys-file and --verification-key-fingerprints need --upstream-url: the embedded sandbox's signing keys are trusted automatically")
 		}
 		if c.UpstreamCAFile != "" {
 			bad("--upstream-ca-file needs --upstream-url: the embedded sandbox is reached over loopback http://")
@@ -318,6 +323,11 @@ func (c Config) upstreamProblems(production bool) []error {
 			hint = " (for this host: --jwks-url " + upstream.ProductionJWKSURL + ")"
 		}
 		bad("--upstream-url needs the enclave's verification keys: set --jwks-url or --verification-keys-file%s", hint)
+	}
+	if c.VerificationKeyFingerprints != "" {
+		if _, err := upstream.ParseVerificationKeyFingerprints(c.VerificationKeyFingerprints); err != nil {
+			bad("--verification-key-fingerprints: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
 	}
 	if c.UpstreamCAFile != "" {
 		if _, err := loadCACertificates("--upstream-ca-file", c.UpstreamCAFile); err != nil {
@@ -404,6 +414,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("upstream_token_file", c.UpstreamTokenFile),
 		slog.String("jwks_url", c.JWKSURL),
 		slog.String("verification_keys_file", c.VerificationKeysFile),
+		slog.String("verification_key_fingerprints", c.VerificationKeyFingerprints),
 		slog.String("database_url", redactDatabaseURL(c.DatabaseURL)),
 		slog.String("database_url_file", c.DatabaseURLFile),
 		slog.Int64("max_file_bytes", c.MaxFileBytes),

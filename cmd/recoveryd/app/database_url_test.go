@@ -33,7 +33,9 @@ func TestDatabaseURLFileValidation(t *testing.T) {
 			"--database-url-file " + filepath.Join(dir, "missing") + " does not exist"},
 		{"empty", func(c *Config) { c.DatabaseURLFile = write("empty", "\n") },
 			"--database-url-file " + filepath.Join(dir, "empty") + " is empty: write one postgres://user:password@host/db?sslmode=verify-full URL in it"},
-		{"two lines", func(c *Config) { c.DatabaseURLFile = write("two", "postgres://a:hunter2@db/x\npostgres://b:hunter2@db/y\n") },
+		{"two lines", func(c *Config) {
+			c.DatabaseURLFile = write("two", "postgres://a:hunter2@db/x\npostgres://b:hunter2@db/y\n")
+		},
 			"--database-url-file " + filepath.Join(dir, "two") + " holds more than one line: write one postgres:// URL in it"},
 		{"another scheme", func(c *Config) { c.DatabaseURLFile = write("mysql", "mysql://root:hunter2@db/x") },
 			"--database-url-file " + filepath.Join(dir, "mysql") + `: --database-url scheme "mysql" is not supported: use postgres://user@host/db, or leave it empty for SQLite under --data-dir`},

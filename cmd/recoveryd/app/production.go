@@ -17,9 +17,9 @@ import (
 //
 // It refuses: the embedded sandbox; the provider's sandbox (UAT) host, or
 // its JWKS; plain http:// to the upstream or the JWKS; no upstream token
-// file; no caller authentication; the production host verified against
-// anything but the production JWKS (a --verification-keys-file is allowed,
-// for air-gapped deployments); plaintext gRPC unless a proxy or mesh is said
+// file; no caller authentication; a JWKS other than the provider's
+// production JWKS without --verification-key-fingerprints (a
+// --verification-keys-file is allowed, for air-gapped deployments); plaintext gRPC unless a proxy or mesh is said
 // to terminate TLS (--tls-terminated-by-proxy); and GODEBUG settings that weaken Go's
 // certificate or TLS checks. recoveryd has no option that skips certificate
 // verification; a private upstream CA is trusted with --upstream-ca-file.
@@ -49,8 +49,10 @@ func (c Config) productionProblems(getenv func(string) string) []error {
 		switch {
 		case sameHost(jwksURL, upstream.SandboxJWKSURL):
 			bad("--jwks-url %s is the provider's sandbox (UAT) JWKS: production keys must verify against %s", c.JWKSURL, upstream.ProductionJWKSURL)
-		case sameHost(upstreamURL, upstream.ProductionBaseURL) && c.JWKSURL != upstream.ProductionJWKSURL:
-			bad("--upstream-url is the production host but --jwks-url is %s: use --jwks-url %s (or pin the keys with --verification-keys-file)", c.JWKSURL, upstream.ProductionJWKSURL)
+		case c.JWKSURL != upstream.ProductionJWKSURL && c.VerificationKeyFingerprints == "":
+			// NOTE: whoever controls another JWKS (a proxy, a mirror) could
+			// publish a key of their own; pinned, it is never used.
+			bad("--jwks-url %s is not the provider's production JWKS (%s): pin its signing keys with --verification-key-fingerprints (the SHA-256 of each), or use --verification-keys-file", c.JWKSURL, upstream.ProductionJWKSURL)
 		}
 	}
 	if c.TLSCert == "" && !c.TLSTerminatedByProxy {

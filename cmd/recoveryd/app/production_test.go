@@ -24,7 +24,9 @@ const (
 	guardNoCallerAuth     = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
 	guardSandboxHost      = "--upstream-url " + upstream.SandboxBaseURL + " is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL
 	guardSandboxJWKS      = "--jwks-url " + upstream.SandboxJWKSURL + " is the provider's sandbox (UAT) JWKS: production keys must verify against " + upstream.ProductionJWKSURL
-	guardForeignJWKS      = "--upstream-url is the production host but --jwks-url is https://keys.example/jwks.json: use --jwks-url " + upstream.ProductionJWKSURL + " (or pin the keys with --verification-keys-file)"
+	guardForeignJWKS      = "--jwks-url https://keys.example/jwks.json is not the provider's production JWKS (" + upstream.ProductionJWKSURL + "): pin its signing keys with --verification-key-fingerprints (the SHA-256 of each), or use --verification-keys-file"
+	// pinnedFingerprint stands in for the SHA-256 of a signing key.
+	pinnedFingerprint = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	guardGODEBUGPrefix    = "GODEBUG weakens Go's certificate or TLS checks ("
 	guardGODEBUGSuffix    = "): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)"
 	guardPlaintextGRPC    = "production refuses plaintext gRPC: set --tls-cert and --tls-key, or --tls-terminated-by-proxy when a proxy or service mesh terminates TLS in front of --listen; otherwise bearer tokens and recovery material cross the network in clear"
@@ -87,6 +89,7 @@ func TestProductionGuard(t *testing.T) {
 		c.JWKSURL = productionProxyJWKS
 		c.CallerTokensFile = callers
 		c.TLSTerminatedByProxy = true
+		c.VerificationKeyFingerprints = pinnedFingerprint
 		if f != nil {
 			f(&c)
 		}
@@ -114,7 +117,9 @@ func TestProductionGuard(t *testing.T) {
 			env: map[string]string{"PGSSLMODE": "verify-full"}},
 		{name: "PostgreSQL on a unix socket", cfg: valid(func(c *Config) { c.DatabaseURL = "postgres:///recovery?host=/var/run/postgresql" })},
 
-		{name: "embedded sandbox", cfg: valid(func(c *Config) { c.UpstreamURL, c.UpstreamTokenFile, c.JWKSURL = "", "", "" }),
+		{name: "embedded sandbox", cfg: valid(func(c *Config) {
+			c.UpstreamURL, c.UpstreamTokenFile, c.JWKSURL, c.VerificationKeyFingerprints = "", "", "", ""
+		}),
 			want: []string{guardEmbedded}},
 		{name: "the sandbox host and its JWKS", cfg: valid(func(c *Config) {
 			c.UpstreamURL, c.JWKSURL = upstream.SandboxBaseURL, upstream.SandboxJWKSURL
@@ -136,8 +141,14 @@ func TestProductionGuard(t *testing.T) {
 			c.TLSTerminatedByProxy, c.TLSCert, c.TLSKey = false, server.certFile, ownerOnlyKey
 		})},
 		{name: "the production host with another JWKS", cfg: valid(func(c *Config) {
-			c.UpstreamURL, c.JWKSURL = upstream.ProductionBaseURL, "https://keys.example/jwks.json"
+			c.UpstreamURL, c.JWKSURL, c.VerificationKeyFingerprints = upstream.ProductionBaseURL, "https://keys.example/jwks.json", ""
 		}), want: []string{guardForeignJWKS}},
+		{name: "a proxy's JWKS without pinned keys", cfg: valid(func(c *Config) {
+			c.JWKSURL, c.VerificationKeyFingerprints = "https://keys.example/jwks.json", ""
+		}), want: []string{guardForeignJWKS}},
+		{name: "the production JWKS needs no pins", cfg: valid(func(c *Config) {
+			c.JWKSURL, c.VerificationKeyFingerprints = upstream.ProductionJWKSURL, ""
+		})},
 		{name: "GODEBUG x509 and TLS overrides", cfg: valid(nil),
 			env:  map[string]string{"GODEBUG": "http2client=0, x509negativeserial=1,tlsrsakex=1"},
 			want: []string{guardGODEBUGPrefix + "GODEBUG x509negativeserial=1, GODEBUG tlsrsakex=1" + guardGODEBUGSuffix}},
@@ -226,6 +237,7 @@ func TestProductionStarts(t *testing.T) {
 	cfg.Environment = EnvProduction
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
 	cfg.TLSTerminatedByProxy = true
+	cfg.VerificationKeyFingerprints = strings.Join(signingKeyFingerprints(t, up), ",")
 	if !strings.HasPrefix(cfg.UpstreamURL, "https://") || cfg.UpstreamCAFile == "" {
 		t.Fatalf("want an https upstream trusted through --upstream-ca-file, got %s", cfg)
 	}
