@@ -5,15 +5,17 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/keycrypto"
 	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/service/registry"
@@ -50,17 +52,26 @@ func wantDenied(t *testing.T, err error, caller testCaller, customerID string) {
 	}
 }
 
-// wantKeyDenied checks err is the service's PermissionDenied for caller
-// using key, and that it names the key but not the organisation owning it.
-func wantKeyDenied(t *testing.T, err error, caller testCaller, key *recoveryv1.RecoveryKey) {
+// wantKeyHidden checks err is exactly what a key that does not exist gets:
+// NOT_FOUND, KEY_NOT_FOUND, the fixed message, and as metadata only what the
+// caller sent (key_id, or the fingerprint of the public key sent), so a
+// caller of another organisation cannot tell the key exists, nor whose it is.
+func wantKeyHidden(t *testing.T, err error, key *recoveryv1.RecoveryKey, byPublicKey bool) {
 	t.Helper()
-	d := wantStatus(t, err, codes.PermissionDenied, service.ReasonOrganisationNotAllowed)
-	want := map[string]string{"key_id": key.GetKeyId(), "caller": caller.name}
+	d := wantStatus(t, err, codes.NotFound, service.ReasonKeyNotFound)
+	want := map[string]string{"key_id": key.GetKeyId()}
+	if byPublicKey {
+		pub, perr := keycrypto.ParsePublicKeyHex(key.GetPublicKeyHex())
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		want = map[string]string{"fingerprint_sha256": pub.Fingerprint()}
+	}
 	if diff := cmp.Diff(want, d.info.GetMetadata()); diff != "" {
 		t.Errorf("ErrorInfo metadata (-want +got):\n%s", diff)
 	}
-	if strings.Contains(d.message, key.GetOrganisation().GetCustomerId()) {
-		t.Errorf("message %q names the organisation owning the key", d.message)
+	if d.message != service.MappedReasons()[service.ReasonKeyNotFound].Message {
+		t.Errorf("message %q is not the fixed one", d.message)
 	}
 }
 
@@ -188,7 +199,7 @@ func TestAuthorizeSecureData(t *testing.T) {
 			sandboxBefore, registryBefore := len(f.inspect.Backups(t)), len(f.registryBackups())
 			resp, err := f.client.SecureData(as(t, tt.caller), secureDataTo(tt.key, tt.byPublicKey, idem))
 			if !tt.allowed {
-				wantKeyDenied(t, err, tt.caller, tt.key)
+				wantKeyHidden(t, err, tt.key, tt.byPublicKey)
 				if n := len(f.inspect.Backups(t)); n != sandboxBefore {
 					t.Errorf("the upstream stored %d backups for a refused request", n-sandboxBefore)
 				}
@@ -258,7 +269,7 @@ func TestAuthorizeSecureFile(t *testing.T) {
 				if tt.header.GetKeyId() == org2Key.GetKeyId() {
 					owner = org2Key
 				}
-				wantKeyDenied(t, err, tt.caller, owner)
+				wantKeyHidden(t, err, owner, tt.header.GetKeyId() == "")
 				// Refused before the upload began: not one byte reached
 				// the upstream.
 				select {
@@ -317,8 +328,8 @@ func TestAuthorizeGetKey(t *testing.T) {
 	}{
 		{"own organisation", walletAPI, org1Key.GetKeyId(), org1Key, codes.OK, 0},
 		{"every organisation", support, org2Key.GetKeyId(), org2Key, codes.OK, 0},
-		{"other organisation", walletAPI, org2Key.GetKeyId(), nil, codes.PermissionDenied, service.ReasonOrganisationNotAllowed},
-		{"other organisation of org-2's worker", org2Worker, org1Key.GetKeyId(), nil, codes.PermissionDenied, service.ReasonOrganisationNotAllowed},
+		{"other organisation", walletAPI, org2Key.GetKeyId(), nil, codes.NotFound, service.ReasonKeyNotFound},
+		{"other organisation of org-2's worker", org2Worker, org1Key.GetKeyId(), nil, codes.NotFound, service.ReasonKeyNotFound},
 		{"unknown key", walletAPI, "6f1c2a9e-0000-4000-8000-000000000009", nil, codes.NotFound, service.ReasonKeyNotFound},
 	}
 	for _, tt := range tests {
@@ -335,12 +346,9 @@ func TestAuthorizeGetKey(t *testing.T) {
 				if resp.GetKey().GetAssignedBy() != support.name {
 					t.Errorf("assigned_by = %q, want %q", resp.GetKey().GetAssignedBy(), support.name)
 				}
-			case codes.PermissionDenied:
-				key := org1Key
-				if tt.keyID == org2Key.GetKeyId() {
-					key = org2Key
-				}
-				wantKeyDenied(t, err, tt.caller, key)
+			case codes.NotFound:
+				key := &recoveryv1.RecoveryKey{KeyId: tt.keyID}
+				wantKeyHidden(t, err, key, false)
 			default:
 				wantStatus(t, err, tt.code, tt.reason)
 			}
@@ -488,4 +496,49 @@ func TestListingsAreScopedToTheCallersOrganisations(t *testing.T) {
 			t.Errorf("wallet-api sees %v for its own key, want its one backup", resp.GetBackups())
 		}
 	})
+}
+
+// TestOtherOrganisationsKeysDoNotExist: across two organisations, a caller
+// of org-1 naming org-2's key gets the very status a key that does not
+// exist gets (code, message, every detail; only the key_id echoed back
+// differs, being what the caller sent), for GetKey and SecureData alike.
+func TestOtherOrganisationsKeysDoNotExist(t *testing.T) {
+	f, _, org2Key := authzFixture(t, fixtureOptions{})
+	const missing = "6f1c2a9e-0000-4000-8000-00000000abcd"
+	calls := map[string]func(keyID string) error{
+		"GetKey": func(keyID string) error {
+			_, err := f.client.GetKey(as(t, walletAPI), &recoveryv1.GetKeyRequest{KeyId: keyID})
+			return err
+		},
+		"SecureData": func(keyID string) error {
+			_, err := f.client.SecureData(as(t, walletAPI), secureDataTo(&recoveryv1.RecoveryKey{KeyId: keyID}, false, ""))
+			return err
+		},
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			other, absent := status.Convert(call(org2Key.GetKeyId())), status.Convert(call(missing))
+			if other.Code() != codes.NotFound || other.Code() != absent.Code() || other.Message() != absent.Message() {
+				t.Fatalf("another organisation's key: %s %q; a missing key: %s %q; want the same NOT_FOUND",
+					other.Code(), other.Message(), absent.Code(), absent.Message())
+			}
+			normalised := func(st *status.Status, keyID string) []any {
+				var out []any
+				for _, d := range st.Details() {
+					if info, ok := d.(*errdetails.ErrorInfo); ok {
+						info = proto.Clone(info).(*errdetails.ErrorInfo)
+						if info.GetMetadata()["key_id"] == keyID {
+							info.Metadata["key_id"] = "<sent>"
+						}
+						d = info
+					}
+					out = append(out, d)
+				}
+				return out
+			}
+			if diff := cmp.Diff(normalised(absent, missing), normalised(other, org2Key.GetKeyId()), protocmp.Transform()); diff != "" {
+				t.Errorf("details differ between a missing key and another organisation's (-missing +other):\n%s", diff)
+			}
+		})
+	}
 }

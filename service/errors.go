@@ -94,7 +94,7 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 	ReasonInvalidPageToken: {codes.InvalidArgument,
 		"page_token was not issued by this service: start again with an empty page_token", slog.LevelInfo},
 	ReasonKeyNotFound: {codes.NotFound,
-		"no key with this key_id or public key was assigned through AssignKey", slog.LevelInfo},
+		"no key with this key_id or public key was assigned through AssignKey for an organisation this caller may act for", slog.LevelInfo},
 	ReasonAssignedElsewhere: {codes.FailedPrecondition,
 		"the Partner Key Service already holds a key for this user_identifier and organisation that this service never recorded: an operator must reconcile it", slog.LevelError},
 	ReasonAssignedWithDifferentTerms: {codes.AlreadyExists,

@@ -23,14 +23,16 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 	var (
 		key *registry.Key
 		err error
+		// notFound is the ErrorInfo metadata of KEY_NOT_FOUND: what the
+		// caller sent, never what the registry holds.
+		notFound map[string]string
 	)
 	switch {
 	case keyID != "":
+		notFound = map[string]string{"key_id": keyID}
 		key, err = s.recorded.GetKey(ctx, keyID)
 		if errors.Is(err, registry.ErrNotFound) {
-			f := fail(ReasonKeyNotFound, err)
-			f.metadata = map[string]string{"key_id": keyID}
-			return nil, nil, f
+			return nil, nil, keyNotFound(err, notFound)
 		}
 	case publicKeyHex != "":
 		// Parse first, so a malformed key is reported precisely instead
@@ -39,11 +41,10 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 		if perr != nil {
 			return nil, nil, invalidField(fieldPrefix+"public_key_hex", perr)
 		}
+		notFound = map[string]string{"fingerprint_sha256": pub.Fingerprint()}
 		key, err = s.recorded.GetKeyByPublicKey(ctx, pub.Hex())
 		if errors.Is(err, registry.ErrNotFound) {
-			f := fail(ReasonKeyNotFound, err)
-			f.metadata = map[string]string{"fingerprint_sha256": pub.Fingerprint()}
-			return nil, nil, f
+			return nil, nil, keyNotFound(err, notFound)
 		}
 	default:
 		return nil, nil, invalidField(fieldPrefix+"key", errors.New("exactly one of key_id or public_key_hex is required"))
@@ -51,7 +52,7 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 	if err != nil {
 		return nil, nil, registryFailure(err)
 	}
-	if err := s.authorizeKey(ctx, key); err != nil {
+	if err := s.authorizeKey(ctx, key, notFound); err != nil {
 		return nil, nil, err
 	}
 	pub, err := keycrypto.ParsePublicKeyHex(key.PublicKeyHex)
@@ -63,11 +64,15 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 }
 
 // authorizeKey checks the call may act for the organisation that owns key.
+// A caller that may not is told KEY_NOT_FOUND with notFound as metadata:
+// exactly what a key that does not exist gets, so another organisation's
+// keys cannot even be told to exist (the refusal itself is logged, with the
+// caller, by statusFromError).
 //
-// NOTE: a refusal names the key the caller sent, never the organisation that
-// owns it: a caller that may not act for that organisation must not learn
-// which organisation it is.
-func (s *Server) authorizeKey(ctx context.Context, key *registry.Key) error {
+// NOTE: NOT_FOUND rather than PERMISSION_DENIED for both: a caller allowed
+// every organisation has no organisation to be refused for, and must be
+// told NOT_FOUND for a key that does not exist.
+func (s *Server) authorizeKey(ctx context.Context, key *registry.Key, notFound map[string]string) error {
 	err := s.authz.Authorize(ctx, key.CustomerID)
 	if err == nil {
 		return nil
@@ -76,9 +81,14 @@ func (s *Server) authorizeKey(ctx context.Context, key *registry.Key) error {
 	if !ok || r.Reason != ReasonOrganisationNotAllowed {
 		return err
 	}
-	metadata := map[string]string{"key_id": key.KeyID}
-	if caller, ok := r.Metadata["caller"]; ok {
-		metadata["caller"] = caller
-	}
-	return &failure{reason: r.Reason, metadata: metadata, cause: err}
+	return keyNotFound(err, notFound)
+}
+
+// keyNotFound is the KEY_NOT_FOUND failure for a lookup of what metadata
+// names; cause (the registry's ErrNotFound or the authorizer's refusal)
+// goes only to the log.
+func keyNotFound(cause error, metadata map[string]string) *failure {
+	f := fail(ReasonKeyNotFound, cause)
+	f.metadata = metadata
+	return f
 }

@@ -14,19 +14,19 @@ import (
 const defaultPageSize = 50
 
 // GetKey returns one recorded key assignment, for support tooling, to a
-// caller allowed to act for the key's organisation.
+// caller allowed to act for the key's organisation; to any other caller the
+// key does not exist (KEY_NOT_FOUND).
 func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*recoveryv1.GetKeyResponse, error) {
 	annotate(ctx, attribute.String("key_id", req.GetKeyId()))
+	notFound := map[string]string{"key_id": req.GetKeyId()}
 	key, err := s.recorded.GetKey(ctx, req.GetKeyId())
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
-			f := fail(ReasonKeyNotFound, err)
-			f.metadata = map[string]string{"key_id": req.GetKeyId()}
-			err = f
+			err = keyNotFound(err, notFound)
 		}
 		return nil, s.statusFromError(ctx, "GetKey", registryFailure(err))
 	}
-	if err := s.authorizeKey(ctx, key); err != nil {
+	if err := s.authorizeKey(ctx, key, notFound); err != nil {
 		return nil, s.statusFromError(ctx, "GetKey", err)
 	}
 	out, err := keyToProto(key)

@@ -89,13 +89,14 @@ func TestCallerAuthenticationThroughRun(t *testing.T) {
 		t.Errorf("assigned_by = %q, want %q", got, walletAPI.name)
 	}
 	// The other caller sees none of it: its listing is scoped to its own
-	// organisation, and the key itself is not its to read.
+	// organisation, and the key itself does not exist for it (KEY_NOT_FOUND,
+	// as a key that was never assigned).
 	others, err := c.ListKeys(withToken(ctx, otherOrgAPI.token), &recoveryv1.ListKeysRequest{})
 	if err != nil || len(others.GetKeys()) != 0 {
 		t.Errorf("ListKeys as %s = %v, %v; want no keys", otherOrgAPI.name, others, err)
 	}
 	_, err = c.GetKey(withToken(ctx, otherOrgAPI.token), &recoveryv1.GetKeyRequest{KeyId: resp.GetKey().GetKeyId()})
-	wantStatus(t, err, codes.PermissionDenied, "ORGANISATION_NOT_ALLOWED")
+	wantStatus(t, err, codes.NotFound, "KEY_NOT_FOUND")
 
 	// Health and reflection answer without a token in development.
 	if _, err := srv.health.Check(ctx, &healthpb.HealthCheckRequest{Service: serviceName}); err != nil {

@@ -82,7 +82,9 @@ const (
 	// not retry the same file.
 	ErrorReason_ERROR_REASON_FILE_TOO_LARGE ErrorReason = 10
 	// ERROR_REASON_KEY_NOT_FOUND comes with NOT_FOUND: no key with this key_id
-	// or public key was assigned through AssignKey.
+	// or public key was assigned through AssignKey for an organisation the
+	// caller may act for. A key of another organisation gets this same answer,
+	// so its existence does not leak. Do not retry.
 	ErrorReason_ERROR_REASON_KEY_NOT_FOUND ErrorReason = 11
 	// ERROR_REASON_KEY_NOT_FOUND_UPSTREAM comes with NOT_FOUND: the Partner Key
 	// Service does not know the key (or answered not found). Nothing was done.
@@ -173,10 +175,11 @@ const (
 	// server fault: retrying does not help; the operator has it in the log.
 	ErrorReason_ERROR_REASON_CALLER_NOT_AUTHENTICATED ErrorReason = 34
 	// ERROR_REASON_ORGANISATION_NOT_ALLOWED comes with PERMISSION_DENIED: the
-	// caller is not listed for the organisation the request acts for (the
-	// request's, or the one owning the key it names). ErrorInfo metadata names
-	// the customer_id or key_id refused. Do not retry; ask the operator to
-	// list the organisation in the callers file.
+	// caller is not listed for the organisation the request names
+	// (organisation.customer_id, or a listing's customer_id). ErrorInfo
+	// metadata names the customer_id refused. A key of such an organisation is
+	// KEY_NOT_FOUND instead. Do not retry; ask the operator to list the
+	// organisation in the callers file.
 	ErrorReason_ERROR_REASON_ORGANISATION_NOT_ALLOWED ErrorReason = 35
 	// ERROR_REASON_ASSIGNMENT_ORPHANED comes with FAILED_PRECONDITION: an
 	// assignment this service sent for this user_identifier and organisation
