@@ -132,12 +132,7 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	caller, fingerprint, ref := authenticate(ctx, set, a.trustDomain)
 	method, _ := grpc.Method(ctx)
 	if ref != nil {
-		instruments.decision(ctx, stageAuthenticate, outcomeDenied, ref.reason)
-		attrs := []slog.Attr{slog.String("reason", ReasonName(ref.reason)), slog.String("method", method), slog.String("peer", peerAddress(ctx))}
-		if fingerprint != "" {
-			attrs = append(attrs, slog.String("token_sha256_prefix", fingerprint))
-		}
-		a.logger.LogAttrs(ctx, slog.LevelWarn, "caller refused", attrs...)
+		a.refused(ctx, method, fingerprint, ref)
 		return ctx, ref.status()
 	}
 	instruments.decision(ctx, stageAuthenticate, outcomeAllowed, recoveryv1.ErrorReason_ERROR_REASON_UNSPECIFIED)
@@ -145,6 +140,17 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	a.logger.LogAttrs(ctx, slog.LevelDebug, "caller authenticated",
 		slog.String("caller", caller.Name), slog.String("method", method))
 	return WithCaller(ctx, caller), nil
+}
+
+// refused counts and logs one refused authentication (fingerprint: of the
+// token presented, "" for none).
+func (a *Authenticator) refused(ctx context.Context, method, fingerprint string, ref *refusal) {
+	instruments.decision(ctx, stageAuthenticate, outcomeDenied, ref.reason)
+	attrs := []slog.Attr{slog.String("reason", ReasonName(ref.reason)), slog.String("method", method), slog.String("peer", peerAddress(ctx))}
+	if fingerprint != "" {
+		attrs = append(attrs, slog.String("token_sha256_prefix", fingerprint))
+	}
+	a.logger.LogAttrs(ctx, slog.LevelWarn, "caller refused", attrs...)
 }
 
 // authenticate applies the rules to one call: the certificate (if any) and

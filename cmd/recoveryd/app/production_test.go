@@ -17,16 +17,16 @@ import (
 
 // Lines of the production guard, as an operator reads them.
 const (
-	guardEmbedded         = "--environment production needs a real upstream: set --upstream-url and --upstream-token-file (the embedded sandbox is for development only)"
-	guardHTTPUpstream     = "--upstream-url uses plain http://: production requires https:// (http:// is for --environment development only)"
-	guardHTTPJWKS         = "--jwks-url uses plain http://: production requires https:// (http:// is for --environment development only)"
-	guardNoTokenFile      = "--upstream-token-file is required in production: a file holding the partner API token (or set RECOVERY_UPSTREAM_TOKEN_FILE)"
-	guardNoCallerAuth     = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
-	guardSandboxHost      = "--upstream-url " + upstream.SandboxBaseURL + " is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL
-	guardSandboxJWKS      = "--jwks-url " + upstream.SandboxJWKSURL + " is the provider's sandbox (UAT) JWKS: production keys must verify against " + upstream.ProductionJWKSURL
-	guardForeignJWKS      = "--jwks-url https://keys.example/jwks.json is not the provider's production JWKS (" + upstream.ProductionJWKSURL + "): pin its signing keys with --verification-key-fingerprints (the SHA-256 of each), or use --verification-keys-file"
+	guardEmbedded     = "--environment production needs a real upstream: set --upstream-url and --upstream-token-file (the embedded sandbox is for development only)"
+	guardHTTPUpstream = "--upstream-url uses plain http://: production requires https:// (http:// is for --environment development only)"
+	guardHTTPJWKS     = "--jwks-url uses plain http://: production requires https:// (http:// is for --environment development only)"
+	guardNoTokenFile  = "--upstream-token-file is required in production: a file holding the partner API token (or set RECOVERY_UPSTREAM_TOKEN_FILE)"
+	guardNoCallerAuth = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
+	guardSandboxHost  = "--upstream-url " + upstream.SandboxBaseURL + " is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL
+	guardSandboxJWKS  = "--jwks-url " + upstream.SandboxJWKSURL + " is the provider's sandbox (UAT) JWKS: production keys must verify against " + upstream.ProductionJWKSURL
+	guardForeignJWKS  = "--jwks-url https://keys.example/jwks.json is not the provider's production JWKS (" + upstream.ProductionJWKSURL + "): pin its signing keys with --verification-key-fingerprints (the SHA-256 of each), or use --verification-keys-file"
 	// pinnedFingerprint stands in for the SHA-256 of a signing key.
-	pinnedFingerprint = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	pinnedFingerprint     = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	guardGODEBUGPrefix    = "GODEBUG weakens Go's certificate or TLS checks ("
 	guardGODEBUGSuffix    = "): production refuses x509 and TLS overrides; remove them (trust a private upstream CA with --upstream-ca-file instead)"
 	guardPlaintextGRPC    = "production refuses plaintext gRPC: set --tls-cert and --tls-key, or --tls-terminated-by-proxy when a proxy or service mesh terminates TLS in front of --listen; otherwise bearer tokens and recovery material cross the network in clear"

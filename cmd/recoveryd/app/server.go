@@ -24,6 +24,12 @@ const (
 	// maxSendMsgBytes fits a full ListKeys page (500 keys of about 2.5 KiB
 	// with hex and PEM) with room.
 	maxSendMsgBytes = 4 << 20
+	// maxHeaderListBytes bounds the header block of one call (metadata and
+	// pseudo-headers, as HPACK-decoded), so that work before authentication
+	// is small: a bearer token, traceparent and the usual grpc-* headers fit
+	// in a few hundred bytes. A larger header list resets the stream before
+	// any of it reaches recoveryd's code.
+	maxHeaderListBytes = 16 << 10
 	// maxConcurrentStreams bounds the calls one connection may have open,
 	// so one client cannot hold every upload slot.
 	maxConcurrentStreams = 256
@@ -75,6 +81,7 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
 		grpc.MaxSendMsgSize(maxSendMsgBytes),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.MaxHeaderListSize(maxHeaderListBytes),
 		grpc.ConnectionTimeout(connectionTimeout),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             keepaliveMinClientPing,
@@ -92,6 +99,12 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 	}
 	if sec.creds != nil {
 		opts = append(opts, sec.creds)
+	}
+	if tap := sec.authn.TapHandle(); tap != nil {
+		// Calls without valid credentials are refused from their headers,
+		// before their message is read; the chain's auth interceptor still
+		// authenticates every call that passes.
+		opts = append(opts, grpc.InTapHandle(tap))
 	}
 	if callFinished != nil {
 		// NOTE: chained after the chain above, so innermost: it sees the
