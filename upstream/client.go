@@ -330,6 +330,11 @@ func (c *Client) track(ctx context.Context) (_ context.Context, release func()) 
 	c.inFlight.Add(1)
 	ctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(c.abandoned, func() { cancel(ErrAbandoned) })
+	if c.abandoned.Err() != nil {
+		// NOTE: AfterFunc on an ended context runs f in a goroutine; a call
+		// started after Abandon must see its context ended at once.
+		cancel(ErrAbandoned)
+	}
 	return ctx, sync.OnceFunc(func() {
 		stop()
 		cancel(nil)
