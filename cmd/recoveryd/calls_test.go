@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -101,10 +105,11 @@ type mix struct{ assign, data, files int }
 
 func (m mix) total() int { return m.assign + m.data + m.files }
 
-// runMixed starts m's calls concurrently (new pairs named prefix-N, stores
-// to keyID with idempotency keys prefix-N) and returns a function that
-// waits for them all and returns them.
-func runMixed(ctx context.Context, c recoveryv1.RecoveryServiceClient, keyID, prefix string, m mix) func() []*call {
+// runMixed starts m's calls (new pairs named prefix-N, stores to keyID
+// with idempotency keys prefix-N), at most workers at once (0: all at
+// once), interleaving the kinds, and returns a function that waits for
+// them all and returns them.
+func runMixed(ctx context.Context, c recoveryv1.RecoveryServiceClient, keyID, prefix string, m mix, workers int) func() []*call {
 	var calls []*call
 	for i := range m.assign {
 		calls = append(calls, &call{kind: callAssign, user: fmt.Sprintf("%s-user-%d", prefix, i)})
@@ -117,14 +122,37 @@ func runMixed(ctx context.Context, c recoveryv1.RecoveryServiceClient, keyID, pr
 		calls = append(calls, &call{kind: callFile, idempotencyKey: fmt.Sprintf("%s-file-%d", prefix, i),
 			content: bytes.Repeat([]byte{byte(i + 1)}, 3*fileChunkBytes)})
 	}
+	// Interleaved, so that every kind is under way at any moment.
+	order := slices.Clone(calls)
+	slices.SortStableFunc(order, func(a, b *call) int { return cmp.Compare(a.index(), b.index()) })
+	if workers <= 0 {
+		workers = len(calls)
+	}
+	slots := make(chan struct{}, workers)
 	var wg sync.WaitGroup
-	for _, cl := range calls {
-		wg.Go(func() { cl.run(ctx, c, keyID) })
+	for _, cl := range order {
+		wg.Go(func() {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				cl.err = ctx.Err()
+				return
+			}
+			defer func() { <-slots }()
+			cl.run(ctx, c, keyID)
+		})
 	}
 	return func() []*call {
 		wg.Wait()
 		return calls
 	}
+}
+
+// index is the call's number within its kind.
+func (cl *call) index() int {
+	name := cl.user + cl.idempotencyKey
+	n, _ := strconv.Atoi(name[strings.LastIndexByte(name, '-')+1:])
+	return n
 }
 
 // run makes the call once.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -214,10 +215,12 @@ func (p *recoverydProcess) wait(t *testing.T) int {
 type partnerArrivals struct {
 	arrived chan string
 	ended   chan string
+	// inFlight counts the partner requests the emulator is serving.
+	inFlight atomic.Int64
 }
 
 func newPartnerArrivals() *partnerArrivals {
-	return &partnerArrivals{arrived: make(chan string, 1024), ended: make(chan string, 1024)}
+	return &partnerArrivals{arrived: make(chan string, 4096), ended: make(chan string, 4096)}
 }
 
 // Wrap reports each partner POST as it arrives and once it is over.
@@ -225,14 +228,31 @@ func (a *partnerArrivals) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		partner := r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/partner/")
 		if partner {
+			a.inFlight.Add(1)
 			a.arrived <- r.URL.Path
-			defer func() { a.ended <- r.URL.Path }()
+			defer func() {
+				a.inFlight.Add(-1)
+				a.ended <- r.URL.Path
+			}()
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// await waits for n receipts on ch.
+// waitIdle waits until the emulator serves no partner request, so what
+// it holds no longer changes.
+func (a *partnerArrivals) waitIdle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(processDeadline)
+	for a.inFlight.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the emulator still serves %d partner requests after %s", a.inFlight.Load(), processDeadline)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// awaitN waits for n receipts on ch.
 func awaitN(t *testing.T, ch <-chan string, n int, what string) {
 	t.Helper()
 	deadline := time.After(processDeadline)

@@ -40,7 +40,7 @@ func TestSIGTERMDrainsCallsInFlight(t *testing.T) {
 	if first, err := watch.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("Watch = %v, %v; want SERVING", first, err)
 	}
-	wait := runMixed(ctx, p.client, key.GetKeyId(), "drain", shutdownLoad)
+	wait := runMixed(ctx, p.client, key.GetKeyId(), "drain", shutdownLoad, 0)
 	awaitN(t, arrivals.arrived, shutdownLoad.total(), "calls in flight upstream")
 
 	p.signal(t, syscall.SIGTERM)
@@ -92,7 +92,7 @@ func TestSIGTERMCutsCallsThatCannotFinish(t *testing.T) {
 	awaitN(t, arrivals.arrived, 1, "setup assignments")
 	awaitN(t, arrivals.ended, 1, "setup assignments")
 
-	wait := runMixed(ctx, p.client, key.GetKeyId(), "cut", shutdownLoad)
+	wait := runMixed(ctx, p.client, key.GetKeyId(), "cut", shutdownLoad, 0)
 	awaitN(t, arrivals.arrived, shutdownLoad.total(), "calls in flight upstream")
 	p.signal(t, syscall.SIGTERM)
 
