@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -185,6 +186,13 @@ type Client struct {
 	log         *slog.Logger
 	breaker     *gobreaker.TwoStepCircuitBreaker[struct{}]
 
+	// abandoned ends with Abandon; every request's context ends with it
+	// (track), so a shutdown can cut the upstream calls still running.
+	abandoned context.Context
+	abandon   context.CancelCauseFunc
+	// inFlight counts the calls track is following.
+	inFlight atomic.Int64
+
 	// maxRetries and wait are the retry policy; tests shorten them.
 	maxRetries int
 	wait       func(ctx context.Context, d time.Duration) error
@@ -216,7 +224,10 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	log := cmp.Or(cfg.Logger, slog.Default())
+	abandoned, abandon := context.WithCancelCause(context.Background())
 	c := &Client{
+		abandoned: abandoned,
+		abandon:   abandon,
 		base:      base,
 		token:     cfg.Token,
 		userAgent: cmp.Or(cfg.UserAgent, DefaultUserAgent),
@@ -304,10 +315,51 @@ func (c *Client) newRequest(ctx context.Context, e endpoint, body io.Reader, con
 	return req, nil
 }
 
+// ErrAbandoned is the cause of an upstream call cut by Client.Abandon:
+// the process is shutting down and could not wait for the answer. A call
+// that was sent may still have acted upstream.
+var ErrAbandoned = errors.New("upstream call abandoned: recoveryd is shutting down")
+
+// Abandon cancels every upstream call in flight (AssignKey, SecureData and
+// SecureFile uploads, whatever context their caller gave them) and fails
+// every later call before it is sent, all with ErrAbandoned. A shutdown
+// calls it when its deadline nears, so that handlers still waiting on the
+// upstream return in time to record what they know. It returns how many
+// calls were in flight.
+func (c *Client) Abandon() int {
+	n := c.inFlight.Load()
+	c.abandon(ErrAbandoned)
+	return int(n)
+}
+
+// track follows one call: the returned context also ends when the client
+// is abandoned. release ends the following (and the context).
+func (c *Client) track(ctx context.Context) (_ context.Context, release func()) {
+	c.inFlight.Add(1)
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(c.abandoned, func() { cancel(ErrAbandoned) })
+	if c.abandoned.Err() != nil {
+		// NOTE: AfterFunc on an ended context runs f in a goroutine; a call
+		// started after Abandon must see its context ended at once.
+		cancel(ErrAbandoned)
+	}
+	return ctx, sync.OnceFunc(func() {
+		stop()
+		cancel(nil)
+		c.inFlight.Add(-1)
+	})
+}
+
 // send performs one attempt: the request, the metric, and the
 // classification of everything but a 2xx. On a 2xx it returns the response
 // with its body still open.
 func (c *Client) send(e endpoint, req *http.Request) (resp *http.Response, uerr *Error) {
+	if err := req.Context().Err(); err != nil {
+		// NOTE: before the breaker and the transport, so a call abandoned
+		// (or cancelled) before it started is known never to have left.
+		return nil, &Error{Kind: KindUnavailable, Endpoint: e.String(), Sent: false,
+			Message: "not sent: the call had ended", Err: fmt.Errorf("%w: %w", context.Cause(req.Context()), err)}
+	}
 	done, err := c.breaker.Allow()
 	if err != nil {
 		return nil, breakerOpen(e, err)
@@ -334,6 +386,9 @@ func (c *Client) send(e endpoint, req *http.Request) (resp *http.Response, uerr 
 		if cerr := req.Context().Err(); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w: %w", cerr, err)
 		}
+		if cause := context.Cause(req.Context()); errors.Is(cause, ErrAbandoned) && !errors.Is(err, ErrAbandoned) {
+			err = fmt.Errorf("%w: %w", ErrAbandoned, err)
+		}
 		return nil, transportError(e.String(), err, gotConn.Load())
 	}
 	c.metrics.record(req.Context(), e, resp.StatusCode, time.Since(start))
@@ -354,6 +409,8 @@ func (c *Client) send(e endpoint, req *http.Request) (resp *http.Response, uerr 
 func (c *Client) doJSON(ctx context.Context, e endpoint, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
 	defer cancel()
+	ctx, release := c.track(ctx)
+	defer release()
 	policy := retryPolicies[e]
 	mayHaveActed := false
 	for attempt := 0; ; attempt++ {

@@ -139,7 +139,13 @@ func (c *Client) StartSecureFile(ctx context.Context, req SecureFileRequest) (*F
 	// not reach, so that a complete body can still be answered; the
 	// caller's ctx ends the body instead, through bodyCtx, until Finish.
 	deadline := time.Now().Add(c.fileTimeout)
-	reqCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	reqCtx, cancelDeadline := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	// Abandon reaches the upload whatever the caller does.
+	reqCtx, release := c.track(reqCtx)
+	cancel := func() {
+		release()
+		cancelDeadline()
+	}
 	bodyCtx, bodyCancel := context.WithDeadline(ctx, deadline)
 	pr, pw := io.Pipe()
 	form := multipart.NewWriter(pw)

@@ -54,6 +54,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "calls per second each caller may make, sustained (a token bucket per caller; per peer address without caller authentication); 0 is off; the callers file may override it per caller")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", cfg.RateBurst, "calls a caller may make at once after a quiet spell (the bucket's size); at least 1 with --rate-limit")
 	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", cfg.MaxConcurrentCalls, "calls each caller may have in flight at once (per peer host without caller authentication); 0 is off; the callers file may override it per caller")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "gRPC client connections served at once; one beyond it waits, accepted only when another closes")
 	fs.IntVar(&cfg.MaxConcurrentFiles, "max-concurrent-files", cfg.MaxConcurrentFiles, "SecureFile streams in flight at once, all callers together; 0 is off")
 	// Security. NOTE: every secret comes from a file named here; no flag or
 	// variable takes a secret's value.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/walletprovider/recoveryservice/cmd/recoveryd/app"
 )
@@ -18,7 +19,17 @@ const (
 	exitFailure = 1
 	// exitUsage: the configuration is wrong; nothing was started.
 	exitUsage = 2
+	// exitCallsCut: shutdown did not drain within --shutdown-timeout:
+	// calls in flight were cut (their callers got an error, and any
+	// upstream outcome they may have left is recorded as unknown).
+	exitCallsCut = 3
 )
+
+// shutdownHardMargin is how long past --shutdown-timeout the process may
+// take to exit after SIGTERM, whatever is stuck (a handler, a telemetry
+// flush, a registry close): then it exits with exitCallsCut. The orderly
+// path needs at most app's handler grace (1 s) and the releases.
+const shutdownHardMargin = 3 * time.Second
 
 func main() {
 	cfg, mode, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
@@ -42,10 +53,21 @@ func main() {
 		// Ctrl-C ends a shutdown that is taking too long.
 		<-ctx.Done()
 		stop()
+		// NOTE: the hard bound of shutdown, whatever Run is waiting on; a
+		// crash at any point is safe (the registry is crash-consistent),
+		// only slower to resolve.
+		time.Sleep(cfg.ShutdownTimeout + shutdownHardMargin)
+		log.Error("shutdown exceeded its hard bound: exiting now",
+			"shutdown_timeout", cfg.ShutdownTimeout.String(), "margin", shutdownHardMargin.String())
+		os.Exit(exitCallsCut)
 	}()
 	err = app.Run(ctx, cfg, log, app.Options{})
 	if invalid, ok := errors.AsType[*app.ConfigError](err); ok {
 		configurationError(invalid.Problems)
+	}
+	if errors.Is(err, app.ErrCallsCut) {
+		log.Warn("recoveryd stopped: calls in flight were cut at the shutdown deadline", "exit_code", exitCallsCut)
+		os.Exit(exitCallsCut)
 	}
 	if err != nil {
 		log.Error("recoveryd failed", "error", err)

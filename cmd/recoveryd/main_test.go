@@ -41,7 +41,11 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	// NOTE: the process tests' binary is removed once every test is over.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		removeBuilt()
+		os.Exit(code)
+	}))
 }
 
 // envMap is a getenv over a fixed map.
@@ -90,6 +94,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				"RECOVERY_RATE_BURST":             "5",
 				"RECOVERY_MAX_CONCURRENT_CALLS":   "8",
 				"RECOVERY_MAX_CONCURRENT_FILES":   "16",
+				"RECOVERY_MAX_CONNECTIONS":        "50",
 				"RECOVERY_ADMIN_LISTEN":           "127.0.0.1:9999",
 				"RECOVERY_ADMIN_LISTEN_PUBLIC":    "true",
 				"RECOVERY_CALLER_TOKENS_FILE":     "/etc/recoveryd/callers.json",
@@ -107,7 +112,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				MaxFileBytes: 1024, ShutdownTimeout: 5 * time.Second, AdminListen: "127.0.0.1:9999",
 				AdminListenPublic:   true,
 				UpstreamCallTimeout: 12 * time.Second,
-				RateLimit:           2.5, RateBurst: 5, MaxConcurrentCalls: 8, MaxConcurrentFiles: 16,
+				RateLimit:           2.5, RateBurst: 5, MaxConcurrentCalls: 8, MaxConcurrentFiles: 16, MaxConnections: 50,
 				CallerTokensFile: "/etc/recoveryd/callers.json", TLSCert: "/etc/recoveryd/tls.crt", TLSKey: "/etc/recoveryd/tls.key",
 				ClientCA: "/etc/recoveryd/client-ca.crt", ClientTrustDomain: "prod.example", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
 			},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 
 	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
@@ -86,6 +87,9 @@ type app struct {
 	grpc      *grpc.Server
 	health    *healthService
 	readiness *readiness
+	// upstream is the adapter the service calls; shutdown abandons its
+	// calls in flight when the deadline nears.
+	upstream *upstream.Client
 	// closers run in reverse order on close.
 	closers []func() error
 }
@@ -141,7 +145,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 		}
 	}
 	served = true
-	return serve(ctx, log, a.grpc, a.health, a.readiness, lis, cfg.ShutdownTimeout)
+	// Connections beyond --max-connections wait in the accept queue until
+	// one closes: each served connection costs buffers and goroutines.
+	lis = netutil.LimitListener(lis, cfg.MaxConnections)
+	return serve(ctx, log, a.grpc, a.health, a.readiness, lis, cfg.ShutdownTimeout, a.upstream.Abandon)
 }
 
 // build opens the registry, connects the upstream (starting the embedded
@@ -167,6 +174,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, err
 	}
+	a.upstream = client
 
 	sec, err := a.secure(ctx, cfg, opts)
 	if err != nil {

@@ -39,6 +39,11 @@ const (
 	// without a cap a burst of slow uploads holds every connection and
 	// goroutine the server can spare.
 	defaultMaxConcurrentFiles = 64
+	// defaultMaxConnections caps the client connections served at once:
+	// each idle HTTP/2 connection holds buffers and goroutines, and without
+	// a cap thousands of them were all held. Connections beyond it wait in
+	// the kernel's accept queue until one closes.
+	defaultMaxConnections = 1000
 	// defaultShutdownTimeout is how long in-flight calls (a 10 MiB upload on
 	// a slow link included) get to finish after SIGTERM before they are cut.
 	defaultShutdownTimeout = 30 * time.Second
@@ -115,6 +120,9 @@ type Config struct {
 	// MaxConcurrentFiles caps the SecureFile streams in flight, all callers
 	// together; 0 is off.
 	MaxConcurrentFiles int
+	// MaxConnections caps the gRPC client connections served at once; a
+	// connection beyond it is accepted only when another closes.
+	MaxConnections int
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -153,6 +161,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: defaultShutdownTimeout,
 
 		MaxConcurrentFiles: defaultMaxConcurrentFiles,
+		MaxConnections:     defaultMaxConnections,
 
 		UpstreamCallTimeout: defaultUpstreamCallTimeout,
 	}
@@ -279,6 +288,9 @@ func (c Config) overloadProblems() []error {
 	}
 	if c.MaxConcurrentFiles < 0 || c.MaxConcurrentFiles > auth.MaxLimit {
 		bad("--max-concurrent-files must be from 0 (off) to %d (got %d), e.g. %d", auth.MaxLimit, c.MaxConcurrentFiles, defaultMaxConcurrentFiles)
+	}
+	if c.MaxConnections < 1 || c.MaxConnections > auth.MaxLimit {
+		bad("--max-connections must be from 1 to %d (got %d), e.g. %d", auth.MaxLimit, c.MaxConnections, defaultMaxConnections)
 	}
 	return errs
 }
@@ -424,6 +436,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.Int("rate_burst", c.RateBurst),
 		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
 		slog.Int("max_concurrent_files", c.MaxConcurrentFiles),
+		slog.Int("max_connections", c.MaxConnections),
 		slog.String("caller_tokens_file", c.CallerTokensFile),
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -229,9 +230,11 @@ func TestShutdownDeadlineCutsCalls(t *testing.T) {
 	}
 	await(t, observer.Read(), "the upload to reach the upstream")
 
-	// The caller never finishes its file: shutdown must not wait for it.
-	if err := srv.stop(); err != nil {
-		t.Fatalf("run returned %v", err)
+	// The caller never finishes its file: shutdown must not wait for it,
+	// and says it cut a call.
+	srv.expectCut = true
+	if err := srv.stop(); !errors.Is(err, ErrCallsCut) {
+		t.Fatalf("run returned %v, want ErrCallsCut", err)
 	}
 	if _, err := stream.CloseAndRecv(); err == nil {
 		t.Error("a call cut by the shutdown deadline succeeded")
