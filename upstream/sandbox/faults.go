@@ -142,7 +142,8 @@ func (f *faultInjector) draw() string {
 }
 
 // FaultCounts is the body of GET /sandbox/v1/faults: how many partner
-// requests arrived and how many of them each fault kind hit.
+// requests arrived (with Config.FaultPaths: to those paths) and how many of
+// them each fault kind hit.
 type FaultCounts struct {
 	Requests int64            `json:"requests"`
 	Injected map[string]int64 `json:"injected"`
