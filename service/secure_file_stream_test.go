@@ -322,7 +322,7 @@ func TestSecureFileUnwritableSpool(t *testing.T) {
 // restricted to its owner.
 func TestOpenSpoolRemovesLeftovers(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil { // wider than the spool wants
 		t.Fatal(err)
 	}
 	leftover := filepath.Join(dir, "upload-123.spool")
