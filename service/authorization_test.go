@@ -262,7 +262,7 @@ func TestAuthorizeSecureFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			registryBefore := len(f.registryBackups())
-			msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(tt.header)}, chunksOf(file, 1000)...)
+			msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(tt.header)}, chunksOf(file, service.MinChunkBytes)...)
 			resp, err := f.sendFile(as(t, tt.caller), msgs)
 			if !tt.allowed {
 				owner := org1Key
@@ -284,7 +284,7 @@ func TestAuthorizeSecureFile(t *testing.T) {
 					// The idempotency key was not claimed either.
 					h := proto.Clone(tt.header).(*recoveryv1.SecureFileHeader)
 					h.Key = &recoveryv1.SecureFileHeader_KeyId{KeyId: org1Key.GetKeyId()}
-					if _, err := f.sendFile(as(t, tt.caller), append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)); err != nil {
+					if _, err := f.sendFile(as(t, tt.caller), append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, service.MinChunkBytes)...)); err != nil {
 						t.Errorf("reusing the refused request's idempotency key for an allowed one: %v", err)
 					}
 					<-w.Arrived()

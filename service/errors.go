@@ -66,6 +66,8 @@ const (
 	ReasonCancelled                   = recoveryv1.ErrorReason_ERROR_REASON_CANCELLED
 	ReasonInternal                    = recoveryv1.ErrorReason_ERROR_REASON_INTERNAL
 	ReasonRateLimited                 = recoveryv1.ErrorReason_ERROR_REASON_RATE_LIMITED
+	ReasonChunkTooSmall               = recoveryv1.ErrorReason_ERROR_REASON_CHUNK_TOO_SMALL
+	ReasonStreamIdleTimeout           = recoveryv1.ErrorReason_ERROR_REASON_STREAM_IDLE_TIMEOUT
 	// ReasonOrganisationNotAllowed and ReasonCallerNotAuthenticated are
 	// service/auth's refusals (a *auth.Refusal), mapped in reasonSpecs like
 	// every other reason.
@@ -147,6 +149,10 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"internal error: the operator has the details in the service log", slog.LevelError},
 	ReasonRateLimited: {codes.ResourceExhausted,
 		"the caller is over one of the service's overload limits (ErrorInfo metadata \"limit\" names it), so nothing was done: retry after the RetryInfo delay", slog.LevelInfo},
+	ReasonChunkTooSmall: {codes.InvalidArgument,
+		"a SecureFile chunk other than the last was smaller than the minimum (ErrorInfo metadata \"min_chunk_bytes\"): nothing was stored; send larger chunks", slog.LevelInfo},
+	ReasonStreamIdleTimeout: {codes.Aborted,
+		"the SecureFile stream waited too long between two messages (ErrorInfo metadata \"idle_timeout\"), so it was aborted and nothing was stored: send the file again without pauses", slog.LevelInfo},
 	ReasonOrganisationNotAllowed: {codes.PermissionDenied,
 		"the caller is not allowed to act for this organisation, so nothing was done: the operator lists each caller's organisations in the callers file", slog.LevelWarn},
 	ReasonCallerNotAuthenticated: {codes.Unauthenticated,

@@ -73,6 +73,13 @@ type fixtureOptions struct {
 	// assignmentWait is how long an AssignKey waits for a concurrent
 	// request holding its pair (0: the service's default).
 	assignmentWait time.Duration
+	// faults, faultPaths and faultSeed are the sandbox's fault injection
+	// (sandbox.Config.Faults, FaultPaths, FaultSeed).
+	faults     map[string]float64
+	faultPaths []string
+	faultSeed  int64
+	// streamIdleTimeout is recoveryd's --stream-idle-timeout (0: default).
+	streamIdleTimeout time.Duration
 }
 
 // testCaller is one entry of a fixture's callers file.
@@ -103,6 +110,8 @@ type fixture struct {
 	// finished receives the full method name of every RPC whose handler
 	// has returned, so a test can wait for work the caller abandoned.
 	finished chan string
+	// dataDir is recoveryd's --data-dir (the spool is under it).
+	dataDir string
 }
 
 func newFixture(t *testing.T, opts fixtureOptions) *fixture {
@@ -116,6 +125,9 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 				MaxFileBytes: opts.sandboxMaxFileBytes,
 				RateLimit:    opts.rateLimit,
 				RateBurst:    1,
+				Faults:       opts.faults,
+				FaultPaths:   opts.faultPaths,
+				FaultSeed:    opts.faultSeed,
 			},
 			Wrap: opts.wrap,
 		})
@@ -142,6 +154,9 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 	if opts.maxFileBytes > 0 {
 		cfg.MaxFileBytes = opts.maxFileBytes
 	}
+	if opts.streamIdleTimeout > 0 {
+		cfg.StreamIdleTimeout = opts.streamIdleTimeout
+	}
 	if len(opts.callers) > 0 {
 		cfg.CallerTokensFile = writeCallersFile(t, opts.callers)
 	}
@@ -152,6 +167,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		logs:     &sandboxtest.LogBuffer{Mirror: t.Output()},
 		spans:    tracetest.NewSpanRecorder(),
 		finished: make(chan string, 1024),
+		dataDir:  cfg.DataDir,
 	}
 	srv, err := app.StartTestServer(cfg, app.NewLogger(f.logs, slog.LevelDebug), app.Options{
 		Registry:      store,

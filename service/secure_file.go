@@ -21,9 +21,12 @@ import (
 )
 
 // SecureFile streams an already-encrypted file upstream as it arrives: a
-// header first, then chunks, forwarded without buffering the file. Any
-// failure before the last chunk aborts the upstream request mid-body, so the
-// upstream stores nothing.
+// header first, then chunks, forwarded without buffering the file in
+// memory. The upstream upload starts at the first chunk. Any failure before
+// the last chunk (a chunk too small, a stream idle too long, a limit)
+// aborts the upstream request mid-body, so the upstream stores nothing.
+// With a spool the bytes are also kept on disk, so that a failure after
+// the last chunk is retried from there (see upstream.FileUpload).
 func (s *Server) SecureFile(stream grpc.ClientStreamingServer[recoveryv1.SecureFileRequest, recoveryv1.SecureFileResponse]) error {
 	ctx := stream.Context()
 	b, err := s.secureFile(ctx, stream)
@@ -47,7 +50,8 @@ type fileHeader struct {
 	idempotency  string
 }
 
-func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.Backup, error) {
+func (s *Server) secureFile(ctx context.Context, raw fileStream) (*registry.Backup, error) {
+	stream := newIdleStream(ctx, raw, s.streamIdleTimeout)
 	first, err := stream.Recv()
 	switch {
 	case errors.Is(err, io.EOF):
@@ -81,24 +85,21 @@ func (s *Server) secureFile(ctx context.Context, stream fileStream) (*registry.B
 
 	// The upload ends with the caller's departure until Finish; see
 	// upstream.FileUpload for the rules.
-	up, err := s.upstream.StartSecureFile(ctx, upstream.SecureFileRequest{
+	sink := &fileSink{s: s, ctx: ctx, req: upstream.SecureFileRequest{
 		PublicKey: h.key.PublicKeyHex,
 		Metadata:  upstreamMetadata(h.meta),
-	})
-	if err != nil {
-		settle, cancel := s.settling(ctx)
-		defer cancel()
-		return nil, s.backupFailed(settle, token, true, err)
-	}
-	size, sum, err := s.pumpFile(stream, up, h)
+	}}
+	// NOTE: deferred first, so it runs after the upload has ended.
+	defer sink.close()
+	size, sum, err := s.pumpFile(stream, sink, h)
 	if err != nil {
 		// Aborted before the body was complete: nothing was stored.
-		up.Abort(err)
+		sink.abort(err)
 		settle, cancel := s.settling(ctx)
 		defer cancel()
 		return nil, s.backupFailed(settle, token, true, err)
 	}
-	resp, err := up.Finish()
+	resp, err := sink.finish()
 	// NOTE: the settling writes' timeout starts only now, after the whole
 	// file went upstream, however long the caller took to stream it.
 	settle, cancel := s.settling(ctx)
@@ -157,11 +158,12 @@ func (s *Server) checkHeader(ctx context.Context, hdr *recoveryv1.SecureFileHead
 }
 
 // pumpFile forwards chunks to up as they arrive, counting and hashing
-// them, and checks the result against the limit and the header's
-// declarations. On any failure it returns why; the caller aborts the
-// upload.
+// them, and checks the result against the limit, the chunk minimum and the
+// header's declarations. On any failure it returns why; the caller aborts
+// the upload.
 func (s *Server) pumpFile(stream fileStream, up io.Writer, h fileHeader) (size int64, sum string, err error) {
 	digest := sha256.New()
+	short := 0 // the previous chunk's size when below MinChunkBytes
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -176,6 +178,13 @@ func (s *Server) pumpFile(stream fileStream, up io.Writer, h fileHeader) (size i
 		chunk := msg.GetChunk()
 		if len(chunk) == 0 {
 			continue // nothing to forward; validation normally refuses it
+		}
+		if short > 0 {
+			// Only the last chunk may be small, and that one was not.
+			return 0, "", chunkTooSmall(short)
+		}
+		if len(chunk) < MinChunkBytes {
+			short = len(chunk)
 		}
 		size += int64(len(chunk))
 		switch {

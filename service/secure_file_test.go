@@ -96,9 +96,9 @@ func TestSecureFileStoresTheBytesSent(t *testing.T) {
 		{"by public key without declarations", &recoveryv1.SecureFileHeader{
 			Key: &recoveryv1.SecureFileHeader_PublicKeyHex{PublicKeyHex: key.GetPublicKeyHex()},
 		}, small, 1 << 20},
-		{"one byte per chunk", &recoveryv1.SecureFileHeader{
-			Key: &recoveryv1.SecureFileHeader_KeyId{KeyId: key.GetKeyId()}, Sha256: sha256Hex(small[:40]),
-		}, small[:40], 1},
+		{"minimum chunks and a small last one", &recoveryv1.SecureFileHeader{
+			Key: &recoveryv1.SecureFileHeader_KeyId{KeyId: key.GetKeyId()}, Sha256: sha256Hex(big[:2*service.MinChunkBytes+40]),
+		}, big[:2*service.MinChunkBytes+40], service.MinChunkBytes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,8 +147,8 @@ func TestSecureFileStoresTheBytesSent(t *testing.T) {
 }
 
 func TestSecureFileRejectedStoresNothing(t *testing.T) {
-	const limit = 4096
-	file := pattern(3000, 3)
+	const limit = 4 * service.MinChunkBytes
+	file := pattern(3*service.MinChunkBytes, 3)
 	size := func(n int64) *int64 { return &n }
 	tests := []struct {
 		name string
@@ -161,32 +161,35 @@ func TestSecureFileRejectedStoresNothing(t *testing.T) {
 		uploads bool
 	}{
 		{"larger than the limit", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
-			return append([]*recoveryv1.SecureFileRequest{headerMsg(byID(k))}, chunksOf(pattern(6000, 4), 2000)...)
+			return append([]*recoveryv1.SecureFileRequest{headerMsg(byID(k))}, chunksOf(pattern(6*service.MinChunkBytes, 4), 2*service.MinChunkBytes)...)
 		}, codes.ResourceExhausted, service.ReasonFileTooLarge, true},
 		{"declared size over the limit", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
 			h.SizeBytes = size(limit + 1)
-			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
+			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, service.MinChunkBytes)...)
 		}, codes.ResourceExhausted, service.ReasonFileTooLarge, false},
 		{"digest mismatch", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
-			h.Sha256 = sha256Hex(pattern(3000, 5))
-			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
+			h.Sha256 = sha256Hex(pattern(3*service.MinChunkBytes, 5))
+			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, service.MinChunkBytes)...)
 		}, codes.InvalidArgument, service.ReasonDigestMismatch, true},
 		{"shorter than declared", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
-			h.SizeBytes = size(4000)
-			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
+			h.SizeBytes = size(limit)
+			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, service.MinChunkBytes)...)
 		}, codes.InvalidArgument, service.ReasonSizeMismatch, true},
 		{"longer than declared", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
-			h.SizeBytes = size(2500)
-			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
+			h.SizeBytes = size(2*service.MinChunkBytes + 100)
+			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, service.MinChunkBytes)...)
 		}, codes.InvalidArgument, service.ReasonSizeMismatch, true},
 		{"second header", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
-			msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(byID(k))}, chunksOf(file, 1000)...)
+			msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(byID(k))}, chunksOf(file, service.MinChunkBytes)...)
 			return append(msgs, headerMsg(byID(k)), chunkMsg(file))
 		}, codes.InvalidArgument, service.ReasonStreamOutOfOrder, true},
+		{"a small chunk that is not the last", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
+			return []*recoveryv1.SecureFileRequest{headerMsg(byID(k)), chunkMsg(file[:service.MinChunkBytes-1]), chunkMsg(file[service.MinChunkBytes-1:])}
+		}, codes.InvalidArgument, service.ReasonChunkTooSmall, true},
 		{"empty file", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			return []*recoveryv1.SecureFileRequest{headerMsg(byID(k))}
 		}, codes.InvalidArgument, service.ReasonEmptyFile, false},
@@ -198,12 +201,12 @@ func TestSecureFileRejectedStoresNothing(t *testing.T) {
 		}, codes.InvalidArgument, service.ReasonStreamOutOfOrder, false},
 		{"unknown key", func(*recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := &recoveryv1.SecureFileHeader{Key: &recoveryv1.SecureFileHeader_KeyId{KeyId: "6f1c2a9e-0000-4000-8000-000000000002"}}
-			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
+			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, service.MinChunkBytes)...)
 		}, codes.NotFound, service.ReasonKeyNotFound, false},
 		{"idempotency key without digest", func(k *recoveryv1.RecoveryKey) []*recoveryv1.SecureFileRequest {
 			h := byID(k)
 			h.IdempotencyKey = "file-1"
-			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...)
+			return append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, service.MinChunkBytes)...)
 		}, codes.InvalidArgument, service.ReasonInvalidRequest, false},
 	}
 	for _, tt := range tests {
@@ -236,9 +239,9 @@ func TestSecureFileUpstreamLimit(t *testing.T) {
 	// The upstream's limit is lower than ours: its 413 comes back as the
 	// same reason, and nothing is stored.
 	w := sandboxtest.NewWatch(secureFilePath, 0)
-	f := newFixture(t, fixtureOptions{sandboxMaxFileBytes: 1000, wrap: w.Wrap})
+	f := newFixture(t, fixtureOptions{sandboxMaxFileBytes: service.MinChunkBytes, wrap: w.Wrap})
 	key := f.mustAssign("user-1", "org-1")
-	msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(byID(key))}, chunksOf(pattern(5000, 6), 500)...)
+	msgs := append([]*recoveryv1.SecureFileRequest{headerMsg(byID(key))}, chunksOf(pattern(5*service.MinChunkBytes, 6), service.MinChunkBytes)...)
 	_, err := f.sendFile(t.Context(), msgs)
 	wantStatus(t, err, codes.ResourceExhausted, service.ReasonFileTooLarge)
 	if code := w.NextEnd(t); code != http.StatusRequestEntityTooLarge {
@@ -293,7 +296,7 @@ func TestSecureFileIdempotency(t *testing.T) {
 		h := byID(key)
 		h.IdempotencyKey = idem
 		h.Sha256 = sha256Hex(file)
-		return f.sendFile(t.Context(), append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, 1000)...))
+		return f.sendFile(t.Context(), append([]*recoveryv1.SecureFileRequest{headerMsg(h)}, chunksOf(file, service.MinChunkBytes)...))
 	}
 	first, err := send("file-1", file)
 	if err != nil {

@@ -62,6 +62,14 @@ type Config struct {
 	// once the upstream has answered (they run even if the caller has gone);
 	// 0 means 10 s. It starts when those writes start, never before.
 	RegistryWriteTimeout time.Duration
+	// StreamIdleTimeout is how long a SecureFile stream may wait between
+	// two messages before it is aborted (STREAM_IDLE_TIMEOUT); 0 means
+	// DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
+	// Spool, when set, keeps each SecureFile upload on disk while it is
+	// forwarded, so that an upstream failure after the last chunk is
+	// retried from there; nil makes uploads one-shot (never retried).
+	Spool *Spool
 	// AssignmentWait bounds how long an AssignKey waits for a concurrent
 	// request holding the same pair before answering Aborted; 0 means
 	// assignmentWaitLimit. Tests shorten it to see that answer quickly.
@@ -92,6 +100,9 @@ type Server struct {
 	// assignmentWait bounds waiting for a concurrent assignment
 	// (Config.AssignmentWait).
 	assignmentWait time.Duration
+	// streamIdleTimeout and spool are Config's.
+	streamIdleTimeout time.Duration
+	spool             *Spool
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -120,6 +131,9 @@ func New(cfg Config) *Server {
 		metrics:              newInstruments(),
 
 		assignmentWait: cmp.Or(cfg.AssignmentWait, assignmentWaitLimit),
+
+		streamIdleTimeout: cmp.Or(cfg.StreamIdleTimeout, DefaultStreamIdleTimeout),
+		spool:             cfg.Spool,
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled

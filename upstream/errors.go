@@ -77,7 +77,11 @@ type Error struct {
 	// the one our lost answer carried: the pair is orphaned, not assigned
 	// elsewhere.
 	AfterAmbiguousAttempt bool
-	Err                   error
+	// Incomplete: the request's body was cut before it was complete (a
+	// file upload that failed mid-body), so the upstream, which acts only
+	// on a whole request, cannot have acted, whatever Kind says.
+	Incomplete bool
+	Err        error
 }
 
 // Error renders e for logs: endpoint, status, error type, the sanitized
@@ -139,7 +143,8 @@ func (e *Error) Error() string {
 // flows (release the idempotency key, or park it) all ask it.
 //
 // It is true when the request never reached the upstream (Sent is false:
-// refused locally, or a failure before any byte could arrive), or when the
+// refused locally, or a failure before any byte could arrive), when its body
+// never arrived whole (Incomplete), or when the
 // upstream answered with a refusal the adapter classifies: 400, 401, 403,
 // 404, 409, 413, 415 or 429. Each of those is an answer given instead of
 // acting, whichever endpoint gave it; that is why it holds for an answer an
@@ -162,7 +167,7 @@ func (e *Error) NothingDone() bool {
 	if e.AfterAmbiguousAttempt {
 		return false
 	}
-	if !e.Sent {
+	if !e.Sent || e.Incomplete {
 		return true
 	}
 	switch e.Kind {

@@ -45,9 +45,14 @@ type retryPolicy struct {
 // gets the key (the first attempt assigned nothing) or a 409 that the
 // adapter marks as following our own ambiguous attempt, for the service to
 // record the pair as orphaned rather than assigned elsewhere.
+//
+// SecureFile is retried only when its upload is replayable
+// (SecureFileRequest.Replay: the caller spools the file), with the same
+// reasoning as SecureData: a repeat leaves at most an extra copy.
 var retryPolicies = map[endpoint]retryPolicy{
 	endpointAssignKey:  {ambiguous: true, conflictOnRepeat: true},
 	endpointSecureData: {ambiguous: true},
+	endpointSecureFile: {ambiguous: true},
 }
 
 // retryDelay says whether attempt (0 for the first) may be retried after

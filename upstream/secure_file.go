@@ -39,6 +39,14 @@ type SecureFileRequest struct {
 	PublicKey string
 	Metadata  Metadata
 	File      io.Reader
+	// Replay, for StartSecureFile only, makes the upload re-sendable: it
+	// returns a reader of every byte written to the upload, in order (a
+	// spool the caller kept while writing). With it, a failure that the
+	// retry policy retries (a 5xx, a reset, a timeout, a 429) is not the
+	// end: the caller goes on writing (the bytes reach only its spool), and
+	// Finish re-sends the whole file from Replay; see FileUpload. Finish
+	// closes each reader it opens. nil keeps the upload one-shot.
+	Replay func() (io.ReadCloser, error)
 }
 
 // SecureFileResponse is the 200 body of POST /v1/partner/secure/file.
@@ -86,8 +94,20 @@ const (
 //     typed *Error on failure. Calling it again returns the same result.
 //
 // Every upload must end with Finish or Abort, both of which wait for the
-// request goroutine, so none outlives them. The request is never retried:
-// the file is a one-shot stream.
+// request goroutine, so none outlives them.
+//
+// Without SecureFileRequest.Replay the request is never retried: the file is
+// a one-shot stream. With it:
+//   - If the request fails while the body is open in a way retryPolicies
+//     retries (the upstream answered 5xx or 429 early, the connection
+//     failed), Write keeps accepting bytes without sending them (the
+//     caller's spool has them); the upstream stored nothing, as the form
+//     never ended. Aborts and a ctx that ended still fail Write.
+//   - Finish then re-sends the whole file from Replay, or, if the complete
+//     body failed, re-sends it the same way: with the adapter's retry
+//     policy (backoff with full jitter, Retry-After, maxRetries, never past
+//     the ctx given to StartSecureFile nor the file timeout), counting the
+//     retries and the possible extra copies like SecureData's.
 type FileUpload struct {
 	pw           *io.PipeWriter
 	form         *multipart.Writer
@@ -113,6 +133,16 @@ type FileUpload struct {
 	resp   *SecureFileResponse
 	status int // of a 2xx answer
 	err    error
+
+	// client, callerCtx and deadline are what Finish re-sends with.
+	client    *Client
+	callerCtx context.Context
+	deadline  time.Time
+	// replay is SecureFileRequest.Replay; nil: one-shot.
+	replay func() (io.ReadCloser, error)
+	// deferred is the retryable failure of a body that could not be
+	// completed; Write keeps accepting bytes, and Finish re-sends.
+	deferred *Error
 }
 
 // StartSecureFile starts POST /v1/partner/secure/file and returns the
@@ -166,6 +196,10 @@ func (c *Client) StartSecureFile(ctx context.Context, req SecureFileRequest) (*F
 		bodyCancel:   bodyCancel,
 		cancel:       cancel,
 		done:         make(chan struct{}),
+		client:       c,
+		callerCtx:    ctx,
+		deadline:     deadline,
+		replay:       req.Replay,
 	}
 	go u.run(c, httpReq, pr)
 	u.detach = context.AfterFunc(bodyCtx, func() { u.abort(u.bodyEnded()) })
@@ -224,19 +258,45 @@ func (u *FileUpload) Write(p []byte) (int, error) {
 	case uploadFinishing:
 		return 0, errors.New("upstream: Write on a FileUpload after Finish")
 	}
+	if u.deferred != nil {
+		return len(p), nil // the caller's spool has them; Finish re-sends
+	}
 	if u.part == nil {
 		part, err := openFilePart(u.form, u.publicKey, u.metadataJSON)
 		if err != nil {
-			return 0, u.ended()
+			return u.failedMidBody(p, 0)
 		}
 		u.part = part
 	}
 	n, err := u.part.Write(p)
 	u.written.Add(int64(n))
 	if err != nil {
-		return n, u.ended()
+		return u.failedMidBody(p, n)
 	}
 	return n, nil
+}
+
+// failedMidBody is Write's answer once the request ended before the body
+// was complete (n bytes of p were sent): its error, or, when the upload is
+// replayable and the policy retries that error, success, so that the caller
+// goes on writing to its spool and Finish re-sends.
+func (u *FileUpload) failedMidBody(p []byte, n int) (int, error) {
+	err := u.ended()
+	u.mu.Lock()
+	aborted := u.cause != nil
+	u.mu.Unlock()
+	if ue, ok := errors.AsType[*Error](err); ok && !aborted {
+		// NOTE: the form never ended, so the upstream stored nothing,
+		// whatever the failure would say of a complete request.
+		ue.Incomplete = true
+		if u.replay != nil && u.bodyCtx.Err() == nil {
+			if _, retry := retryDelay(retryPolicies[endpointSecureFile], ue, 0); retry {
+				u.deferred = ue
+				return len(p), nil
+			}
+		}
+	}
+	return n, err
 }
 
 // Abort ends the upload mid-body, so the upstream stores nothing, and
@@ -303,11 +363,29 @@ func (u *FileUpload) Finish() (*SecureFileResponse, error) {
 		return u.result()
 	}
 	u.bodyCancel()
+	if u.deferred != nil {
+		return u.settle(u.resend(u.deferred))
+	}
 	if err := u.closeBody(); err != nil {
-		return nil, u.ended()
+		err := u.ended()
+		if ue, ok := errors.AsType[*Error](err); ok {
+			ue.Incomplete = true // the closing boundary never went out
+			return u.settle(u.resend(ue))
+		}
+		return nil, err
 	}
 	<-u.done
-	return u.result()
+	resp, err := u.result()
+	if ue, ok := errors.AsType[*Error](err); ok {
+		return u.settle(u.resend(ue))
+	}
+	return resp, err
+}
+
+// settle keeps Finish's final outcome, for a second Finish.
+func (u *FileUpload) settle(resp *SecureFileResponse, err error) (*SecureFileResponse, error) {
+	u.resp, u.err = resp, err
+	return resp, err
 }
 
 // closeBody writes the rest of the form and ends the pipe cleanly.

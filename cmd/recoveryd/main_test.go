@@ -95,6 +95,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				"RECOVERY_MAX_CONCURRENT_CALLS":   "8",
 				"RECOVERY_MAX_CONCURRENT_FILES":   "16",
 				"RECOVERY_MAX_CONNECTIONS":        "50",
+				"RECOVERY_STREAM_IDLE_TIMEOUT":    "45s",
 				"RECOVERY_ADMIN_LISTEN":           "127.0.0.1:9999",
 				"RECOVERY_ADMIN_LISTEN_PUBLIC":    "true",
 				"RECOVERY_CALLER_TOKENS_FILE":     "/etc/recoveryd/callers.json",
@@ -114,7 +115,8 @@ func TestParseConfigPrecedence(t *testing.T) {
 				UpstreamCallTimeout: 12 * time.Second,
 				RateLimit:           2.5, RateBurst: 5, MaxConcurrentCalls: 8, MaxConcurrentFiles: 16, MaxConnections: 50,
 				CallerTokensFile: "/etc/recoveryd/callers.json", TLSCert: "/etc/recoveryd/tls.crt", TLSKey: "/etc/recoveryd/tls.key",
-				ClientCA: "/etc/recoveryd/client-ca.crt", ClientTrustDomain: "prod.example", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
+				StreamIdleTimeout: 45 * time.Second,
+				ClientCA:          "/etc/recoveryd/client-ca.crt", ClientTrustDomain: "prod.example", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
 			},
 		},
 		{

@@ -76,6 +76,10 @@ type Config struct {
 	FaultSeed int64
 	// FaultDelay is FaultSlow's delay (0 = DefaultFaultDelay).
 	FaultDelay time.Duration
+	// FaultPaths limits the faults to these partner paths (PathSecureFile,
+	// …), so a test can fail one endpoint's requests only and each draw
+	// of a seeded run falls on them; empty means every partner path.
+	FaultPaths []string
 	// Latency is added to every partner request, as a WAN link would.
 	Latency time.Duration
 	// NoInspection leaves out the inspection endpoints (/sandbox/v1/...:

@@ -98,6 +98,7 @@ type faultInjector struct {
 	probs   map[string]float64
 	delay   time.Duration
 	latency time.Duration
+	paths   []string // empty: every partner path
 
 	mu       sync.Mutex
 	rnd      *rand.Rand
@@ -114,6 +115,7 @@ func newFaultInjector(c Config) *faultInjector {
 		probs:    c.Faults,
 		delay:    c.FaultDelay,
 		latency:  c.Latency,
+		paths:    slices.Clone(c.FaultPaths),
 		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), //nolint:gosec // fault draws, not secrets.
 		injected: map[string]int64{},
 	}
@@ -140,7 +142,8 @@ func (f *faultInjector) draw() string {
 }
 
 // FaultCounts is the body of GET /sandbox/v1/faults: how many partner
-// requests arrived and how many of them each fault kind hit.
+// requests arrived (with Config.FaultPaths: to those paths) and how many of
+// them each fault kind hit.
 type FaultCounts struct {
 	Requests int64            `json:"requests"`
 	Injected map[string]int64 `json:"injected"`
@@ -170,6 +173,10 @@ func sleep(r *http.Request, d time.Duration) {
 func (s *Server) withFaults(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sleep(r, s.faults.latency)
+		if len(s.faults.paths) > 0 && !slices.Contains(s.faults.paths, r.URL.Path) {
+			next(w, r)
+			return
+		}
 		kind := s.faults.draw()
 		if kind != "" {
 			logAttrs(r, "fault", kind)

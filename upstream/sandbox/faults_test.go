@@ -100,6 +100,19 @@ func TestFaultsSpareTheOtherEndpoints(t *testing.T) {
 	}
 }
 
+// TestFaultPathsLimitTheFaults: with FaultPaths, only those partner paths
+// get faults (and draws): an assignment succeeds while every secure/file
+// request would fail.
+func TestFaultPathsLimitTheFaults(t *testing.T) {
+	h := start(t, sandbox.Config{Faults: map[string]float64{sandbox.Fault503: 1}, FaultPaths: []string{sandbox.PathSecureFile}})
+	if status, _, err := h.tryAssign("spared-user"); err != nil || status != http.StatusOK {
+		t.Fatalf("assign-key with faults on secure/file only = %d, %v; want 200", status, err)
+	}
+	if c := h.inspect.Faults(t); c.Requests != 0 || c.Injected[sandbox.Fault503] != 0 {
+		t.Errorf("fault counts = %+v: an assignment outside FaultPaths drew a fault", c)
+	}
+}
+
 // TestFaultSeedRepeats: the same seed draws the same faults, so a failing
 // reliability run can be replayed.
 func TestFaultSeedRepeats(t *testing.T) {

@@ -27,6 +27,10 @@ import (
 // registryFileName is the SQLite registry's file under --data-dir.
 const registryFileName = "registry.db"
 
+// spoolDirName is the SecureFile spool's directory under --data-dir
+// (service.Spool).
+const spoolDirName = "spool"
+
 // dataDirMode keeps the registry and the sandbox's private keys to the
 // service's own user.
 const dataDirMode = 0o700
@@ -180,10 +184,18 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, err
 	}
+	// NOTE: under --data-dir even with PostgreSQL: the spool is this
+	// replica's, never shared.
+	spool, err := service.OpenSpool(filepath.Join(cfg.DataDir, spoolDirName))
+	if err != nil {
+		return nil, fmt.Errorf("preparing the SecureFile spool under --data-dir: %w", err)
+	}
 	svcConfig := service.Config{
-		Upstream: client,
-		Keys:     keys,
-		Registry: store,
+		Spool:             spool,
+		StreamIdleTimeout: cfg.StreamIdleTimeout,
+		Upstream:          client,
+		Keys:              keys,
+		Registry:          store,
 		// Enforced with a callers file, Disabled (development) without.
 		Authz:        sec.authn.Mode(),
 		MaxFileBytes: cfg.MaxFileBytes,

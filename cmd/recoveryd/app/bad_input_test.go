@@ -11,6 +11,7 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox/sandboxtest"
 )
 
@@ -177,9 +178,9 @@ func TestBadInput(t *testing.T) {
 		}, plaintext(10)), codes.ResourceExhausted, "FILE_TOO_LARGE", nil},
 		{"SecureFile not matching its declared sha256", file(func(h *recoveryv1.SecureFileHeader) {
 			h.Sha256 = keycrypto.Checksum([]byte("other bytes"))
-		}, plaintext(100), plaintext(100)), codes.InvalidArgument, "DIGEST_MISMATCH", nil},
-		{"SecureFile not matching its declared size", file(func(h *recoveryv1.SecureFileHeader) { h.SizeBytes = proto.Int64(150) },
-			plaintext(100), plaintext(100)), codes.InvalidArgument, "SIZE_MISMATCH", nil},
+		}, plaintext(service.MinChunkBytes), plaintext(100)), codes.InvalidArgument, "DIGEST_MISMATCH", nil},
+		{"SecureFile not matching its declared size", file(func(h *recoveryv1.SecureFileHeader) { h.SizeBytes = proto.Int64(service.MinChunkBytes + 50) },
+			plaintext(service.MinChunkBytes), plaintext(100)), codes.InvalidArgument, "SIZE_MISMATCH", nil},
 		{"SecureFile to an unknown key", file(func(h *recoveryv1.SecureFileHeader) {
 			h.Key = &recoveryv1.SecureFileHeader_KeyId{KeyId: unknownKeyID}
 		}, plaintext(10)), codes.NotFound, "KEY_NOT_FOUND", nil},

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/auth"
 	"github.com/walletprovider/recoveryservice/upstream"
 )
@@ -54,6 +55,12 @@ const (
 	// a reservation's lease is twice it, and a customer waits that long
 	// behind a crashed replica's reservation.
 	maxUpstreamCallTimeout = 5 * time.Minute
+	// defaultStreamIdleTimeout is how long a SecureFile stream may pause
+	// between two messages (service.DefaultStreamIdleTimeout).
+	defaultStreamIdleTimeout = service.DefaultStreamIdleTimeout
+	// maxStreamIdleTimeout is the longest --stream-idle-timeout allowed:
+	// the upstream file timeout bounds the whole upload anyway.
+	maxStreamIdleTimeout = upstream.DefaultFileTimeout
 	// redacted stands in for secrets wherever a Config is printed.
 	redacted = "[redacted]"
 )
@@ -123,6 +130,9 @@ type Config struct {
 	// MaxConnections caps the gRPC client connections served at once; a
 	// connection beyond it is accepted only when another closes.
 	MaxConnections int
+	// StreamIdleTimeout is how long a SecureFile stream may wait between
+	// two messages before it is aborted, nothing stored.
+	StreamIdleTimeout time.Duration
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -164,6 +174,7 @@ func DefaultConfig() Config {
 		MaxConnections:     defaultMaxConnections,
 
 		UpstreamCallTimeout: defaultUpstreamCallTimeout,
+		StreamIdleTimeout:   defaultStreamIdleTimeout,
 	}
 }
 
@@ -223,6 +234,9 @@ func (c Config) validate(getenv func(string) string) error {
 		bad("--upstream-call-timeout must be positive and at most %s (got %s), e.g. %s", maxUpstreamCallTimeout, c.UpstreamCallTimeout, defaultUpstreamCallTimeout)
 	}
 	errs = append(errs, c.overloadProblems()...)
+	if c.StreamIdleTimeout <= 0 || c.StreamIdleTimeout > maxStreamIdleTimeout {
+		bad("--stream-idle-timeout must be positive and at most %s (got %s), e.g. %s", maxStreamIdleTimeout, c.StreamIdleTimeout, defaultStreamIdleTimeout)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
 	}
@@ -437,6 +451,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.Int("max_concurrent_calls", c.MaxConcurrentCalls),
 		slog.Int("max_concurrent_files", c.MaxConcurrentFiles),
 		slog.Int("max_connections", c.MaxConnections),
+		slog.String("stream_idle_timeout", c.StreamIdleTimeout.String()),
 		slog.String("caller_tokens_file", c.CallerTokensFile),
 		slog.String("tls_cert", c.TLSCert),
 		slog.String("tls_key", c.TLSKey),

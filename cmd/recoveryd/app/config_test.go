@@ -62,6 +62,8 @@ func TestValidate(t *testing.T) {
 		{name: "negative concurrent files", cfg: embedded(func(c *Config) { c.MaxConcurrentFiles = -1 }), want: []string{"--max-concurrent-files must be from 0 (off) to 1000000 (got -1), e.g. 64"}},
 		{name: "zero upstream call timeout", cfg: embedded(func(c *Config) { c.UpstreamCallTimeout = 0 }), want: []string{"--upstream-call-timeout must be positive and at most 5m0s (got 0s), e.g. 30s"}},
 		{name: "upstream call timeout over the cap", cfg: embedded(func(c *Config) { c.UpstreamCallTimeout = time.Hour }), want: []string{"--upstream-call-timeout must be positive and at most 5m0s (got 1h0m0s), e.g. 30s"}},
+		{name: "zero stream idle timeout", cfg: embedded(func(c *Config) { c.StreamIdleTimeout = 0 }), want: []string{"--stream-idle-timeout must be positive and at most 10m0s (got 0s), e.g. 30s"}},
+		{name: "stream idle timeout over the cap", cfg: embedded(func(c *Config) { c.StreamIdleTimeout = time.Hour }), want: []string{"--stream-idle-timeout must be positive and at most 10m0s (got 1h0m0s), e.g. 30s"}},
 		{name: "unsupported database", cfg: embedded(func(c *Config) { c.DatabaseURL = "mysql://u:hunter2@db/recovery" }), want: []string{`--database-url scheme "mysql" is not supported`}},
 		{name: "database not a URL", cfg: embedded(func(c *Config) { c.DatabaseURL = "host=db password=hunter2" }), want: []string{"--database-url is not a URL"}},
 

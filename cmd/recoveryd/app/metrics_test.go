@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
@@ -112,8 +113,8 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 	if _, err := srv.client.SecureData(ctx, secureDataByKeyID(key.GetKeyId(), []byte("metrics seed"))); err != nil {
 		t.Fatalf("SecureData: %v", err)
 	}
-	file := []byte(strings.Repeat("f", 12345))
-	if _, err := sendFile(ctx, srv.client, fileHeader(key.GetKeyId()), file[:10000], file[10000:]); err != nil {
+	file := []byte(strings.Repeat("f", service.MinChunkBytes+12345))
+	if _, err := sendFile(ctx, srv.client, fileHeader(key.GetKeyId()), file[:service.MinChunkBytes], file[service.MinChunkBytes:]); err != nil {
 		t.Fatalf("SecureFile: %v", err)
 	}
 	_, err := srv.client.GetKey(ctx, &recoveryv1.GetKeyRequest{KeyId: "bad"})

@@ -20,6 +20,7 @@ import (
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/keycrypto"
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
@@ -119,7 +120,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	log, logs := newTestLogger(t)
 	up := startUpstream(t, t.TempDir(), log, nil)
 	cfg := remoteConfig(t, up, t.TempDir())
-	cfg.MaxFileBytes = 8 << 10
+	cfg.MaxFileBytes = 48 << 10
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"),
 		testCaller{name: "leak-caller", token: canaryToken, orgs: []string{testCustomerID}},
 		testCaller{name: "leak-other", token: canaryOtherToken, orgs: []string{"other-org"}})
@@ -136,8 +137,8 @@ func TestNoSecretLeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := bytes.Repeat(canaryFileText, 100) // 5.3 KB: under the limit
-	big := bytes.Repeat(canaryFileText, 200)  // 10.6 KB: over it
+	file := bytes.Repeat(canaryFileText, 600) // 32 KB: under the limit
+	big := bytes.Repeat(canaryFileText, 1200) // 64 KB: over it
 	const unknownKey = "7e0f6a1b-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
 	checker := &leakChecker{secrets: map[string][]byte{
 		"plaintext":                canaryPlaintext,
@@ -236,14 +237,18 @@ func TestNoSecretLeaks(t *testing.T) {
 		{"SecureData: sealed to an unregistered public key", false, func() error {
 			return data(withSealed(otherKey, sealed, keycrypto.Checksum(canaryPlaintext)))
 		}},
-		{"SecureFile: file", true, func() error { return upload(fileHeader(key.GetKeyId()), file[:3000], file[3000:]) }},
+		{"SecureFile: file", true, func() error {
+			return upload(fileHeader(key.GetKeyId()), file[:service.MinChunkBytes], file[service.MinChunkBytes:])
+		}},
 		{"SecureFile: digest mismatch", false, func() error {
 			return upload(fileWith(key.GetKeyId(), int64(len(file)), strings.Repeat("0", 64)), file)
 		}},
 		{"SecureFile: declared size mismatch", false, func() error {
 			return upload(fileWith(key.GetKeyId(), 10, ""), file)
 		}},
-		{"SecureFile: over --max-file-bytes", false, func() error { return upload(fileHeader(key.GetKeyId()), big[:6000], big[6000:]) }},
+		{"SecureFile: over --max-file-bytes", false, func() error {
+			return upload(fileHeader(key.GetKeyId()), big[:2*service.MinChunkBytes], big[2*service.MinChunkBytes:])
+		}},
 		{"SecureFile: unknown key", false, func() error { return upload(fileHeader(unknownKey), file) }},
 		{"SecureFile: canary as key_id", false, func() error { return upload(fileHeader(canaryBadID), file) }},
 		{"SecureFile: chunk before the header", false, func() error { return upload(fileChunk(file), file) }},

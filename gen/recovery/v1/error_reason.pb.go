@@ -196,6 +196,19 @@ const (
 	// The call was refused before any work: retry after the RetryInfo delay,
 	// with the same idempotency_key if it had one.
 	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 37
+	// ERROR_REASON_CHUNK_TOO_SMALL comes with INVALID_ARGUMENT: a SecureFile
+	// chunk other than the stream's last was smaller than the minimum (16 KiB,
+	// ErrorInfo metadata "min_chunk_bytes"). The upload was aborted and
+	// nothing was stored. Do not retry as is: send the file again in chunks
+	// of at least the minimum (only the last may be smaller).
+	ErrorReason_ERROR_REASON_CHUNK_TOO_SMALL ErrorReason = 39
+	// ERROR_REASON_STREAM_IDLE_TIMEOUT comes with ABORTED: a SecureFile
+	// stream waited longer than the server's idle timeout (ErrorInfo metadata
+	// "idle_timeout", 30s by default) for its next message: before the
+	// header, between two messages, or between the last chunk and the close.
+	// The upload was aborted and nothing was stored. Retry the whole stream
+	// (with the same idempotency_key, if it had one), sending without pauses.
+	ErrorReason_ERROR_REASON_STREAM_IDLE_TIMEOUT ErrorReason = 40
 )
 
 // Enum value maps for ErrorReason.
@@ -239,6 +252,8 @@ var (
 		35: "ERROR_REASON_ORGANISATION_NOT_ALLOWED",
 		36: "ERROR_REASON_ASSIGNMENT_ORPHANED",
 		37: "ERROR_REASON_RATE_LIMITED",
+		39: "ERROR_REASON_CHUNK_TOO_SMALL",
+		40: "ERROR_REASON_STREAM_IDLE_TIMEOUT",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                   0,
@@ -279,6 +294,8 @@ var (
 		"ERROR_REASON_ORGANISATION_NOT_ALLOWED":      35,
 		"ERROR_REASON_ASSIGNMENT_ORPHANED":           36,
 		"ERROR_REASON_RATE_LIMITED":                  37,
+		"ERROR_REASON_CHUNK_TOO_SMALL":               39,
+		"ERROR_REASON_STREAM_IDLE_TIMEOUT":           40,
 	}
 )
 
@@ -313,7 +330,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xbf\v\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\x87\f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -353,7 +370,9 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"%ERROR_REASON_CALLER_NOT_AUTHENTICATED\x10\"\x12)\n" +
 	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#\x12$\n" +
 	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$\x12\x1d\n" +
-	"\x19ERROR_REASON_RATE_LIMITED\x10%BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	"\x19ERROR_REASON_RATE_LIMITED\x10%\x12 \n" +
+	"\x1cERROR_REASON_CHUNK_TOO_SMALL\x10'\x12$\n" +
+	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_error_reason_proto_rawDescOnce sync.Once

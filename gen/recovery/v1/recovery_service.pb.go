@@ -1177,7 +1177,10 @@ type SecureFileRequest_Header struct {
 }
 
 type SecureFileRequest_Chunk struct {
-	// The next bytes of the encrypted file: 1 byte to 1 MiB each.
+	// The next bytes of the encrypted file: 1 byte to 1 MiB each, and at
+	// least 16 KiB (16384 bytes) except for the stream's last chunk; a
+	// smaller chunk followed by another fails the call with
+	// INVALID_ARGUMENT, reason CHUNK_TOO_SMALL, and nothing is stored.
 	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
 }
 

@@ -60,10 +60,13 @@ type RecoveryServiceClient interface {
 	// Send plaintext and the service encrypts it, or send it already sealed.
 	SecureData(ctx context.Context, in *SecureDataRequest, opts ...grpc.CallOption) (*SecureDataResponse, error)
 	// SecureFile streams an already-encrypted file to the Partner Key Service.
-	// The first message must be a header, every later message a chunk. The
+	// The first message must be a header, every later message a chunk of at
+	// least 16 KiB (only the last may be smaller), with no pause between two
+	// messages longer than the server's idle timeout (30s by default). The
 	// file is forwarded as it arrives; if the stream fails, is cancelled,
-	// exceeds the size limit or does not match the declared digest, nothing is
-	// stored.
+	// pauses too long, exceeds the size limit or does not match the declared
+	// digest, nothing is stored. An upstream failure after the last chunk is
+	// retried by the server itself, from its copy of the bytes.
 	SecureFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SecureFileRequest, SecureFileResponse], error)
 	// GetKey returns one recorded key assignment, for support tooling.
 	GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*GetKeyResponse, error)
@@ -172,10 +175,13 @@ type RecoveryServiceServer interface {
 	// Send plaintext and the service encrypts it, or send it already sealed.
 	SecureData(context.Context, *SecureDataRequest) (*SecureDataResponse, error)
 	// SecureFile streams an already-encrypted file to the Partner Key Service.
-	// The first message must be a header, every later message a chunk. The
+	// The first message must be a header, every later message a chunk of at
+	// least 16 KiB (only the last may be smaller), with no pause between two
+	// messages longer than the server's idle timeout (30s by default). The
 	// file is forwarded as it arrives; if the stream fails, is cancelled,
-	// exceeds the size limit or does not match the declared digest, nothing is
-	// stored.
+	// pauses too long, exceeds the size limit or does not match the declared
+	// digest, nothing is stored. An upstream failure after the last chunk is
+	// retried by the server itself, from its copy of the bytes.
 	SecureFile(grpc.ClientStreamingServer[SecureFileRequest, SecureFileResponse]) error
 	// GetKey returns one recorded key assignment, for support tooling.
 	GetKey(context.Context, *GetKeyRequest) (*GetKeyResponse, error)
