@@ -39,7 +39,9 @@ func TestPinKeys(t *testing.T) {
 	}
 	for _, get := range []func(upstream.KeySource) ([]keycrypto.VerificationKey, error){
 		func(s upstream.KeySource) ([]keycrypto.VerificationKey, error) { return s.Keys(context.Background()) },
-		func(s upstream.KeySource) ([]keycrypto.VerificationKey, error) { return s.Refresh(context.Background()) },
+		func(s upstream.KeySource) ([]keycrypto.VerificationKey, error) {
+			return s.Refresh(context.Background())
+		},
 	} {
 		keys, err := get(upstream.PinKeys(src, []string{fpB}))
 		if err != nil || len(keys) != 1 || keys[0].KID != "b" {
