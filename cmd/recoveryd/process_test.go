@@ -48,7 +48,7 @@ func recoverydBinary(t *testing.T) string {
 			return
 		}
 		built.path = filepath.Join(built.dir, "recoveryd")
-		cmd := exec.Command("go", "build", "-o", built.path, ".")
+		cmd := exec.CommandContext(context.Background(), "go", "build", "-o", built.path, ".")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build ./cmd/recoveryd: %w\n%s", err, out)
 		}
@@ -112,7 +112,9 @@ func startRecoveryd(t *testing.T, o recoverydOptions) *recoverydProcess {
 		"--jwks-url", o.upstream.URL + sandbox.PathJWKS,
 	}, o.args...)
 	p := &recoverydProcess{
-		cmd:     exec.Command(bin, args...), //nolint:gosec // the binary this test built.
+		// Not the test's context: the test ends the process itself, by
+		// signal, and watches how it exits.
+		cmd:     exec.CommandContext(context.Background(), bin, args...),
 		dataDir: o.dataDir,
 		logs:    &sandboxtest.LogBuffer{Mirror: t.Output()},
 		exited:  make(chan struct{}),

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -179,7 +180,8 @@ func rawGetKey(t *testing.T, addr string, paddingKiB int) string {
 		if merr != nil {
 			t.Fatal(merr)
 		}
-		err = fr.WriteData(1, true, append([]byte{0, 0, 0, 0, byte(len(req))}, req...))
+		msg := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(req))) //nolint:gosec // a GetKeyRequest of a few bytes.
+		err = fr.WriteData(1, true, append(msg, req...))
 	}
 	if err != nil {
 		t.Logf("writing the call: %v", err)

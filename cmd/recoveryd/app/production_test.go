@@ -58,7 +58,7 @@ func TestProductionGuard(t *testing.T) {
 	// secretFile writes a stand-in secret with exactly mode (no umask).
 	secretFile := func(name string, content []byte, mode os.FileMode) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, content, 0o600); err != nil {
+		if err := os.WriteFile(p, content, 0o600); err != nil { //nolint:gosec // name is one of this test's constants.
 			t.Fatal(err)
 		}
 		if err := os.Chmod(p, mode); err != nil {
