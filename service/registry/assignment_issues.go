@@ -19,8 +19,17 @@ type AssignmentIssue struct {
 	State AssignmentState
 	// Reason is what was recorded for operators.
 	Reason string
-	// ReservedAt is when the pair was reserved, before its upstream call.
+	// ReservedAt is when the pair was last reserved, before an upstream
+	// call (the reconciler's claims included).
 	ReservedAt time.Time
+	// ResolveAttempts counts the reconciler's (and operators') re-sends of
+	// the assignment so far.
+	ResolveAttempts int
+	// ResolveAfter is when the reconciler may next re-send it (zero: at its
+	// next pass).
+	ResolveAfter time.Time
+	// Resolving reports that a re-send is under way now.
+	Resolving bool
 }
 
 // AssignmentIssueFilter narrows ListAssignmentIssues. Empty fields match
@@ -67,22 +76,19 @@ func (s *Store) ListAssignmentIssues(ctx context.Context, f AssignmentIssueFilte
 		q.where = append(q.where, fmt.Sprintf("(reserved_at, id) < (%s, %s)",
 			q.args.add(s.dialect.timeArg(c.at)), q.args.add(id)))
 	}
-	stale := func() string {
-		return "(state = 'pending' AND reserved_at < " + q.args.add(s.dialect.timeArg(s.now().Add(-f.Lease))) + ")"
+	// A pending row is unknown when the reconciler holds it, or when its
+	// lease has run out.
+	pending := func() string {
+		if f.Lease <= 0 {
+			return "(state = 'pending' AND resolve_attempts > 0)"
+		}
+		return "(state = 'pending' AND (resolve_attempts > 0 OR reserved_at < " + q.args.add(s.dialect.timeArg(s.now().Add(-f.Lease))) + "))"
 	}
 	switch f.State {
 	case 0:
-		states := "state IN ('unknown', 'orphaned', 'untrusted', 'elsewhere')"
-		if f.Lease > 0 {
-			states = "(" + states + " OR " + stale() + ")"
-		}
-		q.where = append(q.where, states)
+		q.where = append(q.where, "(state IN ('unknown', 'orphaned', 'untrusted', 'elsewhere') OR "+pending()+")")
 	case AssignmentUnknown:
-		if f.Lease > 0 {
-			q.where = append(q.where, "(state = 'unknown' OR "+stale()+")")
-		} else {
-			q.where = append(q.where, "state = 'unknown'")
-		}
+		q.where = append(q.where, "(state = 'unknown' OR "+pending()+")")
 	default:
 		column, ok := issueStates[f.State]
 		if !ok {
@@ -92,8 +98,7 @@ func (s *Store) ListAssignmentIssues(ctx context.Context, f AssignmentIssueFilte
 	}
 	q.equal("customer_id", f.CustomerID)
 	// Only fixed column names and $n parameter marks are formatted in.
-	query := fmt.Sprintf("SELECT %s FROM keys WHERE %s ORDER BY reserved_at DESC, id DESC LIMIT %s", //nolint:gosec // G201: no value is formatted in
-
+	query := fmt.Sprintf("SELECT %s, resolve_attempts, resolve_after FROM keys WHERE %s ORDER BY reserved_at DESC, id DESC LIMIT %s", //nolint:gosec // G201: no value is formatted in
 		keyColumns, strings.Join(q.where, " AND "), q.args.add(size+1))
 
 	rows, err := s.read.QueryContext(ctx, query, q.args...)
@@ -103,15 +108,23 @@ func (s *Store) ListAssignmentIssues(ctx context.Context, f AssignmentIssueFilte
 	defer rows.Close()
 	var ids []int64
 	for rows.Next() {
-		row, err := scanKeyRow(rows)
+		var row keyRow
+		var after dbTime
+		issue := AssignmentIssue{}
+		err := rows.Scan(&row.id, &row.terms.UserIdentifier, &row.terms.CustomerID, &row.terms.CustomerName,
+			&row.terms.PackageID, &row.terms.PackageName, &row.terms.KeyEnvironment, &row.terms.Caller,
+			&row.state, &row.reason, &row.token, &row.reservedAt,
+			&row.keyID, &row.publicKey, &row.fingerprint, &row.assignedAt, &issue.ResolveAttempts, &after)
 		if err != nil {
 			return nil, "", fmt.Errorf("registry: list assignment issues: %w", err)
 		}
-		issue := AssignmentIssue{Terms: row.terms, Reason: row.reason, ReservedAt: row.reservedAt.Time}
+		issue.Terms, issue.Reason, issue.ReservedAt, issue.ResolveAfter = row.terms, row.reason, row.reservedAt.Time, after.Time
 		switch row.state {
 		case keyPending:
-			issue.State = AssignmentUnknown
-			issue.Reason = fmt.Sprintf("reservation lease (%s) expired before the upstream outcome was recorded: upstream may hold a key for this pair", f.Lease)
+			issue.State, issue.Resolving = AssignmentUnknown, issue.ResolveAttempts > 0
+			if !issue.Resolving {
+				issue.Reason = staleReason(f.Lease)
+			}
 		case keyUnknown:
 			issue.State = AssignmentUnknown
 		case keyOrphaned:
