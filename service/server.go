@@ -74,6 +74,12 @@ type Config struct {
 	// request holding the same pair before answering Aborted; 0 means
 	// assignmentWaitLimit. Tests shorten it to see that answer quickly.
 	AssignmentWait time.Duration
+	// ReconcileInterval is how often the Reconciler looks for pairs whose
+	// assignment outcome is unknown, and the first step of its backoff. 0
+	// means no reconciler runs: such a pair then stays unknown until an
+	// operator resolves it, and AssignKey says so (ASSIGNMENT_OUTCOME_UNKNOWN)
+	// instead of ASSIGNMENT_BEING_RESOLVED.
+	ReconcileInterval time.Duration
 }
 
 // Server implements recoveryv1.RecoveryServiceServer. It holds no state of
@@ -89,6 +95,7 @@ type Server struct {
 	backups      Backups
 	listings     Listings
 	issues       AssignmentIssues
+	claims       Claims
 	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
@@ -104,6 +111,10 @@ type Server struct {
 	// streamIdleTimeout and spool are Config's.
 	streamIdleTimeout time.Duration
 	spool             *Spool
+	// reconcileInterval is Config.ReconcileInterval.
+	reconcileInterval time.Duration
+	// resolutions counts the reconciler's and operators' resolutions.
+	resolutions *resolutionInstruments
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -122,6 +133,7 @@ func New(cfg Config) *Server {
 		backups:      cfg.Registry,
 		listings:     cfg.Registry,
 		issues:       cfg.Registry,
+		claims:       cfg.Registry,
 		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,
@@ -136,6 +148,9 @@ func New(cfg Config) *Server {
 
 		streamIdleTimeout: cmp.Or(cfg.StreamIdleTimeout, DefaultStreamIdleTimeout),
 		spool:             cfg.Spool,
+
+		reconcileInterval: max(cfg.ReconcileInterval, 0),
+		resolutions:       newResolutionInstruments(),
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled

@@ -86,6 +86,9 @@ func (c Config) productionProblems(getenv func(string) string) []error {
 			bad("--tls-key %v", err)
 		}
 	}
+	if c.ReconcileInterval == 0 {
+		bad("--reconcile-interval 0 turns the reconciler off: production needs it (e.g. %s), or customers whose assignment answer was lost stay stuck until an operator acts", defaultReconcileInterval)
+	}
 	errs = append(errs, c.productionDatabaseProblems(getenv)...)
 	return errs
 }
