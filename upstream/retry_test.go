@@ -286,3 +286,33 @@ func TestCutAnswersAreRetried(t *testing.T) {
 		}
 	})
 }
+
+// TestBreakerRidesOutABurst: a burst of six failed attempts in a row (two
+// calls, each retried twice), which a 30% rate of random faults produces
+// every few hundred attempts, does not open the breaker: the next call
+// reaches the upstream.
+func TestBreakerRidesOutABurst(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if hits.Add(1) <= 6 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusBadRequest) // an answer: the upstream is back
+	}))
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, srv.URL)
+	c.wait = func(context.Context, time.Duration) error { return nil }
+	for range 2 {
+		if _, err := c.AssignKey(t.Context(), validAssign()); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("AssignKey = %v, want the 503", err)
+		}
+	}
+	if hits.Load() != 6 {
+		t.Fatalf("%d attempts, want 6 (two calls of three attempts)", hits.Load())
+	}
+	if _, err := c.AssignKey(t.Context(), validAssign()); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("AssignKey after a burst of six failures = %v; want it sent (the 400), not refused by an open breaker", err)
+	}
+}
