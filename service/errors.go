@@ -245,6 +245,9 @@ func classify(err error) *failure {
 	if ue, ok := errors.AsType[*upstream.Error](err); ok {
 		return classifyUpstream(ue, err)
 	}
+	if r, ok := errors.AsType[*rejectedRequest](err); ok {
+		return r.f
+	}
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
 		return fail(ReasonKeyNotFound, err)
@@ -427,8 +430,22 @@ func StatusFromValidation(err error) error {
 			Reason:      ruleReason(rule),
 		})
 	}
-	return buildStatus(reasonSpecs[f.reason], f)
+	return &rejectedRequest{f: f, st: buildStatus(reasonSpecs[f.reason], f)}
 }
+
+// rejectedRequest is StatusFromValidation's status for an invalid message.
+// The interceptor hands it to gRPC as it is; a SecureFile handler that
+// receives it from stream.Recv (the chunk after the header may be the
+// invalid message) classifies it as the rejection it is, not as INTERNAL.
+type rejectedRequest struct {
+	f  *failure
+	st error
+}
+
+func (r *rejectedRequest) Error() string { return r.st.Error() }
+
+// GRPCStatus is the status callers get.
+func (r *rejectedRequest) GRPCStatus() *status.Status { return status.Convert(r.st) }
 
 // ruleReason turns a protovalidate rule id such as "string.pattern" into the
 // UPPER_SNAKE_CASE form FieldViolation.reason asks for ("STRING_PATTERN").

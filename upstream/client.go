@@ -430,10 +430,9 @@ func (c *Client) doJSON(ctx context.Context, e endpoint, body []byte) ([]byte, e
 				return body, nil
 			}
 			// NOTE: a 2xx whose body was cut off is an answer lost after
-			// the upstream acted: the same ambiguous failure as a reset
-			// after the request, retried (or not) by the same policy.
-			uerr, _ = errors.AsType[*Error](err)
-			if uerr == nil {
+			// the upstream acted: retried like any other ambiguous
+			// failure (a lost reset), not returned at once.
+			if uerr, _ = errors.AsType[*Error](err); uerr == nil {
 				return nil, err
 			}
 		}

@@ -211,8 +211,10 @@ func (s *Server) withFaults(next http.HandlerFunc) http.HandlerFunc {
 // closeConnection drops the client's connection without (more of) an
 // answer. HTTP/1 connections are hijacked and closed; where that is not
 // possible the handler aborts, which net/http turns into a reset stream.
-// It flushes nothing: a flush would send a 200 status line for an answer
-// never written (sendHalf flushes its own part).
+//
+// NOTE: it flushes nothing: a flush before anything was written would send
+// a "200 OK" status line, turning a reset into an answer with a cut body.
+// sendHalf flushes what it wrote itself.
 func closeConnection(w http.ResponseWriter) {
 	if rc := http.NewResponseController(w); rc != nil {
 		if conn, _, err := rc.Hijack(); err == nil {

@@ -64,8 +64,8 @@ func TestFaults(t *testing.T) {
 			status, header, err := h.tryAssign("alice")
 			switch {
 			case tt.status == 0 && (err == nil || status != 0):
-				// NOTE: not even a status line: a client that saw one
-				// would take the request as processed.
+				// NOTE: a status line, even one followed by a cut body, is an
+				// answer: the client must not get one.
 				t.Fatalf("answered %d (%v), want the connection closed without an answer", status, err)
 			case tt.status != 0 && status != tt.status:
 				t.Fatalf("status %d (%v), want %d", status, err, tt.status)

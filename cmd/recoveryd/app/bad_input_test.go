@@ -230,6 +230,12 @@ func TestBadInput(t *testing.T) {
 	if strings.Contains(logs.String(), strings.Repeat("s", 64)) {
 		t.Error("request bytes reached the logs")
 	}
+	// Bad input is the caller's fault: none of it is logged or counted as
+	// a fault of this service (a SecureFile chunk refused by validation
+	// arrives at the handler through stream.Recv).
+	if strings.Contains(logs.String(), `"reason":"INTERNAL"`) {
+		t.Error("bad input was reported as an INTERNAL failure")
+	}
 }
 
 // wantOnlyKey checks that nothing but the one key keyID was stored: the
