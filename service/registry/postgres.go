@@ -122,3 +122,7 @@ func (postgresDialect) lockMigrations(ctx context.Context, conn *sql.Conn) (func
 		}
 	}, nil
 }
+
+func (postgresDialect) contains(haystack, needle string) string {
+	return "strpos(" + haystack + ", " + needle + ") > 0"
+}
