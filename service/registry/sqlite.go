@@ -169,3 +169,7 @@ func (sqliteDialect) migrationsTable() string {
 func (sqliteDialect) lockMigrations(context.Context, *sql.Conn) (func(), error) {
 	return func() {}, nil
 }
+
+func (sqliteDialect) contains(haystack, needle string) string {
+	return "instr(" + haystack + ", " + needle + ") > 0"
+}
