@@ -50,17 +50,18 @@ func resolver(t *testing.T, upstreamURL string, store *registry.Store, interval 
 // makes no second key; once the upstream answers (the same emulator state,
 // served without faults), a pass settles the pair: recorded when the lost
 // attempts never reached the enclave (reset-before), orphaned when they did
-// (reset-after, truncated: the re-send meets the 409). The upstream never
-// holds two keys for the pair.
+// (reset-after: the re-send meets the 409). A truncated answer is never
+// unknown: the adapter's own retry meets the 409 through the fault, and the
+// pair is orphaned at once. The upstream never holds two keys for the pair.
 func TestReconcilerResolvesUnknownAssignments(t *testing.T) {
 	for _, tc := range []struct {
 		fault     string
 		keysAfter int // keys the faulty upstream holds for the pair
 		want      string
-		// settledWhileFaulty: the re-send's 409 gets through the fault
-		// (truncated cuts the body, not the status line), so the pass
-		// against the faulty upstream already settles the pair.
-		settledWhileFaulty bool
+		// orphanedAtOnce: the adapter's own retry's 409 gets through the
+		// fault (truncated cuts the body, not the status line), so the
+		// pair is never unknown: orphaned at once, nothing to resolve.
+		orphanedAtOnce bool
 	}{
 		{sandbox.FaultResetBefore, 0, "recorded", false},
 		{sandbox.FaultResetAfter, 1, "orphaned", false},
@@ -74,6 +75,16 @@ func TestReconcilerResolvesUnknownAssignments(t *testing.T) {
 			req := assignRequest("user-1", "org-1")
 
 			_, err := f.client.AssignKey(t.Context(), req)
+			if tc.orphanedAtOnce {
+				wantStatus(t, err, codes.FailedPrecondition, service.ReasonAssignmentOrphaned)
+				if n, err := resolver(t, faulty.URL, f.store, time.Nanosecond).Pass(t.Context()); err != nil || n != 0 {
+					t.Errorf("pass claimed %d, %v; want nothing to resolve", n, err)
+				}
+				if n := len(faulty.Inspect.Keys(t)); n != tc.keysAfter {
+					t.Errorf("the upstream holds %d keys, want %d", n, tc.keysAfter)
+				}
+				return
+			}
 			d := wantStatus(t, err, codes.Unavailable, service.ReasonAssignmentBeingResolved)
 			if d.retry.GetRetryDelay().AsDuration() <= 0 {
 				t.Errorf("ASSIGNMENT_BEING_RESOLVED without a RetryInfo delay")
@@ -88,11 +99,6 @@ func TestReconcilerResolvesUnknownAssignments(t *testing.T) {
 			}
 			if n := len(faulty.Inspect.Keys(t)); n != tc.keysAfter {
 				t.Fatalf("the faulty upstream holds %d keys after the re-send, want %d", n, tc.keysAfter)
-			}
-			if tc.settledWhileFaulty {
-				_, err = f.client.AssignKey(t.Context(), req)
-				wantStatus(t, err, codes.FailedPrecondition, service.ReasonAssignmentOrphaned)
-				return
 			}
 			if s := f.pairState(t, req); s != registry.AssignmentUnknown {
 				t.Fatalf("after a failed re-send the pair is %s, want unknown", s)
@@ -142,20 +148,24 @@ func TestReconcilersOnTwoReplicas(t *testing.T) {
 		return s
 	}
 	stores := []*registry.Store{open(), open()}
-	state := t.TempDir()
-	faulty := sandboxtest.Start(t, sandboxtest.Options{Config: sandbox.Config{
-		DataDir: state, Faults: map[string]float64{sandbox.FaultResetBefore: 1}, FaultPaths: []string{sandbox.PathAssignKey}}})
-	f := newFixture(t, fixtureOptions{upstreamURL: faulty.URL, store: stores[0], reconcileInterval: time.Hour})
-	var wg sync.WaitGroup
+	// The pairs a killed replica left: reserved, never recorded, outcome
+	// unknown (the enclave never saw them).
+	healthy := sandboxtest.Start(t, sandboxtest.Options{})
+	f := newFixture(t, fixtureOptions{upstreamURL: healthy.URL, store: stores[0], reconcileInterval: time.Hour})
 	for i := range pairs {
-		wg.Go(func() {
-			_, err := f.client.AssignKey(t.Context(), assignRequest(fmt.Sprintf("user-%d", i), "org-1"))
-			wantStatus(t, err, codes.Unavailable, service.ReasonAssignmentBeingResolved)
-		})
+		terms := service.TermsFromRequest(assignRequest(fmt.Sprintf("user-%d", i), "org-1"), "")
+		res, err := stores[0].ReserveAssignment(t.Context(), terms, time.Minute)
+		if err != nil || res.State != registry.AssignmentReserved {
+			t.Fatalf("ReserveAssignment = %v, %v", res.State, err)
+		}
+		if err := stores[0].FailAssignment(t.Context(), res.Token, registry.AssignmentUnknown, "replica killed"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	wg.Wait()
+	_, err := f.client.AssignKey(t.Context(), assignRequest("user-0", "org-1"))
+	wantStatus(t, err, codes.Unavailable, service.ReasonAssignmentBeingResolved)
 
-	healthy := sandboxtest.Start(t, sandboxtest.Options{Config: sandbox.Config{DataDir: state}})
+	var wg sync.WaitGroup
 	claimed := make([]int, len(stores))
 	for i, store := range stores {
 		r := resolver(t, healthy.URL, store, time.Hour)

@@ -80,6 +80,14 @@ type Config struct {
 	// operator resolves it, and AssignKey says so (ASSIGNMENT_OUTCOME_UNKNOWN)
 	// instead of ASSIGNMENT_BEING_RESOLVED.
 	ReconcileInterval time.Duration
+	// RequestHashKey keys the HMAC-SHA256 that identifies a backup
+	// request's content in the registry (its idempotency request hash), so
+	// that nothing derived from a plaintext is kept in a form anyone could
+	// brute-force. Replicas sharing a registry need the same key, and it
+	// must survive restarts (recoveryd reads it from
+	// --registry-hmac-key-file). nil means a random key of this process:
+	// idempotency keys then match only within it.
+	RequestHashKey []byte
 }
 
 // Server implements recoveryv1.RecoveryServiceServer. It holds no state of
@@ -115,6 +123,8 @@ type Server struct {
 	reconcileInterval time.Duration
 	// resolutions counts the reconciler's and operators' resolutions.
 	resolutions *resolutionInstruments
+	// requestHashKey is Config.RequestHashKey.
+	requestHashKey []byte
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -151,6 +161,7 @@ func New(cfg Config) *Server {
 
 		reconcileInterval: max(cfg.ReconcileInterval, 0),
 		resolutions:       newResolutionInstruments(),
+		requestHashKey:    cfg.RequestHashKey,
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled
@@ -169,6 +180,9 @@ func New(cfg Config) *Server {
 	}
 	if s.callTimeout <= 0 {
 		s.callTimeout = DefaultCallTimeout
+	}
+	if len(s.requestHashKey) == 0 {
+		s.requestHashKey = []byte(rand.Text() + rand.Text())
 	}
 	return s
 }
