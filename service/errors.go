@@ -45,6 +45,7 @@ const (
 	ReasonAssignmentInProgress        = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_IN_PROGRESS
 	ReasonAssignmentOutcomeUnknown    = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_OUTCOME_UNKNOWN
 	ReasonAssignmentBeingResolved     = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_BEING_RESOLVED
+	ReasonAssignmentNotResolvable     = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE
 	ReasonEnclaveSignatureInvalid     = recoveryv1.ErrorReason_ERROR_REASON_ENCLAVE_SIGNATURE_INVALID
 	ReasonVerificationKeysUnavailable = recoveryv1.ErrorReason_ERROR_REASON_VERIFICATION_KEYS_UNAVAILABLE
 	ReasonIdempotencyKeyReused        = recoveryv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED
@@ -112,6 +113,8 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"an earlier assignment for this user_identifier and organisation has an unknown outcome: an operator must reconcile it before a key can be returned", slog.LevelError},
 	ReasonAssignmentBeingResolved: {codes.Unavailable,
 		"the outcome of an earlier assignment for this user_identifier and organisation is being resolved with the Partner Key Service: retry after the RetryInfo delay", slog.LevelWarn},
+	ReasonAssignmentNotResolvable: {codes.FailedPrecondition,
+		"this pair's assignment outcome is not unknown (ErrorInfo metadata \"state\"), so there is nothing to re-send: see ListAssignmentIssues", slog.LevelInfo},
 	ReasonEnclaveSignatureInvalid: {codes.FailedPrecondition,
 		"the key assigned by the Partner Key Service failed enclave signature verification and was not recorded: an operator has been alerted", slog.LevelError},
 	ReasonVerificationKeysUnavailable: {codes.Unavailable,

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
@@ -145,4 +147,46 @@ func TestAdminServiceWithoutCallerAuthIsLoopbackOnly(t *testing.T) {
 	if err != nil || len(resp.GetIssues()) != 1 || resp.GetIssues()[0].GetState() != recoveryv1.AssignmentIssueState_ASSIGNMENT_ISSUE_STATE_ELSEWHERE {
 		t.Errorf("ListAssignmentIssues over loopback = %v, %v; want the one elsewhere pair", resp, err)
 	}
+}
+
+// TestResolveAssignment: an operator re-sends an unknown pair's assignment
+// now; the upstream never saw it, so the key is recorded and the customer's
+// next AssignKey gets it. A pair that is not unknown is not re-sent.
+func TestResolveAssignment(t *testing.T) {
+	log, _ := newTestLogger(t)
+	up := startUpstream(t, t.TempDir(), log, nil)
+	cfg := remoteConfig(t, up, t.TempDir())
+	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI, operatorCaller)
+	cfg.ReconcileInterval = time.Hour
+	store := openTestRegistry(t)
+	parkPair(t, store, "user-unknown", testCustomerID, registry.AssignmentUnknown)
+	parkPair(t, store, "user-orphaned", testCustomerID, registry.AssignmentOrphaned)
+	srv := startReady(t, cfg, log, Options{Registry: store})
+	ctx := withToken(testCtx(t), operatorCaller.token)
+	admin := recoveryv1.NewRecoveryAdminServiceClient(srv.conn)
+
+	resp, err := admin.ResolveAssignment(ctx, &recoveryv1.ResolveAssignmentRequest{UserIdentifier: "user-unknown", CustomerId: testCustomerID})
+	if err != nil || resp.GetResolution() != recoveryv1.AssignmentResolution_ASSIGNMENT_RESOLUTION_RECORDED || resp.GetKey().GetKeyId() == "" {
+		t.Fatalf("ResolveAssignment = %v, %v; want RECORDED with the key", resp, err)
+	}
+	if keys := up.Inspect.Keys(t); len(keys) != 1 || keys[0].KeyID != resp.GetKey().GetKeyId() {
+		t.Errorf("the upstream holds %+v, want the one recorded key", keys)
+	}
+	got, err := srv.client.AssignKey(withToken(testCtx(t), walletAPI.token), assignKeyRequest("user-unknown", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT))
+	if err != nil || !got.GetAlreadyAssigned() || got.GetKey().GetKeyId() != resp.GetKey().GetKeyId() {
+		t.Errorf("AssignKey after the resolution = %v, %v; want the recorded key", got, err)
+	}
+
+	for user, state := range map[string]string{"user-unknown": "recorded", "user-orphaned": "orphaned", "user-nobody": "none"} {
+		_, err := admin.ResolveAssignment(ctx, &recoveryv1.ResolveAssignmentRequest{UserIdentifier: user, CustomerId: testCustomerID})
+		wantStatus(t, err, codes.FailedPrecondition, "ASSIGNMENT_NOT_RESOLVABLE")
+		if st := status.Convert(err); len(st.Details()) == 0 || st.Details()[0].(*errdetails.ErrorInfo).GetMetadata()["state"] != state {
+			t.Errorf("ResolveAssignment(%s) details %v, want state %s", user, st.Details(), state)
+		}
+	}
+	if n := len(up.Inspect.Keys(t)); n != 1 {
+		t.Errorf("the upstream holds %d keys, want 1: a settled pair is never re-sent", n)
+	}
+	_, err = admin.ResolveAssignment(ctx, &recoveryv1.ResolveAssignmentRequest{UserIdentifier: "bad user", CustomerId: testCustomerID})
+	wantStatus(t, err, codes.InvalidArgument, "INVALID_REQUEST", "user_identifier")
 }

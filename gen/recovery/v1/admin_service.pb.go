@@ -96,6 +96,70 @@ func (AssignmentIssueState) EnumDescriptor() ([]byte, []int) {
 	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{0}
 }
 
+// AssignmentResolution is what one re-send of an unknown pair settled.
+type AssignmentResolution int32
+
+const (
+	// Not set: never returned.
+	AssignmentResolution_ASSIGNMENT_RESOLUTION_UNSPECIFIED AssignmentResolution = 0
+	// The upstream answered with the key; it was verified and recorded, and
+	// the customer's next AssignKey gets it.
+	AssignmentResolution_ASSIGNMENT_RESOLUTION_RECORDED AssignmentResolution = 1
+	// The upstream answered 409: the lost attempt made the key. The pair is
+	// now ORPHANED: import the key the provider's support re-issues.
+	AssignmentResolution_ASSIGNMENT_RESOLUTION_ORPHANED AssignmentResolution = 2
+	// The upstream's key failed verification; the pair is now UNTRUSTED.
+	AssignmentResolution_ASSIGNMENT_RESOLUTION_UNTRUSTED AssignmentResolution = 3
+	// Nothing settled (the upstream or the verification keys unavailable, or
+	// the answer lost again): still UNKNOWN, re-sent again after a backoff.
+	AssignmentResolution_ASSIGNMENT_RESOLUTION_DEFERRED AssignmentResolution = 4
+)
+
+// Enum value maps for AssignmentResolution.
+var (
+	AssignmentResolution_name = map[int32]string{
+		0: "ASSIGNMENT_RESOLUTION_UNSPECIFIED",
+		1: "ASSIGNMENT_RESOLUTION_RECORDED",
+		2: "ASSIGNMENT_RESOLUTION_ORPHANED",
+		3: "ASSIGNMENT_RESOLUTION_UNTRUSTED",
+		4: "ASSIGNMENT_RESOLUTION_DEFERRED",
+	}
+	AssignmentResolution_value = map[string]int32{
+		"ASSIGNMENT_RESOLUTION_UNSPECIFIED": 0,
+		"ASSIGNMENT_RESOLUTION_RECORDED":    1,
+		"ASSIGNMENT_RESOLUTION_ORPHANED":    2,
+		"ASSIGNMENT_RESOLUTION_UNTRUSTED":   3,
+		"ASSIGNMENT_RESOLUTION_DEFERRED":    4,
+	}
+)
+
+func (x AssignmentResolution) Enum() *AssignmentResolution {
+	p := new(AssignmentResolution)
+	*p = x
+	return p
+}
+
+func (x AssignmentResolution) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AssignmentResolution) Descriptor() protoreflect.EnumDescriptor {
+	return file_recovery_v1_admin_service_proto_enumTypes[1].Descriptor()
+}
+
+func (AssignmentResolution) Type() protoreflect.EnumType {
+	return &file_recovery_v1_admin_service_proto_enumTypes[1]
+}
+
+func (x AssignmentResolution) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AssignmentResolution.Descriptor instead.
+func (AssignmentResolution) EnumDescriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{1}
+}
+
 // AssignmentIssue is one pair whose assignment is not settled.
 type AssignmentIssue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -334,6 +398,116 @@ func (x *ListAssignmentIssuesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ResolveAssignmentRequest names one (user_identifier, organisation) pair.
+type ResolveAssignmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The downstream customer.
+	UserIdentifier string `protobuf:"bytes,1,opt,name=user_identifier,json=userIdentifier,proto3" json:"user_identifier,omitempty"`
+	// The organisation's customer_id.
+	CustomerId    string `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveAssignmentRequest) Reset() {
+	*x = ResolveAssignmentRequest{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveAssignmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveAssignmentRequest) ProtoMessage() {}
+
+func (x *ResolveAssignmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveAssignmentRequest.ProtoReflect.Descriptor instead.
+func (*ResolveAssignmentRequest) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ResolveAssignmentRequest) GetUserIdentifier() string {
+	if x != nil {
+		return x.UserIdentifier
+	}
+	return ""
+}
+
+func (x *ResolveAssignmentRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+// ResolveAssignmentResponse says what the re-send settled.
+type ResolveAssignmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the re-send settled.
+	Resolution AssignmentResolution `protobuf:"varint,1,opt,name=resolution,proto3,enum=recovery.v1.AssignmentResolution" json:"resolution,omitempty"`
+	// The recorded key, when RECORDED.
+	Key           *RecoveryKey `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveAssignmentResponse) Reset() {
+	*x = ResolveAssignmentResponse{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveAssignmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveAssignmentResponse) ProtoMessage() {}
+
+func (x *ResolveAssignmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveAssignmentResponse.ProtoReflect.Descriptor instead.
+func (*ResolveAssignmentResponse) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ResolveAssignmentResponse) GetResolution() AssignmentResolution {
+	if x != nil {
+		return x.Resolution
+	}
+	return AssignmentResolution_ASSIGNMENT_RESOLUTION_UNSPECIFIED
+}
+
+func (x *ResolveAssignmentResponse) GetKey() *RecoveryKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 var File_recovery_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_admin_service_proto_rawDesc = "" +
@@ -359,15 +533,31 @@ const file_recovery_v1_admin_service_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"|\n" +
 	"\x1cListAssignmentIssuesResponse\x124\n" +
 	"\x06issues\x18\x01 \x03(\v2\x1c.recovery.v1.AssignmentIssueR\x06issues\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xd3\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc2\x01\n" +
+	"\x18ResolveAssignmentRequest\x12V\n" +
+	"\x0fuser_identifier\x18\x01 \x01(\tB-\xbaH*r(\x10\x01\x18\x80\x012!^[A-Za-z0-9][A-Za-z0-9._:@+/=-]*$R\x0euserIdentifier\x12N\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB-\xbaH*r(\x10\x01\x18\x80\x012!^[A-Za-z0-9][A-Za-z0-9._:@+/=-]*$R\n" +
+	"customerId\"\x8a\x01\n" +
+	"\x19ResolveAssignmentResponse\x12A\n" +
+	"\n" +
+	"resolution\x18\x01 \x01(\x0e2!.recovery.v1.AssignmentResolutionR\n" +
+	"resolution\x12*\n" +
+	"\x03key\x18\x02 \x01(\v2\x18.recovery.v1.RecoveryKeyR\x03key*\xd3\x01\n" +
 	"\x14AssignmentIssueState\x12&\n" +
 	"\"ASSIGNMENT_ISSUE_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eASSIGNMENT_ISSUE_STATE_UNKNOWN\x10\x01\x12#\n" +
 	"\x1fASSIGNMENT_ISSUE_STATE_ORPHANED\x10\x02\x12$\n" +
 	" ASSIGNMENT_ISSUE_STATE_UNTRUSTED\x10\x03\x12$\n" +
-	" ASSIGNMENT_ISSUE_STATE_ELSEWHERE\x10\x042\x83\x01\n" +
+	" ASSIGNMENT_ISSUE_STATE_ELSEWHERE\x10\x04*\xce\x01\n" +
+	"\x14AssignmentResolution\x12%\n" +
+	"!ASSIGNMENT_RESOLUTION_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eASSIGNMENT_RESOLUTION_RECORDED\x10\x01\x12\"\n" +
+	"\x1eASSIGNMENT_RESOLUTION_ORPHANED\x10\x02\x12#\n" +
+	"\x1fASSIGNMENT_RESOLUTION_UNTRUSTED\x10\x03\x12\"\n" +
+	"\x1eASSIGNMENT_RESOLUTION_DEFERRED\x10\x042\xe7\x01\n" +
 	"\x14RecoveryAdminService\x12k\n" +
-	"\x14ListAssignmentIssues\x12(.recovery.v1.ListAssignmentIssuesRequest\x1a).recovery.v1.ListAssignmentIssuesResponseBFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	"\x14ListAssignmentIssues\x12(.recovery.v1.ListAssignmentIssuesRequest\x1a).recovery.v1.ListAssignmentIssuesResponse\x12b\n" +
+	"\x11ResolveAssignment\x12%.recovery.v1.ResolveAssignmentRequest\x1a&.recovery.v1.ResolveAssignmentResponseBFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_admin_service_proto_rawDescOnce sync.Once
@@ -381,33 +571,41 @@ func file_recovery_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_recovery_v1_admin_service_proto_rawDescData
 }
 
-var file_recovery_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_recovery_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_recovery_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_recovery_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_recovery_v1_admin_service_proto_goTypes = []any{
 	(AssignmentIssueState)(0),            // 0: recovery.v1.AssignmentIssueState
-	(*AssignmentIssue)(nil),              // 1: recovery.v1.AssignmentIssue
-	(*ListAssignmentIssuesRequest)(nil),  // 2: recovery.v1.ListAssignmentIssuesRequest
-	(*ListAssignmentIssuesResponse)(nil), // 3: recovery.v1.ListAssignmentIssuesResponse
-	(*Organisation)(nil),                 // 4: recovery.v1.Organisation
-	(*Package)(nil),                      // 5: recovery.v1.Package
-	(KeyEnvironment)(0),                  // 6: recovery.v1.KeyEnvironment
-	(*timestamppb.Timestamp)(nil),        // 7: google.protobuf.Timestamp
+	(AssignmentResolution)(0),            // 1: recovery.v1.AssignmentResolution
+	(*AssignmentIssue)(nil),              // 2: recovery.v1.AssignmentIssue
+	(*ListAssignmentIssuesRequest)(nil),  // 3: recovery.v1.ListAssignmentIssuesRequest
+	(*ListAssignmentIssuesResponse)(nil), // 4: recovery.v1.ListAssignmentIssuesResponse
+	(*ResolveAssignmentRequest)(nil),     // 5: recovery.v1.ResolveAssignmentRequest
+	(*ResolveAssignmentResponse)(nil),    // 6: recovery.v1.ResolveAssignmentResponse
+	(*Organisation)(nil),                 // 7: recovery.v1.Organisation
+	(*Package)(nil),                      // 8: recovery.v1.Package
+	(KeyEnvironment)(0),                  // 9: recovery.v1.KeyEnvironment
+	(*timestamppb.Timestamp)(nil),        // 10: google.protobuf.Timestamp
+	(*RecoveryKey)(nil),                  // 11: recovery.v1.RecoveryKey
 }
 var file_recovery_v1_admin_service_proto_depIdxs = []int32{
-	4, // 0: recovery.v1.AssignmentIssue.organisation:type_name -> recovery.v1.Organisation
-	5, // 1: recovery.v1.AssignmentIssue.package:type_name -> recovery.v1.Package
-	6, // 2: recovery.v1.AssignmentIssue.key_environment:type_name -> recovery.v1.KeyEnvironment
-	0, // 3: recovery.v1.AssignmentIssue.state:type_name -> recovery.v1.AssignmentIssueState
-	7, // 4: recovery.v1.AssignmentIssue.reserved_at:type_name -> google.protobuf.Timestamp
-	0, // 5: recovery.v1.ListAssignmentIssuesRequest.state:type_name -> recovery.v1.AssignmentIssueState
-	1, // 6: recovery.v1.ListAssignmentIssuesResponse.issues:type_name -> recovery.v1.AssignmentIssue
-	2, // 7: recovery.v1.RecoveryAdminService.ListAssignmentIssues:input_type -> recovery.v1.ListAssignmentIssuesRequest
-	3, // 8: recovery.v1.RecoveryAdminService.ListAssignmentIssues:output_type -> recovery.v1.ListAssignmentIssuesResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	7,  // 0: recovery.v1.AssignmentIssue.organisation:type_name -> recovery.v1.Organisation
+	8,  // 1: recovery.v1.AssignmentIssue.package:type_name -> recovery.v1.Package
+	9,  // 2: recovery.v1.AssignmentIssue.key_environment:type_name -> recovery.v1.KeyEnvironment
+	0,  // 3: recovery.v1.AssignmentIssue.state:type_name -> recovery.v1.AssignmentIssueState
+	10, // 4: recovery.v1.AssignmentIssue.reserved_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: recovery.v1.ListAssignmentIssuesRequest.state:type_name -> recovery.v1.AssignmentIssueState
+	2,  // 6: recovery.v1.ListAssignmentIssuesResponse.issues:type_name -> recovery.v1.AssignmentIssue
+	1,  // 7: recovery.v1.ResolveAssignmentResponse.resolution:type_name -> recovery.v1.AssignmentResolution
+	11, // 8: recovery.v1.ResolveAssignmentResponse.key:type_name -> recovery.v1.RecoveryKey
+	3,  // 9: recovery.v1.RecoveryAdminService.ListAssignmentIssues:input_type -> recovery.v1.ListAssignmentIssuesRequest
+	5,  // 10: recovery.v1.RecoveryAdminService.ResolveAssignment:input_type -> recovery.v1.ResolveAssignmentRequest
+	4,  // 11: recovery.v1.RecoveryAdminService.ListAssignmentIssues:output_type -> recovery.v1.ListAssignmentIssuesResponse
+	6,  // 12: recovery.v1.RecoveryAdminService.ResolveAssignment:output_type -> recovery.v1.ResolveAssignmentResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_recovery_v1_admin_service_proto_init() }
@@ -421,8 +619,8 @@ func file_recovery_v1_admin_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recovery_v1_admin_service_proto_rawDesc), len(file_recovery_v1_admin_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   3,
+			NumEnums:      2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

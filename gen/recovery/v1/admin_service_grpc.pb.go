@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	RecoveryAdminService_ListAssignmentIssues_FullMethodName = "/recovery.v1.RecoveryAdminService/ListAssignmentIssues"
+	RecoveryAdminService_ResolveAssignment_FullMethodName    = "/recovery.v1.RecoveryAdminService/ResolveAssignment"
 )
 
 // RecoveryAdminServiceClient is the client API for RecoveryAdminService service.
@@ -43,6 +44,12 @@ type RecoveryAdminServiceClient interface {
 	// or assigned elsewhere (an operator must act), newest first, each with
 	// the reason recorded for it.
 	ListAssignmentIssues(ctx context.Context, in *ListAssignmentIssuesRequest, opts ...grpc.CallOption) (*ListAssignmentIssuesResponse, error)
+	// ResolveAssignment re-sends one unknown pair's assignment now, as the
+	// reconciler would (its backoff aside), and says what that settled. A
+	// pair that is not unknown is FAILED_PRECONDITION,
+	// ASSIGNMENT_NOT_RESOLVABLE (metadata "state"); one being re-sent already
+	// is ABORTED, ASSIGNMENT_IN_PROGRESS.
+	ResolveAssignment(ctx context.Context, in *ResolveAssignmentRequest, opts ...grpc.CallOption) (*ResolveAssignmentResponse, error)
 }
 
 type recoveryAdminServiceClient struct {
@@ -57,6 +64,16 @@ func (c *recoveryAdminServiceClient) ListAssignmentIssues(ctx context.Context, i
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAssignmentIssuesResponse)
 	err := c.cc.Invoke(ctx, RecoveryAdminService_ListAssignmentIssues_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recoveryAdminServiceClient) ResolveAssignment(ctx context.Context, in *ResolveAssignmentRequest, opts ...grpc.CallOption) (*ResolveAssignmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolveAssignmentResponse)
+	err := c.cc.Invoke(ctx, RecoveryAdminService_ResolveAssignment_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +98,12 @@ type RecoveryAdminServiceServer interface {
 	// or assigned elsewhere (an operator must act), newest first, each with
 	// the reason recorded for it.
 	ListAssignmentIssues(context.Context, *ListAssignmentIssuesRequest) (*ListAssignmentIssuesResponse, error)
+	// ResolveAssignment re-sends one unknown pair's assignment now, as the
+	// reconciler would (its backoff aside), and says what that settled. A
+	// pair that is not unknown is FAILED_PRECONDITION,
+	// ASSIGNMENT_NOT_RESOLVABLE (metadata "state"); one being re-sent already
+	// is ABORTED, ASSIGNMENT_IN_PROGRESS.
+	ResolveAssignment(context.Context, *ResolveAssignmentRequest) (*ResolveAssignmentResponse, error)
 	mustEmbedUnimplementedRecoveryAdminServiceServer()
 }
 
@@ -93,6 +116,9 @@ type UnimplementedRecoveryAdminServiceServer struct{}
 
 func (UnimplementedRecoveryAdminServiceServer) ListAssignmentIssues(context.Context, *ListAssignmentIssuesRequest) (*ListAssignmentIssuesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAssignmentIssues not implemented")
+}
+func (UnimplementedRecoveryAdminServiceServer) ResolveAssignment(context.Context, *ResolveAssignmentRequest) (*ResolveAssignmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolveAssignment not implemented")
 }
 func (UnimplementedRecoveryAdminServiceServer) mustEmbedUnimplementedRecoveryAdminServiceServer() {}
 func (UnimplementedRecoveryAdminServiceServer) testEmbeddedByValue()                              {}
@@ -133,6 +159,24 @@ func _RecoveryAdminService_ListAssignmentIssues_Handler(srv interface{}, ctx con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RecoveryAdminService_ResolveAssignment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveAssignmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecoveryAdminServiceServer).ResolveAssignment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecoveryAdminService_ResolveAssignment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecoveryAdminServiceServer).ResolveAssignment(ctx, req.(*ResolveAssignmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RecoveryAdminService_ServiceDesc is the grpc.ServiceDesc for RecoveryAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -143,6 +187,10 @@ var RecoveryAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAssignmentIssues",
 			Handler:    _RecoveryAdminService_ListAssignmentIssues_Handler,
+		},
+		{
+			MethodName: "ResolveAssignment",
+			Handler:    _RecoveryAdminService_ResolveAssignment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

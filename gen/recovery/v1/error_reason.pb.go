@@ -187,6 +187,11 @@ const (
 	// peer that is not on the loopback interface). Nothing was done or
 	// revealed. Do not retry; ask the operator to give the caller the role.
 	ErrorReason_ERROR_REASON_OPERATOR_ROLE_REQUIRED ErrorReason = 43
+	// ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE comes with FAILED_PRECONDITION:
+	// ResolveAssignment named a pair whose outcome is not unknown (metadata
+	// "state": none, recorded, orphaned, untrusted or elsewhere), so there is
+	// nothing to re-send. Nothing was done.
+	ErrorReason_ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE ErrorReason = 45
 	// ERROR_REASON_ASSIGNMENT_ORPHANED comes with FAILED_PRECONDITION: an
 	// assignment this service sent for this user_identifier and organisation
 	// was made upstream but its answer was lost, and the retry was refused
@@ -273,6 +278,7 @@ var (
 		34: "ERROR_REASON_CALLER_NOT_AUTHENTICATED",
 		35: "ERROR_REASON_ORGANISATION_NOT_ALLOWED",
 		43: "ERROR_REASON_OPERATOR_ROLE_REQUIRED",
+		45: "ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE",
 		36: "ERROR_REASON_ASSIGNMENT_ORPHANED",
 		38: "ERROR_REASON_ASSIGNMENT_BEING_RESOLVED",
 		37: "ERROR_REASON_RATE_LIMITED",
@@ -318,6 +324,7 @@ var (
 		"ERROR_REASON_CALLER_NOT_AUTHENTICATED":      34,
 		"ERROR_REASON_ORGANISATION_NOT_ALLOWED":      35,
 		"ERROR_REASON_OPERATOR_ROLE_REQUIRED":        43,
+		"ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE":     45,
 		"ERROR_REASON_ASSIGNMENT_ORPHANED":           36,
 		"ERROR_REASON_ASSIGNMENT_BEING_RESOLVED":     38,
 		"ERROR_REASON_RATE_LIMITED":                  37,
@@ -358,7 +365,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\x80\r\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xac\r\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -397,7 +404,8 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"%ERROR_REASON_CALLER_IDENTITY_CONFLICT\x10!\x12)\n" +
 	"%ERROR_REASON_CALLER_NOT_AUTHENTICATED\x10\"\x12)\n" +
 	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#\x12'\n" +
-	"#ERROR_REASON_OPERATOR_ROLE_REQUIRED\x10+\x12$\n" +
+	"#ERROR_REASON_OPERATOR_ROLE_REQUIRED\x10+\x12*\n" +
+	"&ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE\x10-\x12$\n" +
 	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$\x12*\n" +
 	"&ERROR_REASON_ASSIGNMENT_BEING_RESOLVED\x10&\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10%\x12 \n" +
