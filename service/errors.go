@@ -46,6 +46,7 @@ const (
 	ReasonAssignmentOutcomeUnknown    = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_OUTCOME_UNKNOWN
 	ReasonAssignmentBeingResolved     = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_BEING_RESOLVED
 	ReasonAssignmentNotResolvable     = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE
+	ReasonAssignmentNotImportable     = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_NOT_IMPORTABLE
 	ReasonEnclaveSignatureInvalid     = recoveryv1.ErrorReason_ERROR_REASON_ENCLAVE_SIGNATURE_INVALID
 	ReasonVerificationKeysUnavailable = recoveryv1.ErrorReason_ERROR_REASON_VERIFICATION_KEYS_UNAVAILABLE
 	ReasonIdempotencyKeyReused        = recoveryv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED
@@ -115,6 +116,8 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"the outcome of an earlier assignment for this user_identifier and organisation is being resolved with the Partner Key Service: retry after the RetryInfo delay", slog.LevelWarn},
 	ReasonAssignmentNotResolvable: {codes.FailedPrecondition,
 		"this pair's assignment outcome is not unknown (ErrorInfo metadata \"state\"), so there is nothing to re-send: see ListAssignmentIssues", slog.LevelInfo},
+	ReasonAssignmentNotImportable: {codes.FailedPrecondition,
+		"the key was not imported and nothing changed: the pair is not orphaned or assigned elsewhere (ErrorInfo metadata \"state\"), or the key failed verification (metadata \"check\") or is recorded for another pair", slog.LevelWarn},
 	ReasonEnclaveSignatureInvalid: {codes.FailedPrecondition,
 		"the key assigned by the Partner Key Service failed enclave signature verification and was not recorded: an operator has been alerted", slog.LevelError},
 	ReasonVerificationKeysUnavailable: {codes.Unavailable,

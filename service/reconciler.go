@@ -61,6 +61,7 @@ type Claims interface {
 	ClaimUnknownAssignment(ctx context.Context, dueBy time.Time, lease time.Duration) (registry.AssignmentClaim, bool, error)
 	ClaimAssignment(ctx context.Context, userIdentifier, customerID string, lease time.Duration) (registry.AssignmentClaim, registry.AssignmentState, error)
 	DeferAssignment(ctx context.Context, token, reason string, retryAt time.Time) error
+	ClaimForImport(ctx context.Context, userIdentifier, customerID string) (registry.AssignmentClaim, registry.AssignmentState, string, error)
 }
 
 // Reconciler resolves the pairs whose assignment outcome is unknown (an

@@ -221,3 +221,63 @@ func scanClaim(r *sql.Row) (AssignmentClaim, error) {
 	}
 	return c, nil
 }
+
+// ClaimForImport holds an orphaned or elsewhere pair as a reservation, so
+// that a key re-issued for it can be recorded with CompleteAssignment; the
+// caller gives it back with FailAssignment(token, state, reason) if the key
+// is refused. state and reason are the pair's before the claim: when state
+// is neither AssignmentOrphaned nor AssignmentElsewhere nothing was
+// claimed (claim.Token is ""). ErrNotFound: no such pair.
+func (s *Store) ClaimForImport(ctx context.Context, userIdentifier, customerID string) (claim AssignmentClaim, state AssignmentState, reason string, err error) {
+	ctx, end := s.tel.start(ctx, "ClaimForImport")
+	defer func() { end(err, state.String()) }()
+
+	if err := checkText("user_identifier", userIdentifier, true); err != nil {
+		return claim, 0, "", err
+	}
+	if err := checkText("customer_id", customerID, true); err != nil {
+		return claim, 0, "", err
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		row, err := scanKeyRow(s.stmts.findKey.queryRowTx(ctx, tx, userIdentifier, customerID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: no assignment for this pair", ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("registry: claim for import: %w", err)
+		}
+		reason = row.reason
+		switch row.state {
+		case keyOrphaned:
+			state = AssignmentOrphaned
+		case keyElsewhere:
+			state = AssignmentElsewhere
+		case keyAssigned:
+			state = AssignmentRecorded
+			return nil
+		case keyUnknown:
+			state = AssignmentUnknown
+			return nil
+		case keyUntrusted:
+			state = AssignmentUntrusted
+			return nil
+		default:
+			state = AssignmentInProgress
+			return nil
+		}
+		token := newToken()
+		r, err := tx.ExecContext(ctx, `
+			UPDATE keys SET state = 'pending', reservation_token = $1, reserved_at = $2
+			WHERE id = $3 AND state = $4`,
+			token, s.dialect.timeArg(s.now()), row.id, row.state)
+		if err := expectOneRow(r, err, "claim for import"); err != nil {
+			return err
+		}
+		claim = AssignmentClaim{Token: token, Terms: row.terms}
+		return nil
+	})
+	if err != nil {
+		return AssignmentClaim{}, 0, "", err
+	}
+	return claim, state, reason, nil
+}

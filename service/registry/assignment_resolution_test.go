@@ -181,3 +181,46 @@ func TestConcurrentClaimersNeverShareAPair(t *testing.T) {
 		}
 	})
 }
+
+func TestClaimForImport(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		s := db.mustOpen(t)
+		ctx := context.Background()
+		assignKey(t, s, terms(1, 1), testKey(1))
+		parkAssignment(t, s, terms(1, 2), AssignmentOrphaned, "answer lost")
+		parkAssignment(t, s, terms(1, 3), AssignmentUnknown, "lost")
+
+		for user, want := range map[string]AssignmentState{"user-001": AssignmentRecorded, "user-003": AssignmentUnknown} {
+			claim, state, _, err := s.ClaimForImport(ctx, user, "customer-1")
+			if err != nil || state != want || claim.Token != "" {
+				t.Errorf("ClaimForImport(%s) = %+v, %v, %v; want %s and no claim", user, claim, state, err, want)
+			}
+		}
+		if _, _, _, err := s.ClaimForImport(ctx, "user-404", "customer-1"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ClaimForImport of no pair: %v", err)
+		}
+
+		// A refused key gives the pair back as it was.
+		claim, state, reason, err := s.ClaimForImport(ctx, "user-002", "customer-1")
+		if err != nil || state != AssignmentOrphaned || reason != "answer lost" || claim.Token == "" || claim.Terms != terms(1, 2) {
+			t.Fatalf("ClaimForImport(orphaned) = %+v, %v, %q, %v", claim, state, reason, err)
+		}
+		if err := s.FailAssignment(ctx, claim.Token, state, reason); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := s.ReserveAssignment(ctx, terms(1, 2), time.Minute); err != nil || res.State != AssignmentOrphaned || res.Reason != "answer lost" {
+			t.Fatalf("after the refusal: %+v, %v; want orphaned as before", res, err)
+		}
+		// An accepted key is recorded.
+		claim, _, _, err = s.ClaimForImport(ctx, "user-002", "customer-1")
+		if err != nil || claim.Token == "" {
+			t.Fatal(claim, err)
+		}
+		if err := s.CompleteAssignment(ctx, claim.Token, testKey(2)); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := s.ReserveAssignment(ctx, terms(1, 2), time.Minute); err != nil || res.State != AssignmentRecorded || res.Key.KeyID != testKey(2).KeyID {
+			t.Fatalf("after the import: %+v, %v; want the key recorded", res, err)
+		}
+	})
+}

@@ -508,6 +508,155 @@ func (x *ResolveAssignmentResponse) GetKey() *RecoveryKey {
 	return nil
 }
 
+// ImportAssignmentRequest is a re-issued key for one pair, as the upstream
+// would have answered the lost assignment.
+type ImportAssignmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The downstream customer.
+	UserIdentifier string `protobuf:"bytes,1,opt,name=user_identifier,json=userIdentifier,proto3" json:"user_identifier,omitempty"`
+	// The organisation's customer_id.
+	CustomerId string `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// The upstream key id (UUID).
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Hex of the DER SubjectPublicKeyInfo, as the upstream gives it.
+	PublicKeyHex string `protobuf:"bytes,4,opt,name=public_key_hex,json=publicKeyHex,proto3" json:"public_key_hex,omitempty"`
+	// The enclave's signature (base64), as the upstream gives it.
+	Signature string `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The exact signed payload (canonical JSON), as the upstream gives it.
+	SignedPayload string `protobuf:"bytes,6,opt,name=signed_payload,json=signedPayload,proto3" json:"signed_payload,omitempty"`
+	// The signed fields, as the upstream gives them (optional: the fields
+	// recoveryd asks the enclave to bind when empty).
+	SignedFields  []string `protobuf:"bytes,7,rep,name=signed_fields,json=signedFields,proto3" json:"signed_fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportAssignmentRequest) Reset() {
+	*x = ImportAssignmentRequest{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportAssignmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportAssignmentRequest) ProtoMessage() {}
+
+func (x *ImportAssignmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportAssignmentRequest.ProtoReflect.Descriptor instead.
+func (*ImportAssignmentRequest) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ImportAssignmentRequest) GetUserIdentifier() string {
+	if x != nil {
+		return x.UserIdentifier
+	}
+	return ""
+}
+
+func (x *ImportAssignmentRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *ImportAssignmentRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *ImportAssignmentRequest) GetPublicKeyHex() string {
+	if x != nil {
+		return x.PublicKeyHex
+	}
+	return ""
+}
+
+func (x *ImportAssignmentRequest) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+func (x *ImportAssignmentRequest) GetSignedPayload() string {
+	if x != nil {
+		return x.SignedPayload
+	}
+	return ""
+}
+
+func (x *ImportAssignmentRequest) GetSignedFields() []string {
+	if x != nil {
+		return x.SignedFields
+	}
+	return nil
+}
+
+// ImportAssignmentResponse is the recorded key.
+type ImportAssignmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key, now recorded for the pair: the customer's next AssignKey gets
+	// it (already_assigned).
+	Key           *RecoveryKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportAssignmentResponse) Reset() {
+	*x = ImportAssignmentResponse{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportAssignmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportAssignmentResponse) ProtoMessage() {}
+
+func (x *ImportAssignmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportAssignmentResponse.ProtoReflect.Descriptor instead.
+func (*ImportAssignmentResponse) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImportAssignmentResponse) GetKey() *RecoveryKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 var File_recovery_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_admin_service_proto_rawDesc = "" +
@@ -542,7 +691,20 @@ const file_recovery_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"resolution\x18\x01 \x01(\x0e2!.recovery.v1.AssignmentResolutionR\n" +
 	"resolution\x12*\n" +
-	"\x03key\x18\x02 \x01(\v2\x18.recovery.v1.RecoveryKeyR\x03key*\xd3\x01\n" +
+	"\x03key\x18\x02 \x01(\v2\x18.recovery.v1.RecoveryKeyR\x03key\"\xb9\x03\n" +
+	"\x17ImportAssignmentRequest\x12V\n" +
+	"\x0fuser_identifier\x18\x01 \x01(\tB-\xbaH*r(\x10\x01\x18\x80\x012!^[A-Za-z0-9][A-Za-z0-9._:@+/=-]*$R\x0euserIdentifier\x12N\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB-\xbaH*r(\x10\x01\x18\x80\x012!^[A-Za-z0-9][A-Za-z0-9._:@+/=-]*$R\n" +
+	"customerId\x12\x1f\n" +
+	"\x06key_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\x12@\n" +
+	"\x0epublic_key_hex\x18\x04 \x01(\tB\x1a\xbaH\x17r\x15\x10 \x18\x80 2\x0e^[0-9a-fA-F]+$R\fpublicKeyHex\x12(\n" +
+	"\tsignature\x18\x05 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80 R\tsignature\x122\n" +
+	"\x0esigned_payload\x18\x06 \x01(\tB\v\xbaH\br\x06\x10\x01\x18\x80\x80\x01R\rsignedPayload\x125\n" +
+	"\rsigned_fields\x18\a \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10\x10\"\x06r\x04\x10\x01\x18@R\fsignedFields\"F\n" +
+	"\x18ImportAssignmentResponse\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.recovery.v1.RecoveryKeyR\x03key*\xd3\x01\n" +
 	"\x14AssignmentIssueState\x12&\n" +
 	"\"ASSIGNMENT_ISSUE_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eASSIGNMENT_ISSUE_STATE_UNKNOWN\x10\x01\x12#\n" +
@@ -554,10 +716,11 @@ const file_recovery_v1_admin_service_proto_rawDesc = "" +
 	"\x1eASSIGNMENT_RESOLUTION_RECORDED\x10\x01\x12\"\n" +
 	"\x1eASSIGNMENT_RESOLUTION_ORPHANED\x10\x02\x12#\n" +
 	"\x1fASSIGNMENT_RESOLUTION_UNTRUSTED\x10\x03\x12\"\n" +
-	"\x1eASSIGNMENT_RESOLUTION_DEFERRED\x10\x042\xe7\x01\n" +
+	"\x1eASSIGNMENT_RESOLUTION_DEFERRED\x10\x042\xc8\x02\n" +
 	"\x14RecoveryAdminService\x12k\n" +
 	"\x14ListAssignmentIssues\x12(.recovery.v1.ListAssignmentIssuesRequest\x1a).recovery.v1.ListAssignmentIssuesResponse\x12b\n" +
-	"\x11ResolveAssignment\x12%.recovery.v1.ResolveAssignmentRequest\x1a&.recovery.v1.ResolveAssignmentResponseBFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	"\x11ResolveAssignment\x12%.recovery.v1.ResolveAssignmentRequest\x1a&.recovery.v1.ResolveAssignmentResponse\x12_\n" +
+	"\x10ImportAssignment\x12$.recovery.v1.ImportAssignmentRequest\x1a%.recovery.v1.ImportAssignmentResponseBFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_admin_service_proto_rawDescOnce sync.Once
@@ -572,7 +735,7 @@ func file_recovery_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_recovery_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_recovery_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_recovery_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_recovery_v1_admin_service_proto_goTypes = []any{
 	(AssignmentIssueState)(0),            // 0: recovery.v1.AssignmentIssueState
 	(AssignmentResolution)(0),            // 1: recovery.v1.AssignmentResolution
@@ -581,31 +744,36 @@ var file_recovery_v1_admin_service_proto_goTypes = []any{
 	(*ListAssignmentIssuesResponse)(nil), // 4: recovery.v1.ListAssignmentIssuesResponse
 	(*ResolveAssignmentRequest)(nil),     // 5: recovery.v1.ResolveAssignmentRequest
 	(*ResolveAssignmentResponse)(nil),    // 6: recovery.v1.ResolveAssignmentResponse
-	(*Organisation)(nil),                 // 7: recovery.v1.Organisation
-	(*Package)(nil),                      // 8: recovery.v1.Package
-	(KeyEnvironment)(0),                  // 9: recovery.v1.KeyEnvironment
-	(*timestamppb.Timestamp)(nil),        // 10: google.protobuf.Timestamp
-	(*RecoveryKey)(nil),                  // 11: recovery.v1.RecoveryKey
+	(*ImportAssignmentRequest)(nil),      // 7: recovery.v1.ImportAssignmentRequest
+	(*ImportAssignmentResponse)(nil),     // 8: recovery.v1.ImportAssignmentResponse
+	(*Organisation)(nil),                 // 9: recovery.v1.Organisation
+	(*Package)(nil),                      // 10: recovery.v1.Package
+	(KeyEnvironment)(0),                  // 11: recovery.v1.KeyEnvironment
+	(*timestamppb.Timestamp)(nil),        // 12: google.protobuf.Timestamp
+	(*RecoveryKey)(nil),                  // 13: recovery.v1.RecoveryKey
 }
 var file_recovery_v1_admin_service_proto_depIdxs = []int32{
-	7,  // 0: recovery.v1.AssignmentIssue.organisation:type_name -> recovery.v1.Organisation
-	8,  // 1: recovery.v1.AssignmentIssue.package:type_name -> recovery.v1.Package
-	9,  // 2: recovery.v1.AssignmentIssue.key_environment:type_name -> recovery.v1.KeyEnvironment
+	9,  // 0: recovery.v1.AssignmentIssue.organisation:type_name -> recovery.v1.Organisation
+	10, // 1: recovery.v1.AssignmentIssue.package:type_name -> recovery.v1.Package
+	11, // 2: recovery.v1.AssignmentIssue.key_environment:type_name -> recovery.v1.KeyEnvironment
 	0,  // 3: recovery.v1.AssignmentIssue.state:type_name -> recovery.v1.AssignmentIssueState
-	10, // 4: recovery.v1.AssignmentIssue.reserved_at:type_name -> google.protobuf.Timestamp
+	12, // 4: recovery.v1.AssignmentIssue.reserved_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: recovery.v1.ListAssignmentIssuesRequest.state:type_name -> recovery.v1.AssignmentIssueState
 	2,  // 6: recovery.v1.ListAssignmentIssuesResponse.issues:type_name -> recovery.v1.AssignmentIssue
 	1,  // 7: recovery.v1.ResolveAssignmentResponse.resolution:type_name -> recovery.v1.AssignmentResolution
-	11, // 8: recovery.v1.ResolveAssignmentResponse.key:type_name -> recovery.v1.RecoveryKey
-	3,  // 9: recovery.v1.RecoveryAdminService.ListAssignmentIssues:input_type -> recovery.v1.ListAssignmentIssuesRequest
-	5,  // 10: recovery.v1.RecoveryAdminService.ResolveAssignment:input_type -> recovery.v1.ResolveAssignmentRequest
-	4,  // 11: recovery.v1.RecoveryAdminService.ListAssignmentIssues:output_type -> recovery.v1.ListAssignmentIssuesResponse
-	6,  // 12: recovery.v1.RecoveryAdminService.ResolveAssignment:output_type -> recovery.v1.ResolveAssignmentResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	13, // 8: recovery.v1.ResolveAssignmentResponse.key:type_name -> recovery.v1.RecoveryKey
+	13, // 9: recovery.v1.ImportAssignmentResponse.key:type_name -> recovery.v1.RecoveryKey
+	3,  // 10: recovery.v1.RecoveryAdminService.ListAssignmentIssues:input_type -> recovery.v1.ListAssignmentIssuesRequest
+	5,  // 11: recovery.v1.RecoveryAdminService.ResolveAssignment:input_type -> recovery.v1.ResolveAssignmentRequest
+	7,  // 12: recovery.v1.RecoveryAdminService.ImportAssignment:input_type -> recovery.v1.ImportAssignmentRequest
+	4,  // 13: recovery.v1.RecoveryAdminService.ListAssignmentIssues:output_type -> recovery.v1.ListAssignmentIssuesResponse
+	6,  // 14: recovery.v1.RecoveryAdminService.ResolveAssignment:output_type -> recovery.v1.ResolveAssignmentResponse
+	8,  // 15: recovery.v1.RecoveryAdminService.ImportAssignment:output_type -> recovery.v1.ImportAssignmentResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_recovery_v1_admin_service_proto_init() }
@@ -620,7 +788,7 @@ func file_recovery_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recovery_v1_admin_service_proto_rawDesc), len(file_recovery_v1_admin_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	RecoveryAdminService_ListAssignmentIssues_FullMethodName = "/recovery.v1.RecoveryAdminService/ListAssignmentIssues"
 	RecoveryAdminService_ResolveAssignment_FullMethodName    = "/recovery.v1.RecoveryAdminService/ResolveAssignment"
+	RecoveryAdminService_ImportAssignment_FullMethodName     = "/recovery.v1.RecoveryAdminService/ImportAssignment"
 )
 
 // RecoveryAdminServiceClient is the client API for RecoveryAdminService service.
@@ -50,6 +51,13 @@ type RecoveryAdminServiceClient interface {
 	// ASSIGNMENT_NOT_RESOLVABLE (metadata "state"); one being re-sent already
 	// is ABORTED, ASSIGNMENT_IN_PROGRESS.
 	ResolveAssignment(ctx context.Context, in *ResolveAssignmentRequest, opts ...grpc.CallOption) (*ResolveAssignmentResponse, error)
+	// ImportAssignment records, for an ORPHANED or ELSEWHERE pair, the key the
+	// provider's support re-issued for it, after verifying it exactly as a
+	// fresh assignment: the enclave signature against the JWKS, and its
+	// binding to the pair's organisation, package, key_id and fingerprint.
+	// A pair in another state, or a key that fails verification, is
+	// FAILED_PRECONDITION, ASSIGNMENT_NOT_IMPORTABLE, and nothing changes.
+	ImportAssignment(ctx context.Context, in *ImportAssignmentRequest, opts ...grpc.CallOption) (*ImportAssignmentResponse, error)
 }
 
 type recoveryAdminServiceClient struct {
@@ -80,6 +88,16 @@ func (c *recoveryAdminServiceClient) ResolveAssignment(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *recoveryAdminServiceClient) ImportAssignment(ctx context.Context, in *ImportAssignmentRequest, opts ...grpc.CallOption) (*ImportAssignmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportAssignmentResponse)
+	err := c.cc.Invoke(ctx, RecoveryAdminService_ImportAssignment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RecoveryAdminServiceServer is the server API for RecoveryAdminService service.
 // All implementations must embed UnimplementedRecoveryAdminServiceServer
 // for forward compatibility.
@@ -104,6 +122,13 @@ type RecoveryAdminServiceServer interface {
 	// ASSIGNMENT_NOT_RESOLVABLE (metadata "state"); one being re-sent already
 	// is ABORTED, ASSIGNMENT_IN_PROGRESS.
 	ResolveAssignment(context.Context, *ResolveAssignmentRequest) (*ResolveAssignmentResponse, error)
+	// ImportAssignment records, for an ORPHANED or ELSEWHERE pair, the key the
+	// provider's support re-issued for it, after verifying it exactly as a
+	// fresh assignment: the enclave signature against the JWKS, and its
+	// binding to the pair's organisation, package, key_id and fingerprint.
+	// A pair in another state, or a key that fails verification, is
+	// FAILED_PRECONDITION, ASSIGNMENT_NOT_IMPORTABLE, and nothing changes.
+	ImportAssignment(context.Context, *ImportAssignmentRequest) (*ImportAssignmentResponse, error)
 	mustEmbedUnimplementedRecoveryAdminServiceServer()
 }
 
@@ -119,6 +144,9 @@ func (UnimplementedRecoveryAdminServiceServer) ListAssignmentIssues(context.Cont
 }
 func (UnimplementedRecoveryAdminServiceServer) ResolveAssignment(context.Context, *ResolveAssignmentRequest) (*ResolveAssignmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveAssignment not implemented")
+}
+func (UnimplementedRecoveryAdminServiceServer) ImportAssignment(context.Context, *ImportAssignmentRequest) (*ImportAssignmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportAssignment not implemented")
 }
 func (UnimplementedRecoveryAdminServiceServer) mustEmbedUnimplementedRecoveryAdminServiceServer() {}
 func (UnimplementedRecoveryAdminServiceServer) testEmbeddedByValue()                              {}
@@ -177,6 +205,24 @@ func _RecoveryAdminService_ResolveAssignment_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RecoveryAdminService_ImportAssignment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportAssignmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecoveryAdminServiceServer).ImportAssignment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecoveryAdminService_ImportAssignment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecoveryAdminServiceServer).ImportAssignment(ctx, req.(*ImportAssignmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RecoveryAdminService_ServiceDesc is the grpc.ServiceDesc for RecoveryAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -191,6 +237,10 @@ var RecoveryAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResolveAssignment",
 			Handler:    _RecoveryAdminService_ResolveAssignment_Handler,
+		},
+		{
+			MethodName: "ImportAssignment",
+			Handler:    _RecoveryAdminService_ImportAssignment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

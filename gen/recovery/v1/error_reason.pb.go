@@ -191,6 +191,12 @@ const (
 	// ResolveAssignment named a pair whose outcome is not unknown (metadata
 	// "state": none, recorded, orphaned, untrusted or elsewhere), so there is
 	// nothing to re-send. Nothing was done.
+	// ERROR_REASON_ASSIGNMENT_NOT_IMPORTABLE comes with FAILED_PRECONDITION:
+	// ImportAssignment was refused: the pair is not orphaned or assigned
+	// elsewhere (metadata "state"), or the key failed verification (signature,
+	// binding or the JWKS; metadata "check"), or is recorded for another pair.
+	// Nothing was changed.
+	ErrorReason_ERROR_REASON_ASSIGNMENT_NOT_IMPORTABLE ErrorReason = 44
 	ErrorReason_ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE ErrorReason = 45
 	// ERROR_REASON_ASSIGNMENT_ORPHANED comes with FAILED_PRECONDITION: an
 	// assignment this service sent for this user_identifier and organisation
@@ -278,6 +284,7 @@ var (
 		34: "ERROR_REASON_CALLER_NOT_AUTHENTICATED",
 		35: "ERROR_REASON_ORGANISATION_NOT_ALLOWED",
 		43: "ERROR_REASON_OPERATOR_ROLE_REQUIRED",
+		44: "ERROR_REASON_ASSIGNMENT_NOT_IMPORTABLE",
 		45: "ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE",
 		36: "ERROR_REASON_ASSIGNMENT_ORPHANED",
 		38: "ERROR_REASON_ASSIGNMENT_BEING_RESOLVED",
@@ -324,6 +331,7 @@ var (
 		"ERROR_REASON_CALLER_NOT_AUTHENTICATED":      34,
 		"ERROR_REASON_ORGANISATION_NOT_ALLOWED":      35,
 		"ERROR_REASON_OPERATOR_ROLE_REQUIRED":        43,
+		"ERROR_REASON_ASSIGNMENT_NOT_IMPORTABLE":     44,
 		"ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE":     45,
 		"ERROR_REASON_ASSIGNMENT_ORPHANED":           36,
 		"ERROR_REASON_ASSIGNMENT_BEING_RESOLVED":     38,
@@ -365,7 +373,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xac\r\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xd8\r\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -405,6 +413,7 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"%ERROR_REASON_CALLER_NOT_AUTHENTICATED\x10\"\x12)\n" +
 	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#\x12'\n" +
 	"#ERROR_REASON_OPERATOR_ROLE_REQUIRED\x10+\x12*\n" +
+	"&ERROR_REASON_ASSIGNMENT_NOT_IMPORTABLE\x10,\x12*\n" +
 	"&ERROR_REASON_ASSIGNMENT_NOT_RESOLVABLE\x10-\x12$\n" +
 	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$\x12*\n" +
 	"&ERROR_REASON_ASSIGNMENT_BEING_RESOLVED\x10&\x12\x1d\n" +
