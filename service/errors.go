@@ -73,6 +73,7 @@ const (
 	// every other reason.
 	ReasonOrganisationNotAllowed = auth.ReasonOrganisationNotAllowed
 	ReasonCallerNotAuthenticated = auth.ReasonNotAuthenticated
+	ReasonOperatorRoleRequired   = auth.ReasonOperatorRoleRequired
 )
 
 // reasonSpec is how one reason is reported: its gRPC code, the fixed message
@@ -155,6 +156,8 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"the SecureFile stream waited too long between two messages (ErrorInfo metadata \"idle_timeout\"), so it was aborted and nothing was stored: send the file again without pauses", slog.LevelInfo},
 	ReasonOrganisationNotAllowed: {codes.PermissionDenied,
 		"the caller is not allowed to act for this organisation, so nothing was done: the operator lists each caller's organisations in the callers file", slog.LevelWarn},
+	ReasonOperatorRoleRequired: {codes.PermissionDenied,
+		"only callers with the operator role may use the RecoveryAdminService, so nothing was done: the operator adds \"roles\": [\"operator\"] to the caller's entry in the callers file", slog.LevelWarn},
 	ReasonCallerNotAuthenticated: {codes.Unauthenticated,
 		"no authenticated caller for this call: the operator has the details in the service log", slog.LevelError},
 }
@@ -395,6 +398,14 @@ const (
 func RateLimitedStatus(limit string, retryAfter time.Duration) error {
 	f := &failure{reason: ReasonRateLimited, metadata: map[string]string{"limit": limit}, retryAfter: retryAfter}
 	return buildStatus(reasonSpecs[ReasonRateLimited], f)
+}
+
+// StatusFromRefusal is the status of a call an authorization check refused
+// (an *auth.Refusal) before it reached a handler, with the code and message
+// of the one table; recoveryd's operator interceptor calls it.
+func StatusFromRefusal(err error) error {
+	f := classify(err)
+	return buildStatus(reasonSpecs[f.reason], f)
 }
 
 // StatusFromValidation converts the error of protovalidate's Validate into
