@@ -3,6 +3,7 @@ package soak
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -518,7 +519,7 @@ func renderReport(s settings, results []*result) string {
 					counts[cl.outcome()]++
 				}
 			}
-			for _, o := range slices.Sorted(mapKeys(counts)) {
+			for _, o := range slices.Sorted(maps.Keys(counts)) {
 				fmt.Fprintf(&b, "| %s | %s | %s | %d |\n", r.phase.name, k, o, counts[o])
 			}
 		}
@@ -583,22 +584,12 @@ func countState(pairs map[string]string, state string) int {
 	return n
 }
 
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 func describe(m map[string]int) string {
 	if len(m) == 0 {
 		return "none"
 	}
 	var parts []string
-	for _, k := range slices.Sorted(mapKeys(m)) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
