@@ -191,6 +191,7 @@ interop: $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(PROTOVALIDATE_PROTO) interop-deps 
 .PHONY: bench
 bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~2-3 min; docs/benchmarks.md)
 	bench/run.sh
+	bench/pairs.sh
 
 # NOTE: not part of `make test`: a few minutes of load. bench/soak is a Go
 # test (it shares the tests' PostgreSQL set-up) that runs only with

@@ -191,7 +191,12 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("preparing the SecureFile spool under --data-dir: %w", err)
 	}
+	hashKey, err := cfg.registryHMACKey()
+	if err != nil {
+		return nil, err
+	}
 	svcConfig := service.Config{
+		RequestHashKey:    hashKey,
 		Spool:             spool,
 		StreamIdleTimeout: cfg.StreamIdleTimeout,
 		Upstream:          client,

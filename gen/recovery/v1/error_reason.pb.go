@@ -215,6 +215,14 @@ const (
 	// The upload was aborted and nothing was stored. Retry the whole stream
 	// (with the same idempotency_key, if it had one), sending without pauses.
 	ErrorReason_ERROR_REASON_STREAM_IDLE_TIMEOUT ErrorReason = 40
+	// ERROR_REASON_AUDIT_UNAVAILABLE comes with UNAVAILABLE: in production
+	// every call leaves an audit record, and this call's record could not be
+	// written (the audit writer is failing or too far behind). A call refused
+	// before its work did nothing; an AssignKey or store that completed before
+	// its record failed is answered so too, and its retry (AssignKey is
+	// exactly-once; a store with the same idempotency_key) returns the
+	// recorded result. Retry after the RetryInfo delay.
+	ErrorReason_ERROR_REASON_AUDIT_UNAVAILABLE ErrorReason = 42
 )
 
 // Enum value maps for ErrorReason.
@@ -261,6 +269,7 @@ var (
 		37: "ERROR_REASON_RATE_LIMITED",
 		39: "ERROR_REASON_CHUNK_TOO_SMALL",
 		40: "ERROR_REASON_STREAM_IDLE_TIMEOUT",
+		42: "ERROR_REASON_AUDIT_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                   0,
@@ -304,6 +313,7 @@ var (
 		"ERROR_REASON_RATE_LIMITED":                  37,
 		"ERROR_REASON_CHUNK_TOO_SMALL":               39,
 		"ERROR_REASON_STREAM_IDLE_TIMEOUT":           40,
+		"ERROR_REASON_AUDIT_UNAVAILABLE":             42,
 	}
 )
 
@@ -338,7 +348,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xb0\f\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xd4\f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -381,7 +391,8 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10%\x12 \n" +
 	"\x1cERROR_REASON_CHUNK_TOO_SMALL\x10'\x12$\n" +
-	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(\x12\"\n" +
+	"\x1eERROR_REASON_AUDIT_UNAVAILABLE\x10*BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_error_reason_proto_rawDescOnce sync.Once
