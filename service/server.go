@@ -113,6 +113,8 @@ type Server struct {
 	spool             *Spool
 	// requestHashKey is Config.RequestHashKey.
 	requestHashKey []byte
+	// receipts caches the receipt checks of recorded keys (key_receipt.go).
+	receipts *receiptCache
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -145,6 +147,7 @@ func New(cfg Config) *Server {
 		streamIdleTimeout: cmp.Or(cfg.StreamIdleTimeout, DefaultStreamIdleTimeout),
 		spool:             cfg.Spool,
 		requestHashKey:    cfg.RequestHashKey,
+		receipts:          newReceiptCache(),
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled
