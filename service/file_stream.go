@@ -35,6 +35,7 @@ type received struct {
 // then returns, which ends the stream and with it that goroutine's Recv.
 // The goroutine holds at most one message the handler has not taken.
 type idleStream struct {
+	ctx     context.Context
 	msgs    chan received
 	timeout time.Duration
 }
@@ -42,7 +43,7 @@ type idleStream struct {
 // newIdleStream starts receiving from stream until it fails or ctx (the
 // stream's context, which ends when the handler returns) ends.
 func newIdleStream(ctx context.Context, stream fileStream, timeout time.Duration) *idleStream {
-	s := &idleStream{msgs: make(chan received), timeout: timeout}
+	s := &idleStream{ctx: ctx, msgs: make(chan received), timeout: timeout}
 	go func() {
 		for {
 			msg, err := stream.Recv()
@@ -60,13 +61,18 @@ func newIdleStream(ctx context.Context, stream fileStream, timeout time.Duration
 }
 
 // Recv returns the next message, or a STREAM_IDLE_TIMEOUT failure when
-// none arrived within the idle timeout.
+// none arrived within the idle timeout, or the context's error when the
+// call is cancelled first (the caller went away, or a shutdown cut it):
+// the receiving goroutine stops handing messages over then, so waiting
+// for one would hold the handler until the idle timeout.
 func (s *idleStream) Recv() (*recoveryv1.SecureFileRequest, error) {
 	t := time.NewTimer(s.timeout)
 	defer t.Stop()
 	select {
 	case r := <-s.msgs:
 		return r.msg, r.err
+	case <-s.ctx.Done():
+		return nil, context.Cause(s.ctx)
 	case <-t.C:
 		f := fail(ReasonStreamIdleTimeout, fmt.Errorf("no message within %s", s.timeout))
 		f.metadata = map[string]string{"idle_timeout": s.timeout.String()}

@@ -96,6 +96,7 @@ type Server struct {
 	recorded     Keys
 	backups      Backups
 	listings     Listings
+	issues       AssignmentIssues
 	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
@@ -132,6 +133,7 @@ func New(cfg Config) *Server {
 		recorded:     cfg.Registry,
 		backups:      cfg.Registry,
 		listings:     cfg.Registry,
+		issues:       cfg.Registry,
 		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,

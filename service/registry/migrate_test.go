@@ -14,7 +14,7 @@ import (
 )
 
 // registryTables are the tables the embedded migrations make.
-var registryTables = []string{"backups", "keys", "schema_migrations", "write_probe"}
+var registryTables = []string{"audit_events", "backups", "keys", "schema_migrations", "write_probe"}
 
 func embeddedMigrationNames(t *testing.T, dialect string) []string {
 	t.Helper()

@@ -131,3 +131,7 @@ func (postgresDialect) lockMigrations(ctx context.Context, conn *sql.Conn) (func
 		}
 	}, nil
 }
+
+func (postgresDialect) contains(haystack, needle string) string {
+	return "strpos(" + haystack + ", " + needle + ") > 0"
+}

@@ -100,7 +100,13 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	}
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	return open(ctx, sqliteDialect{}, write, read, o)
+	s, err := open(ctx, sqliteDialect{}, write, read, o)
+	if err != nil {
+		return nil, err
+	}
+	// Group commit: the one writer commits the writes waiting together.
+	s.batch = newBatcher(write)
+	return s, nil
 }
 
 // connectSQLite makes db's first connection. Switching a new file to WAL
@@ -168,4 +174,8 @@ func (sqliteDialect) migrationsTable() string {
 // write lock serialises processes.
 func (sqliteDialect) lockMigrations(context.Context, *sql.Conn) (func(), error) {
 	return func() {}, nil
+}
+
+func (sqliteDialect) contains(haystack, needle string) string {
+	return "instr(" + haystack + ", " + needle + ") > 0"
 }
