@@ -146,13 +146,16 @@ func withKID(keys []keycrypto.VerificationKey, kid string) []keycrypto.Verificat
 // rowDigest is the SHA-256 of everything a receipt check reads from a
 // row, each field length-prefixed so that no two rows digest alike.
 func rowDigest(k *registry.Key) [sha256.Size]byte {
-	h := sha256.New()
-	for _, f := range []string{k.KeyID, k.PublicKeyHex, k.Fingerprint, k.CustomerID, k.PackageID,
-		k.Receipt.Signature, k.Receipt.SignedPayload, k.Receipt.SigningKeyID} {
-		_ = binary.Write(h, binary.BigEndian, uint64(len(f))) // a hash never fails to write
-		h.Write([]byte(f))
+	fields := [...]string{k.KeyID, k.PublicKeyHex, k.Fingerprint, k.CustomerID, k.PackageID,
+		k.Receipt.Signature, k.Receipt.SignedPayload, k.Receipt.SigningKeyID}
+	n := 0
+	for _, f := range fields {
+		n += 8 + len(f)
 	}
-	var d [sha256.Size]byte
-	h.Sum(d[:0])
-	return d
+	buf := make([]byte, 0, n)
+	for _, f := range fields {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(f)))
+		buf = append(buf, f...)
+	}
+	return sha256.Sum256(buf)
 }
