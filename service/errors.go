@@ -47,6 +47,7 @@ const (
 	ReasonAssignmentBeingResolved     = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_BEING_RESOLVED
 	ReasonEnclaveSignatureInvalid     = recoveryv1.ErrorReason_ERROR_REASON_ENCLAVE_SIGNATURE_INVALID
 	ReasonVerificationKeysUnavailable = recoveryv1.ErrorReason_ERROR_REASON_VERIFICATION_KEYS_UNAVAILABLE
+	ReasonKeyReceiptInvalid           = recoveryv1.ErrorReason_ERROR_REASON_KEY_RECEIPT_INVALID
 	ReasonIdempotencyKeyReused        = recoveryv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED
 	ReasonRequestInProgress           = recoveryv1.ErrorReason_ERROR_REASON_REQUEST_IN_PROGRESS
 	ReasonAssignmentOrphaned          = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_ORPHANED
@@ -114,6 +115,8 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"the outcome of an earlier assignment for this user_identifier and organisation is being resolved with the Partner Key Service: retry after the RetryInfo delay", slog.LevelWarn},
 	ReasonEnclaveSignatureInvalid: {codes.FailedPrecondition,
 		"the key assigned by the Partner Key Service failed enclave signature verification and was not recorded: an operator has been alerted", slog.LevelError},
+	ReasonKeyReceiptInvalid: {codes.FailedPrecondition,
+		"the recorded key no longer verifies against the enclave signature recorded with it, so it was not used: an operator has been alerted", slog.LevelError},
 	ReasonVerificationKeysUnavailable: {codes.Unavailable,
 		"the enclave verification keys could not be loaded, so no key was assigned: retry later", slog.LevelError},
 	ReasonIdempotencyKeyReused: {codes.AlreadyExists,

@@ -125,6 +125,8 @@ type Server struct {
 	reconcileInterval time.Duration
 	// resolutions counts the reconciler's and operators' resolutions.
 	resolutions *resolutionInstruments
+	// receipts caches the receipt checks of recorded keys (key_receipt.go).
+	receipts *receiptCache
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -162,6 +164,7 @@ func New(cfg Config) *Server {
 
 		reconcileInterval: max(cfg.ReconcileInterval, 0),
 		resolutions:       newResolutionInstruments(),
+		receipts:          newReceiptCache(),
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled
