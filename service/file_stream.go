@@ -35,6 +35,7 @@ type received struct {
 // then returns, which ends the stream and with it that goroutine's Recv.
 // The goroutine holds at most one message the handler has not taken.
 type idleStream struct {
+	ctx     context.Context
 	msgs    chan received
 	timeout time.Duration
 }
@@ -42,7 +43,7 @@ type idleStream struct {
 // newIdleStream starts receiving from stream until it fails or ctx (the
 // stream's context, which ends when the handler returns) ends.
 func newIdleStream(ctx context.Context, stream fileStream, timeout time.Duration) *idleStream {
-	s := &idleStream{msgs: make(chan received), timeout: timeout}
+	s := &idleStream{ctx: ctx, msgs: make(chan received), timeout: timeout}
 	go func() {
 		for {
 			msg, err := stream.Recv()
@@ -67,6 +68,11 @@ func (s *idleStream) Recv() (*recoveryv1.SecureFileRequest, error) {
 	select {
 	case r := <-s.msgs:
 		return r.msg, r.err
+	case <-s.ctx.Done():
+		// NOTE: the receiving goroutine may have seen the stream's end and
+		// chosen ctx.Done over handing its error over (both were ready):
+		// the caller is gone either way.
+		return nil, s.ctx.Err()
 	case <-t.C:
 		f := fail(ReasonStreamIdleTimeout, fmt.Errorf("no message within %s", s.timeout))
 		f.metadata = map[string]string{"idle_timeout": s.timeout.String()}

@@ -223,9 +223,26 @@ func (w *Writer) SubmitAndWait(ctx context.Context, e registry.AuditEvent) error
 	}
 }
 
+// Offer queues e unless the queue is at least half full: for records of
+// calls refused before their caller was authenticated, so that a flood of
+// them can never make the writer too far behind for authenticated calls.
+// A record not taken is counted failed (reason "shed").
+func (w *Writer) Offer(e registry.AuditEvent) error {
+	return w.enqueueBelow(item{event: e}, cap(w.queue)/2, "shed")
+}
+
 func (w *Writer) enqueue(it item) error {
+	return w.enqueueBelow(it, cap(w.queue), "behind")
+}
+
+// enqueueBelow queues it when fewer than limit records wait.
+func (w *Writer) enqueueBelow(it item, limit int, refusal string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(w.queue) >= limit && !w.closed {
+		w.countFailed(refusal, 1)
+		return fmt.Errorf("%w: %d records already wait for their commit", ErrUnavailable, len(w.queue))
+	}
 	if w.closed {
 		w.countFailed("closed", 1)
 		return fmt.Errorf("%w: closed", ErrUnavailable)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
 	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/service/audit"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
@@ -184,6 +185,9 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, err
 	}
+	if sec.audit, err = a.startAudit(cfg, store); err != nil {
+		return nil, err
+	}
 	// NOTE: under --data-dir even with PostgreSQL: the spool is this
 	// replica's, never shared.
 	spool, err := service.OpenSpool(filepath.Join(cfg.DataDir, spoolDirName))
@@ -224,6 +228,32 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	// Only the registry is re-probed once SERVING: see readiness.reprobe.
 	a.readiness = newReadiness(log.With("component", "readiness"), a.health, startup, []readinessCheck{registryPing}, opts.ReadinessInterval)
 	return a, nil
+}
+
+// auditCloseTimeout bounds how long closing waits for the audit records
+// still queued to be committed.
+const auditCloseTimeout = 10 * time.Second
+
+// startAudit starts this process's audit writer (a chain of its own in the
+// registry) and returns the chain's audit position: enforcing in
+// production, warning in development. The writer is closed, its queue
+// committed, after the gRPC server has stopped.
+func (a *app) startAudit(cfg Config, store *registry.Store) (*auditor, error) {
+	w, err := audit.Start(audit.Config{
+		Store:     store,
+		Retention: cfg.AuditRetention,
+		ExportDir: filepath.Join(cfg.DataDir, auditExportDirName),
+		Logger:    a.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the audit writer: %w", err)
+	}
+	a.closers = append(a.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+		defer cancel()
+		return w.Close(ctx)
+	})
+	return newAuditor(w, cfg.Environment == EnvProduction, a.log.With("component", "audit")), nil
 }
 
 // openRegistry opens PostgreSQL for a postgres:// --database-url (or

@@ -61,6 +61,9 @@ const (
 	// maxStreamIdleTimeout is the longest --stream-idle-timeout allowed:
 	// the upstream file timeout bounds the whole upload anyway.
 	maxStreamIdleTimeout = upstream.DefaultFileTimeout
+	// minAuditRetention is the shortest --audit-retention: a prune runs
+	// hourly, and an audit trail kept for less is hardly one.
+	minAuditRetention = 24 * time.Hour
 	// redacted stands in for secrets wherever a Config is printed.
 	redacted = "[redacted]"
 )
@@ -157,6 +160,10 @@ type Config struct {
 	// UpstreamCAFile is a PEM file of CA certificates trusted, besides the
 	// system roots, for the upstream's and the JWKS's HTTPS (a private CA).
 	UpstreamCAFile string
+	// AuditRetention is the age past which audit records are exported
+	// (JSON lines under <DataDir>/audit-export) and then pruned; 0 keeps
+	// them all.
+	AuditRetention time.Duration
 }
 
 // DefaultConfig is the Config of a run with no flags and no environment.
@@ -236,6 +243,9 @@ func (c Config) validate(getenv func(string) string) error {
 	errs = append(errs, c.overloadProblems()...)
 	if c.StreamIdleTimeout <= 0 || c.StreamIdleTimeout > maxStreamIdleTimeout {
 		bad("--stream-idle-timeout must be positive and at most %s (got %s), e.g. %s", maxStreamIdleTimeout, c.StreamIdleTimeout, defaultStreamIdleTimeout)
+	}
+	if c.AuditRetention < 0 || c.AuditRetention > 0 && c.AuditRetention < minAuditRetention {
+		bad("--audit-retention must be 0 (keep every audit record) or at least %s (got %s), e.g. 8760h for a year", minAuditRetention, c.AuditRetention)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
@@ -459,6 +469,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("client_ca", c.ClientCA),
 		slog.String("client_trust_domain", c.ClientTrustDomain),
 		slog.String("upstream_ca_file", c.UpstreamCAFile),
+		slog.String("audit_retention", c.AuditRetention.String()),
 	}
 }
 
