@@ -191,6 +191,15 @@ interop: $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(PROTOVALIDATE_PROTO) interop-deps 
 .PHONY: bench
 bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~2-3 min; docs/benchmarks.md)
 	bench/run.sh
+	bench/pairs.sh
+
+# NOTE: not part of `make test`: a few minutes of load. bench/soak is a Go
+# test (it shares the tests' PostgreSQL set-up) that runs only with
+# RECOVERY_SOAK=1; its knobs (SOAK_DURATION, SOAK_CONCURRENCY, SOAK_FAULTS,
+# SOAK_POSTGRES=0 ...) pass through the environment.
+.PHONY: soak
+soak: system-deps ## reliability soak: faults, SIGTERM and kill -9 under load, invariants checked (~5 min; docs/reliability.md)
+	RECOVERY_SOAK=1 go test -count=1 -timeout=20m -v -run '^TestSoak$$' ./bench/soak
 
 .PHONY: run
 run: ## run recoveryd on the embedded sandbox upstream

@@ -62,6 +62,19 @@ type Listings interface {
 	ListBackups(ctx context.Context, f registry.BackupFilter, p registry.Page) ([]registry.Backup, string, error)
 }
 
+// AssignmentIssues is what the operators' service reads: the pairs whose
+// assignment is not settled by a recorded key.
+type AssignmentIssues interface {
+	ListAssignmentIssues(ctx context.Context, f registry.AssignmentIssueFilter, p registry.Page) ([]registry.AssignmentIssue, string, error)
+}
+
+// AuditTrail is what the operators' service reads of the audit trail
+// (recoveryd's audit writer appends to it).
+type AuditTrail interface {
+	ListAuditEvents(ctx context.Context, f registry.AuditFilter, p registry.Page) ([]registry.AuditEvent, string, error)
+	VerifyAudit(ctx context.Context) (registry.AuditReport, error)
+}
+
 // Registry is the durable record as one store holds it, every flow's part;
 // a *registry.Store satisfies it. The Server keeps each part apart, so a
 // flow reaches only what it uses.
@@ -70,6 +83,8 @@ type Registry interface {
 	Keys
 	Backups
 	Listings
+	AssignmentIssues
+	AuditTrail
 }
 
 // Authorizer decides which organisations the call in a context may act for;

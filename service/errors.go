@@ -74,6 +74,7 @@ const (
 	// every other reason.
 	ReasonOrganisationNotAllowed = auth.ReasonOrganisationNotAllowed
 	ReasonCallerNotAuthenticated = auth.ReasonNotAuthenticated
+	ReasonOperatorRoleRequired   = auth.ReasonOperatorRoleRequired
 )
 
 // reasonSpec is how one reason is reported: its gRPC code, the fixed message
@@ -158,6 +159,8 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"the call's audit record could not be written, and every call must leave one: retry after the RetryInfo delay (a store with the same idempotency_key)", slog.LevelError},
 	ReasonOrganisationNotAllowed: {codes.PermissionDenied,
 		"the caller is not allowed to act for this organisation, so nothing was done: the operator lists each caller's organisations in the callers file", slog.LevelWarn},
+	ReasonOperatorRoleRequired: {codes.PermissionDenied,
+		"only callers with the operator role may use the RecoveryAdminService, so nothing was done: the operator adds \"roles\": [\"operator\"] to the caller's entry in the callers file", slog.LevelWarn},
 	ReasonCallerNotAuthenticated: {codes.Unauthenticated,
 		"no authenticated caller for this call: the operator has the details in the service log", slog.LevelError},
 }
@@ -247,6 +250,9 @@ func classify(err error) *failure {
 	}
 	if ue, ok := errors.AsType[*upstream.Error](err); ok {
 		return classifyUpstream(ue, err)
+	}
+	if r, ok := errors.AsType[*rejectedRequest](err); ok {
+		return r.f
 	}
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
@@ -397,6 +403,14 @@ func RateLimitedStatus(limit string, retryAfter time.Duration) error {
 	return buildStatus(reasonSpecs[ReasonRateLimited], f)
 }
 
+// StatusFromRefusal is the status of a call an authorization check refused
+// (an *auth.Refusal) before it reached a handler, with the code and message
+// of the one table; recoveryd's operator interceptor calls it.
+func StatusFromRefusal(err error) error {
+	f := classify(err)
+	return buildStatus(reasonSpecs[f.reason], f)
+}
+
 // AuditUnavailableStatus is the status of a call whose audit record could
 // not be written in production: UNAVAILABLE, reason AUDIT_UNAVAILABLE, with
 // retryAfter as its RetryInfo. recoveryd's audit interceptor calls it.
@@ -438,8 +452,22 @@ func StatusFromValidation(err error) error {
 			Reason:      ruleReason(rule),
 		})
 	}
-	return buildStatus(reasonSpecs[f.reason], f)
+	return &rejectedRequest{f: f, st: buildStatus(reasonSpecs[f.reason], f)}
 }
+
+// rejectedRequest is StatusFromValidation's status for an invalid message.
+// The interceptor hands it to gRPC as it is; a SecureFile handler that
+// receives it from stream.Recv (the chunk after the header may be the
+// invalid message) classifies it as the rejection it is, not as INTERNAL.
+type rejectedRequest struct {
+	f  *failure
+	st error
+}
+
+func (r *rejectedRequest) Error() string { return r.st.Error() }
+
+// GRPCStatus is the status callers get.
+func (r *rejectedRequest) GRPCStatus() *status.Status { return status.Convert(r.st) }
 
 // ruleReason turns a protovalidate rule id such as "string.pattern" into the
 // UPPER_SNAKE_CASE form FieldViolation.reason asks for ("STRING_PATTERN").

@@ -61,7 +61,10 @@ func newIdleStream(ctx context.Context, stream fileStream, timeout time.Duration
 }
 
 // Recv returns the next message, or a STREAM_IDLE_TIMEOUT failure when
-// none arrived within the idle timeout.
+// none arrived within the idle timeout, or the context's error when the
+// call is cancelled first (the caller went away, or a shutdown cut it):
+// the receiving goroutine stops handing messages over then, so waiting
+// for one would hold the handler until the idle timeout.
 func (s *idleStream) Recv() (*recoveryv1.SecureFileRequest, error) {
 	t := time.NewTimer(s.timeout)
 	defer t.Stop()
@@ -69,10 +72,7 @@ func (s *idleStream) Recv() (*recoveryv1.SecureFileRequest, error) {
 	case r := <-s.msgs:
 		return r.msg, r.err
 	case <-s.ctx.Done():
-		// NOTE: the receiving goroutine may have seen the stream's end and
-		// chosen ctx.Done over handing its error over (both were ready):
-		// the caller is gone either way.
-		return nil, s.ctx.Err()
+		return nil, context.Cause(s.ctx)
 	case <-t.C:
 		f := fail(ReasonStreamIdleTimeout, fmt.Errorf("no message within %s", s.timeout))
 		f.metadata = map[string]string{"idle_timeout": s.timeout.String()}

@@ -2,34 +2,23 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/audit"
 	"github.com/walletprovider/recoveryservice/service/registry"
 )
-
-// openTestRegistry opens a SQLite registry the test owns (Options.Registry:
-// the run does not close it), so it can be read after the server stopped.
-func openTestRegistry(t *testing.T) *registry.Store {
-	t.Helper()
-	store, err := registry.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "registry.db"),
-		registry.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	return store
-}
 
 // allAuditEvents lists every call record, oldest first.
 func allAuditEvents(t *testing.T, store *registry.Store) []registry.AuditEvent {
@@ -252,5 +241,75 @@ func TestAuditUnavailableFailsCallsInProductionOnly(t *testing.T) {
 				t.Fatalf("development: %d handler calls, warning logged: %v", len(svc.calls), strings.Contains(logs.String(), "audit record not written"))
 			}
 		})
+	}
+}
+
+// TestOperatorsListAndVerifyTheAuditTrail: an operator lists the records by
+// caller, organisation and time through the admin service, and
+// VerifyAuditChain reports the first broken link once a record was edited
+// in the database.
+func TestOperatorsListAndVerifyTheAuditTrail(t *testing.T) {
+	log, _ := newTestLogger(t)
+	up := startUpstream(t, t.TempDir(), log, nil)
+	cfg := remoteConfig(t, up, t.TempDir())
+	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI, operatorCaller)
+	path := filepath.Join(t.TempDir(), "registry.db")
+	store, err := registry.OpenSQLite(t.Context(), path, registry.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	srv := startReady(t, cfg, log, Options{Registry: store})
+	ctx := testCtx(t)
+	admin := recoveryv1.NewRecoveryAdminServiceClient(srv.conn)
+	op := withToken(ctx, operatorCaller.token)
+
+	before := time.Now()
+	if _, err := srv.client.AssignKey(withToken(ctx, walletAPI.token), assignKeyRequest("user-listed", recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_COLD)); err != nil {
+		t.Fatal(err)
+	}
+	// The record is committed by the group writer: wait for it.
+	var listed *recoveryv1.ListAuditEventsResponse
+	for deadline := time.Now().Add(testDeadline); ; {
+		listed, err = admin.ListAuditEvents(op, &recoveryv1.ListAuditEventsRequest{Caller: walletAPI.name, CustomerId: testCustomerID, StartTime: timestamppb.New(before)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(listed.GetEvents()) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(listed.GetEvents()) != 1 {
+		t.Fatalf("ListAuditEvents by caller and organisation: %v", listed.GetEvents())
+	}
+	e := listed.GetEvents()[0]
+	if e.GetMethod() != recoveryv1.RecoveryService_AssignKey_FullMethodName || e.GetCode() != "OK" || e.GetPackageId() != testPackageID ||
+		len(e.GetHash()) != 64 || len(e.GetPrevHash()) != 64 || e.GetWriterId() == "" {
+		t.Fatalf("listed record %v", e)
+	}
+	none, err := admin.ListAuditEvents(op, &recoveryv1.ListAuditEventsRequest{Caller: walletAPI.name, EndTime: timestamppb.New(before)})
+	if err != nil || len(none.GetEvents()) != 0 {
+		t.Fatalf("records before the call: %v, %v", none.GetEvents(), err)
+	}
+	_, err = admin.ListAuditEvents(op, &recoveryv1.ListAuditEventsRequest{PageToken: "not-a-token"})
+	wantStatus(t, err, codes.InvalidArgument, "INVALID_PAGE_TOKEN")
+
+	verified, err := admin.VerifyAuditChain(op, &recoveryv1.VerifyAuditChainRequest{})
+	if err != nil || !verified.GetOk() || verified.GetRecords() < 1 {
+		t.Fatalf("VerifyAuditChain: %v, %v", verified, err)
+	}
+	// NOTE: the running server holds the file; wait for its write lock.
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `UPDATE audit_events SET code = 'PERMISSION_DENIED' WHERE writer_id = $1 AND seq = $2`, e.GetWriterId(), e.GetSeq()); err != nil {
+		t.Fatal(err)
+	}
+	broken, err := admin.VerifyAuditChain(op, &recoveryv1.VerifyAuditChainRequest{})
+	if err != nil || broken.GetOk() || broken.GetBroken().GetWriterId() != e.GetWriterId() || broken.GetBroken().GetSeq() != e.GetSeq() {
+		t.Fatalf("VerifyAuditChain after an edit: %v, %v; want record %s/%d", broken, err, e.GetWriterId(), e.GetSeq())
 	}
 }

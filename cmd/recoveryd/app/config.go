@@ -164,6 +164,11 @@ type Config struct {
 	// (JSON lines under <DataDir>/audit-export) and then pruned; 0 keeps
 	// them all.
 	AuditRetention time.Duration
+	// RegistryHMACKeyFile holds the key of the HMACs the registry keeps
+	// instead of anything derived from a plaintext (registry_hmac_key.go);
+	// "" uses <DataDir>/registry-hmac.key, made on first start, which only
+	// development allows.
+	RegistryHMACKeyFile string
 }
 
 // DefaultConfig is the Config of a run with no flags and no environment.
@@ -253,6 +258,7 @@ func (c Config) validate(getenv func(string) string) error {
 	errs = append(errs, c.databaseProblems()...)
 	errs = append(errs, c.upstreamProblems(production)...)
 	errs = append(errs, c.securityProblems()...)
+	errs = append(errs, c.registryHMACKeyProblems()...)
 	if production {
 		// NOTE: last, so the guard's refusals read as one block.
 		errs = append(errs, c.productionProblems(getenv)...)
@@ -470,6 +476,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("client_trust_domain", c.ClientTrustDomain),
 		slog.String("upstream_ca_file", c.UpstreamCAFile),
 		slog.String("audit_retention", c.AuditRetention.String()),
+		slog.String("registry_hmac_key_file", c.RegistryHMACKeyFile),
 	}
 }
 
