@@ -28,7 +28,7 @@ func TestVerifyAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if err := store.AppendAudit(ctx, chain, []registry.AuditEvent{{At: time.Now(), Caller: "support", Method: "/recovery.v1.RecoveryService/GetKey", Code: "OK", Peer: string(rune('a' + i))}}); err != nil {
+		if err := store.AppendAudit(ctx, chain, []registry.AuditEvent{{At: time.Now(), Caller: "support", Method: "/recovery.v1.RecoveryService/GetKey", Code: "OK", Peer: string(rune('a' + i))}}, true); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -73,6 +73,9 @@ type Options struct {
 	// abandoned. It sits inside the whole chain and sees only what reached
 	// a handler.
 	CallFinished func(fullMethod string)
+	// DisableAudit runs without the audit trail: only for the benchmark
+	// that measures what auditing costs against a server without it.
+	DisableAudit bool
 }
 
 // ConfigError is Run's refusal of a configuration: nothing was started.
@@ -186,8 +189,10 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, err
 	}
-	if sec.audit, err = a.startAudit(cfg, store); err != nil {
-		return nil, err
+	if !opts.DisableAudit {
+		if sec.audit, err = a.startAudit(cfg, store); err != nil {
+			return nil, err
+		}
 	}
 	// NOTE: under --data-dir even with PostgreSQL: the spool is this
 	// replica's, never shared.

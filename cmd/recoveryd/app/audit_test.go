@@ -176,7 +176,7 @@ func TestEveryCallLeavesOneAuditRecord(t *testing.T) {
 // full disk or a lost database would make them.
 type failingAuditStore struct{ *registry.Store }
 
-func (failingAuditStore) AppendAudit(context.Context, *registry.AuditChain, []registry.AuditEvent) error {
+func (failingAuditStore) AppendAudit(context.Context, *registry.AuditChain, []registry.AuditEvent, bool) error {
 	return errors.New("disk I/O error")
 }
 
