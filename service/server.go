@@ -104,6 +104,7 @@ type Server struct {
 	listings     Listings
 	issues       AssignmentIssues
 	claims       Claims
+	audit        AuditTrail
 	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
@@ -146,6 +147,7 @@ func New(cfg Config) *Server {
 		listings:     cfg.Registry,
 		issues:       cfg.Registry,
 		claims:       cfg.Registry,
+		audit:        cfg.Registry,
 		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,
