@@ -281,6 +281,12 @@ for scenario in $PAIR_SCENARIOS; do
 			pair "$r" load_run "$scenario-direct-$r" direct-data 20 "$DATA_TOTAL" -- \
 				ghz_run "$scenario-ours-$r" 20 "$DATA_TOTAL" "$SERVICE/SecureData" "$(data_request)"
 		done
+		if [[ $scenario == data ]]; then
+			# The machine's RSA-4096 OAEP floor, under the same load: one
+			# rsa.EncryptOAEP of a 446-byte plaintext (keycrypto's baseline).
+			(cd "$ROOT" && go test -run '^$' -bench 'BenchmarkEncrypt/impl=baseline' -benchtime 300x ./keycrypto) |
+				awk '/^BenchmarkEncrypt/ { print $3; exit }' >"$work/oaep_ns"
+		fi
 		;;
 	latency)
 		start_sandbox memory --latency 50ms
@@ -354,6 +360,12 @@ median() {
 		errs=$(jq -s '[.[] | .count - .ok] | add' "$OUT"/pair-$s-ours-*.json "$OUT"/pair-$s-direct-*.json)
 		echo "  $s: failed calls, both sides, all rounds: $errs"
 	done
+	if [[ -s $work/oaep_ns ]]; then
+		awk -v ns="$(cat "$work/oaep_ns")" -v cores="$(nproc)" -v d="$(median rps "$OUT"/pair-data-direct-*.json)" -v o="$(median rps "$OUT"/pair-data-ours-*.json)" 'BEGIN {
+			floor = cores / (ns / 1e9)
+			printf "RSA-4096 OAEP floor: %d cores / %.0f us per rsa.EncryptOAEP = %.0f/s; SecureData c=20 reaches %.2f of it direct, %.2f through recoveryd\n", cores, ns / 1e3, floor, d / floor, o / floor
+		}'
+	fi
 	if ls "$OUT"/pair-file-ours-*.json >/dev/null 2>&1; then
 		row "SecureFile 10 MiB c=4 MB/s" "$(median bytes_per_sec "$OUT"/pair-file-direct-*.json)" "$(median bytes_per_sec "$OUT"/pair-file-ours-*.json)" 1e6
 	fi
