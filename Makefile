@@ -193,6 +193,14 @@ bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.ben
 	bench/run.sh
 	bench/pairs.sh
 
+# NOTE: not part of `make test`: a few minutes of load. bench/soak is a Go
+# test (it shares the tests' PostgreSQL set-up) that runs only with
+# RECOVERY_SOAK=1; its knobs (SOAK_DURATION, SOAK_CONCURRENCY, SOAK_FAULTS,
+# SOAK_POSTGRES=0 ...) pass through the environment.
+.PHONY: soak
+soak: system-deps ## reliability soak: faults, SIGTERM and kill -9 under load, invariants checked (~5 min; docs/reliability.md)
+	RECOVERY_SOAK=1 go test -count=1 -timeout=20m -v -run '^TestSoak$$' ./bench/soak
+
 .PHONY: run
 run: ## run recoveryd on the embedded sandbox upstream
 	go run ./cmd/recoveryd

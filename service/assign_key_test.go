@@ -475,3 +475,34 @@ func TestAssignKeyWhileAnotherRequestHoldsThePair(t *testing.T) {
 		t.Fatalf("upstream holds %d keys, want 1", n)
 	}
 }
+
+// TestAssignKeyIdentifiersAreExact: identifiers are compared exactly and
+// case-sensitively, as upstream does: "alice" and "Alice", or "acme" and
+// "Acme", are different customers, each with a key of its own; display
+// names in any script pass, only control and format characters do not.
+func TestAssignKeyIdentifiersAreExact(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	pairs := [][2]string{{"alice", "acme"}, {"Alice", "acme"}, {"alice", "Acme"}}
+	ids := map[string]bool{}
+	for _, p := range pairs {
+		req := assignRequest(p[0], p[1])
+		req.Organisation.CustomerName = "Zürich Wallets — 東京 👛"
+		resp, err := f.client.AssignKey(t.Context(), req)
+		if err != nil {
+			t.Fatalf("AssignKey(%s, %s): %v", p[0], p[1], err)
+		}
+		if resp.GetAlreadyAssigned() {
+			t.Errorf("AssignKey(%s, %s) answered already_assigned: the identifiers were folded", p[0], p[1])
+		}
+		if got := resp.GetKey(); got.GetUserIdentifier() != p[0] || got.GetOrganisation().GetCustomerId() != p[1] {
+			t.Errorf("AssignKey(%s, %s) recorded %s, %s", p[0], p[1], got.GetUserIdentifier(), got.GetOrganisation().GetCustomerId())
+		}
+		ids[resp.GetKey().GetKeyId()] = true
+	}
+	if len(ids) != len(pairs) {
+		t.Errorf("%d distinct keys for %d customers", len(ids), len(pairs))
+	}
+	if n := len(f.inspect.Keys(t)); n != len(pairs) {
+		t.Errorf("upstream holds %d keys, want %d", n, len(pairs))
+	}
+}

@@ -68,11 +68,13 @@ const (
 	ReasonRateLimited                 = recoveryv1.ErrorReason_ERROR_REASON_RATE_LIMITED
 	ReasonChunkTooSmall               = recoveryv1.ErrorReason_ERROR_REASON_CHUNK_TOO_SMALL
 	ReasonStreamIdleTimeout           = recoveryv1.ErrorReason_ERROR_REASON_STREAM_IDLE_TIMEOUT
+	ReasonAuditUnavailable            = recoveryv1.ErrorReason_ERROR_REASON_AUDIT_UNAVAILABLE
 	// ReasonOrganisationNotAllowed and ReasonCallerNotAuthenticated are
 	// service/auth's refusals (a *auth.Refusal), mapped in reasonSpecs like
 	// every other reason.
 	ReasonOrganisationNotAllowed = auth.ReasonOrganisationNotAllowed
 	ReasonCallerNotAuthenticated = auth.ReasonNotAuthenticated
+	ReasonOperatorRoleRequired   = auth.ReasonOperatorRoleRequired
 )
 
 // reasonSpec is how one reason is reported: its gRPC code, the fixed message
@@ -153,8 +155,12 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"a SecureFile chunk other than the last was smaller than the minimum (ErrorInfo metadata \"min_chunk_bytes\"): nothing was stored; send larger chunks", slog.LevelInfo},
 	ReasonStreamIdleTimeout: {codes.Aborted,
 		"the SecureFile stream waited too long between two messages (ErrorInfo metadata \"idle_timeout\"), so it was aborted and nothing was stored: send the file again without pauses", slog.LevelInfo},
+	ReasonAuditUnavailable: {codes.Unavailable,
+		"the call's audit record could not be written, and every call must leave one: retry after the RetryInfo delay (a store with the same idempotency_key)", slog.LevelError},
 	ReasonOrganisationNotAllowed: {codes.PermissionDenied,
 		"the caller is not allowed to act for this organisation, so nothing was done: the operator lists each caller's organisations in the callers file", slog.LevelWarn},
+	ReasonOperatorRoleRequired: {codes.PermissionDenied,
+		"only callers with the operator role may use the RecoveryAdminService, so nothing was done: the operator adds \"roles\": [\"operator\"] to the caller's entry in the callers file", slog.LevelWarn},
 	ReasonCallerNotAuthenticated: {codes.Unauthenticated,
 		"no authenticated caller for this call: the operator has the details in the service log", slog.LevelError},
 }
@@ -244,6 +250,9 @@ func classify(err error) *failure {
 	}
 	if ue, ok := errors.AsType[*upstream.Error](err); ok {
 		return classifyUpstream(ue, err)
+	}
+	if r, ok := errors.AsType[*rejectedRequest](err); ok {
+		return r.f
 	}
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
@@ -394,6 +403,22 @@ func RateLimitedStatus(limit string, retryAfter time.Duration) error {
 	return buildStatus(reasonSpecs[ReasonRateLimited], f)
 }
 
+// StatusFromRefusal is the status of a call an authorization check refused
+// (an *auth.Refusal) before it reached a handler, with the code and message
+// of the one table; recoveryd's operator interceptor calls it.
+func StatusFromRefusal(err error) error {
+	f := classify(err)
+	return buildStatus(reasonSpecs[f.reason], f)
+}
+
+// AuditUnavailableStatus is the status of a call whose audit record could
+// not be written in production: UNAVAILABLE, reason AUDIT_UNAVAILABLE, with
+// retryAfter as its RetryInfo. recoveryd's audit interceptor calls it.
+func AuditUnavailableStatus(retryAfter time.Duration) error {
+	f := &failure{reason: ReasonAuditUnavailable, retryAfter: retryAfter}
+	return buildStatus(reasonSpecs[ReasonAuditUnavailable], f)
+}
+
 // StatusFromValidation converts the error of protovalidate's Validate into
 // the status a caller gets: InvalidArgument with one BadRequest field
 // violation per rule violation (field path such as
@@ -427,8 +452,22 @@ func StatusFromValidation(err error) error {
 			Reason:      ruleReason(rule),
 		})
 	}
-	return buildStatus(reasonSpecs[f.reason], f)
+	return &rejectedRequest{f: f, st: buildStatus(reasonSpecs[f.reason], f)}
 }
+
+// rejectedRequest is StatusFromValidation's status for an invalid message.
+// The interceptor hands it to gRPC as it is; a SecureFile handler that
+// receives it from stream.Recv (the chunk after the header may be the
+// invalid message) classifies it as the rejection it is, not as INTERNAL.
+type rejectedRequest struct {
+	f  *failure
+	st error
+}
+
+func (r *rejectedRequest) Error() string { return r.st.Error() }
+
+// GRPCStatus is the status callers get.
+func (r *rejectedRequest) GRPCStatus() *status.Status { return status.Convert(r.st) }
 
 // ruleReason turns a protovalidate rule id such as "string.pattern" into the
 // UPPER_SNAKE_CASE form FieldViolation.reason asks for ("STRING_PATTERN").

@@ -39,6 +39,7 @@ type received struct {
 // of many concurrent uploads. gRPC's flow-control window still lets the
 // caller send on meanwhile.
 type idleStream struct {
+	ctx     context.Context
 	want    chan struct{}
 	msgs    chan received
 	timeout time.Duration
@@ -50,7 +51,7 @@ type idleStream struct {
 // fails or ctx (the stream's context, which ends when the handler returns)
 // ends.
 func newIdleStream(ctx context.Context, stream fileStream, timeout time.Duration) *idleStream {
-	s := &idleStream{want: make(chan struct{}, 1), msgs: make(chan received), timeout: timeout}
+	s := &idleStream{ctx: ctx, want: make(chan struct{}, 1), msgs: make(chan received), timeout: timeout}
 	go func() {
 		for {
 			select {
@@ -73,7 +74,10 @@ func newIdleStream(ctx context.Context, stream fileStream, timeout time.Duration
 }
 
 // Recv returns the next message, or a STREAM_IDLE_TIMEOUT failure when
-// none arrived within the idle timeout.
+// none arrived within the idle timeout, or the context's error when the
+// call is cancelled first (the caller went away, or a shutdown cut it):
+// the receiving goroutine stops handing messages over then, so waiting
+// for one would hold the handler until the idle timeout.
 func (s *idleStream) Recv() (*recoveryv1.SecureFileRequest, error) {
 	if !s.asked {
 		s.want <- struct{}{}
@@ -85,6 +89,8 @@ func (s *idleStream) Recv() (*recoveryv1.SecureFileRequest, error) {
 	case r := <-s.msgs:
 		s.asked = false
 		return r.msg, r.err
+	case <-s.ctx.Done():
+		return nil, context.Cause(s.ctx)
 	case <-t.C:
 		f := fail(ReasonStreamIdleTimeout, fmt.Errorf("no message within %s", s.timeout))
 		f.metadata = map[string]string{"idle_timeout": s.timeout.String()}

@@ -440,12 +440,20 @@ func (c *Client) doJSON(ctx context.Context, e endpoint, body []byte) ([]byte, e
 		resp, uerr := c.send(e, req)
 		if uerr == nil {
 			body, err := readJSONBody(e, resp)
-			if err == nil && attempt > 0 && mayHaveActed && !policy.conflictOnRepeat {
-				// An earlier attempt may have stored too: count the
-				// possible extra copy.
-				c.metrics.possibleDuplicate(ctx, e)
+			if err == nil {
+				if attempt > 0 && mayHaveActed && !policy.conflictOnRepeat {
+					// An earlier attempt may have stored too: count the
+					// possible extra copy.
+					c.metrics.possibleDuplicate(ctx, e)
+				}
+				return body, nil
 			}
-			return body, err
+			// NOTE: a 2xx whose body was cut off is an answer lost after
+			// the upstream acted: retried like any other ambiguous
+			// failure (a lost reset), not returned at once.
+			if uerr, _ = errors.AsType[*Error](err); uerr == nil {
+				return nil, err
+			}
 		}
 		// NOTE: marked before NothingDone is asked again: a refusal after
 		// an attempt that may have acted does not make the call harmless.

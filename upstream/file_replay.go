@@ -25,6 +25,10 @@ func (u *FileUpload) resend(first *Error) (*SecureFileResponse, error) {
 	// who has gone gets no retry) and by the upload's file timeout.
 	ctx, cancel := context.WithDeadline(u.callerCtx, u.deadline)
 	defer cancel()
+	// Abandon reaches a replay as it reaches every other request: a
+	// shutdown must not wait on a re-sent upload.
+	ctx, release := c.track(ctx)
+	defer release()
 	policy := retryPolicies[e]
 	uerr := first
 	mayHaveActed := false

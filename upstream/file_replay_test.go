@@ -160,3 +160,78 @@ func TestFileUploadReplayNotForRefusals(t *testing.T) {
 		t.Errorf("emulator holds %d backups", n)
 	}
 }
+
+// TestAbandonCutsFileReplay: a replay re-sent from the spool is an
+// upstream call like any other: Abandon counts it and cuts it, although
+// the caller's context never ends, and Finish says it was abandoned.
+func TestAbandonCutsFileReplay(t *testing.T) {
+	verifyNoLeak(t)
+	answered := make(chan struct{})
+	replaying := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var calls atomic.Int32
+	emu := startSandboxWith(t, sandbox.Config{}, func(next http.Handler) http.Handler {
+		first := answerFirstEarly(answered)(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != sandbox.PathSecureFile || calls.Add(1) == 1 {
+				first.ServeHTTP(w, r)
+				return
+			}
+			// The replay: held until the client gives up on it.
+			replaying <- struct{}{}
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			http.Error(w, "too late", http.StatusServiceUnavailable)
+		})
+	})
+	// NOTE: registered after the emulator's cleanup, so it runs first.
+	t.Cleanup(func() { close(release) })
+	c := emu.client(t, sandbox.DevPartnerToken)
+	key := assignTestKey(t, c, "abandoned-replay-user")
+
+	var spool bytes.Buffer
+	u, err := c.StartSecureFile(t.Context(), SecureFileRequest{PublicKey: key.PublicKey,
+		Replay: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(spool.Bytes())), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		p := bytes.Repeat([]byte{byte(i)}, 32<<10)
+		spool.Write(p)
+		if _, err := u.Write(p); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		if i == 0 {
+			<-answered
+		}
+	}
+	finished := make(chan error, 1)
+	go func() {
+		_, err := u.Finish()
+		finished <- err
+	}()
+	select {
+	case <-replaying:
+	case <-time.After(time.Minute):
+		t.Fatal("the upload was not re-sent")
+	}
+	if n := c.Abandon(); n != 1 {
+		t.Errorf("Abandon() = %d calls in flight, want 1 (the replay)", n)
+	}
+	select {
+	case err := <-finished:
+		if !errors.Is(err, ErrAbandoned) {
+			t.Errorf("Finish of an abandoned replay = %v, want ErrAbandoned", err)
+		}
+		if ue, ok := errors.AsType[*Error](err); !ok || ue.NothingDone() {
+			t.Errorf("abandoned replay = %v: it was sent, so it may have stored", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Abandon did not cut the replay in flight")
+	}
+	if n := len(emu.backups(t)); n != 0 {
+		t.Errorf("emulator holds %d backups", n)
+	}
+}

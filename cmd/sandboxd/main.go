@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
+	"github.com/walletprovider/recoveryservice/keycrypto/testkeys"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
 )
 
@@ -66,6 +68,7 @@ type options struct {
 	faultDelay   time.Duration
 	latency      time.Duration
 	verifyData   bool
+	testKeys     bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -85,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.faultDelay, "fault-delay", sandbox.DefaultFaultDelay, "how long the slow fault holds an answer")
 	fs.DurationVar(&o.latency, "latency", 0, "delay added to every partner request, as a WAN link would")
 	fs.BoolVar(&o.verifyData, "verify-data", true, "decrypt secure/data and check its checksum as the enclave does; --verify-data=false skips it, for benchmarks only")
+	fs.BoolVar(&o.testKeys, "test-keys", false, "assign the committed test keys (keycrypto/testkeys, "+strconv.Itoa(testkeys.RSACount)+" RSA-4096 keys whose private halves are public) before generating any: for soak runs and tests, which would otherwise wait ~0.7 s of CPU per key; never for real material")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -146,8 +150,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) 
 		SkipDataVerification: !o.verifyData,
 		Logger:               logger,
 	}
-	if h.keySource != nil {
+	switch {
+	case h.keySource != nil:
 		cfg.KeySource = h.keySource
+	case o.testKeys:
+		cfg.KeySource = testkeys.NewRSASource()
 	}
 	if o.tokensFile != "" {
 		if cfg.Tokens, err = sandbox.LoadTokensFile(o.tokensFile); err != nil {

@@ -274,3 +274,48 @@ func TestBinary(t *testing.T) {
 	}
 	_ = os.Remove(bin)
 }
+
+// TestTestKeysFlag: with --test-keys the first assignments get the
+// committed test keys, in order, so a soak run waits for no RSA generation.
+func TestTestKeysFlag(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		// hooks{}: the flag, not a test hook, must choose the keys.
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--test-keys"}, pw, io.Discard, hooks{})
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	stdout := bufio.NewReader(pr)
+	base := readBanner(t, stdout)
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	for i, user := range []string{"alice@acme.io", "bob@acme.io"} {
+		status, body := call(t, http.MethodPost, base+sandbox.PathAssignKey, sandbox.DevPartnerToken, map[string]any{
+			"user_identifier": user, "key_type": "rsa4096", "key_environment": "HOT",
+			"organisation": map[string]string{"customer_id": "org-123", "customer_name": "Acme"},
+			"package":      map[string]string{"package_id": "pkg-456", "package_name": "Main"},
+		})
+		if status != http.StatusOK {
+			t.Fatalf("assign %s: %d %s", user, status, body)
+		}
+		var a struct {
+			PublicKey string `json:"public_key"`
+		}
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatal(err)
+		}
+		pub, err := keycrypto.ParsePublicKeyHex(a.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !pub.RSA.Equal(testkeys.RSA(i).Public()) {
+			t.Errorf("assignment %d (%s) got a key that is not testkeys.RSA(%d)", i, user, i)
+		}
+	}
+}

@@ -211,9 +211,12 @@ func (s *Server) withFaults(next http.HandlerFunc) http.HandlerFunc {
 // closeConnection drops the client's connection without (more of) an
 // answer. HTTP/1 connections are hijacked and closed; where that is not
 // possible the handler aborts, which net/http turns into a reset stream.
+//
+// NOTE: it flushes nothing: a flush before anything was written would send
+// a "200 OK" status line, turning a reset into an answer with a cut body.
+// sendHalf flushes what it wrote itself.
 func closeConnection(w http.ResponseWriter) {
 	if rc := http.NewResponseController(w); rc != nil {
-		_ = rc.Flush()
 		if conn, _, err := rc.Hijack(); err == nil {
 			_ = conn.Close()
 			return
@@ -249,6 +252,7 @@ func (h *heldResponse) sendHalf(w http.ResponseWriter) {
 	w.Header().Set("Content-Length", strconv.Itoa(h.body.Len()))
 	w.WriteHeader(h.status)
 	_, _ = w.Write(h.body.Bytes()[:h.body.Len()/2])
+	_ = http.NewResponseController(w).Flush()
 }
 
 // handleFaults answers GET /sandbox/v1/faults.

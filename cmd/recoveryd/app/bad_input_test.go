@@ -135,6 +135,27 @@ func TestBadInput(t *testing.T) {
 		{"SecureData with bad metadata", secureData(func(r *recoveryv1.SecureDataRequest) {
 			r.Metadata = &recoveryv1.BackupMetadata{Description: "bell\x07", ContentType: "text plain", OriginalFilename: "../etc/passwd"}
 		}), codes.InvalidArgument, "INVALID_REQUEST", []string{"metadata.description", "metadata.content_type", "metadata.original_filename"}},
+		// Unicode control (Cc) and format (Cf) characters in free text: a
+		// bidi override or a zero-width character lets one name display as
+		// another.
+		{"AssignKey with a bidi override in customer_name", assign(func(r *recoveryv1.AssignKeyRequest) {
+			r.Organisation.CustomerName = "Acme \u202egnp.exe"
+		}), codes.InvalidArgument, "INVALID_REQUEST", []string{"organisation.customer_name"}},
+		{"AssignKey with a zero-width space in package_name", assign(func(r *recoveryv1.AssignKeyRequest) {
+			r.Package.PackageName = "Gold\u200b"
+		}), codes.InvalidArgument, "INVALID_REQUEST", []string{"package.package_name"}},
+		{"AssignKey with a C1 control in customer_name", assign(func(r *recoveryv1.AssignKeyRequest) {
+			r.Organisation.CustomerName = "Acme\u0085Wallets"
+		}), codes.InvalidArgument, "INVALID_REQUEST", []string{"organisation.customer_name"}},
+		{"SecureData with format characters in metadata", secureData(func(r *recoveryv1.SecureDataRequest) {
+			r.Metadata = &recoveryv1.BackupMetadata{Description: "seed\u2066 phrase", OriginalFilename: "seed\u200d.txt"}
+		}), codes.InvalidArgument, "INVALID_REQUEST", []string{"metadata.description", "metadata.original_filename"}},
+		{"SecureData with a C1 control in the description", secureData(func(r *recoveryv1.SecureDataRequest) {
+			r.Metadata = &recoveryv1.BackupMetadata{Description: "next\u0085line"}
+		}), codes.InvalidArgument, "INVALID_REQUEST", []string{"metadata.description"}},
+		{"SecureFile with a byte order mark in the header's description", file(func(h *recoveryv1.SecureFileHeader) {
+			h.Metadata.Description = "\ufeffwallet"
+		}, plaintext(10)), codes.InvalidArgument, "INVALID_REQUEST", []string{"header.metadata.description"}},
 		{"SecureData with a non-ASCII idempotency key", secureData(func(r *recoveryv1.SecureDataRequest) { r.IdempotencyKey = "clé" }),
 			codes.InvalidArgument, "INVALID_REQUEST", []string{"idempotency_key"}},
 		{"SecureFile with an oversize chunk", file(noChange, plaintext(1<<20+1)),
@@ -208,6 +229,12 @@ func TestBadInput(t *testing.T) {
 	wantOnlyKey(t, ctx, up, c, keyID)
 	if strings.Contains(logs.String(), strings.Repeat("s", 64)) {
 		t.Error("request bytes reached the logs")
+	}
+	// Bad input is the caller's fault: none of it is logged or counted as
+	// a fault of this service (a SecureFile chunk refused by validation
+	// arrives at the handler through stream.Recv).
+	if strings.Contains(logs.String(), `"reason":"INTERNAL"`) {
+		t.Error("bad input was reported as an INTERNAL failure")
 	}
 }
 

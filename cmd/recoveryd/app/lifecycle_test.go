@@ -246,6 +246,11 @@ func TestShutdownDeadlineCutsCalls(t *testing.T) {
 	if !strings.Contains(logs.String(), "shutdown timeout passed") {
 		t.Error("the log does not say the shutdown deadline cut calls")
 	}
+	// Cutting means the handler returned: one still waiting for the
+	// caller's next message (until the stream idle timeout) is not cut.
+	if strings.Contains(logs.String(), "handlers still running") {
+		t.Error("the SecureFile handler kept running after the shutdown cancelled its call")
+	}
 }
 
 // TestRestartKeepsKeysUsable: recoveryd on the embedded sandbox, stopped

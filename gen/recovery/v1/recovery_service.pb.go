@@ -140,9 +140,14 @@ func (BackupType) EnumDescriptor() ([]byte, []int) {
 type Organisation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Stable identifier of the organisation: 1-128 characters of letters,
-	// digits and . _ : @ + / = - (starting with a letter or digit).
+	// digits and . _ : @ + / = - (starting with a letter or digit). Exact and
+	// case-sensitive, as upstream: "acme" and "Acme" are two organisations;
+	// nothing is folded or normalised.
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	// Display name of the organisation: 1-256 characters, no control characters.
+	// Display name of the organisation: 1-256 characters, no Unicode control
+	// (Cc) or format (Cf) characters: no bidi overrides such as U+202E, no
+	// zero-width characters such as U+200B or U+200D, which would let a name
+	// display as another.
 	CustomerName  string `protobuf:"bytes,2,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -196,9 +201,11 @@ func (x *Organisation) GetCustomerName() string {
 // against upstream.
 type Package struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stable identifier of the package; same character rules as customer_id.
+	// Stable identifier of the package; same character rules as customer_id,
+	// exact and case-sensitive.
 	PackageId string `protobuf:"bytes,1,opt,name=package_id,json=packageId,proto3" json:"package_id,omitempty"`
-	// Display name of the package: 1-256 characters, no control characters.
+	// Display name of the package: 1-256 characters, no Unicode control (Cc)
+	// or format (Cf) characters, as customer_name.
 	PackageName   string `protobuf:"bytes,2,opt,name=package_name,json=packageName,proto3" json:"package_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -384,13 +391,14 @@ func (x *RecoveryKey) GetAssignedBy() string {
 // put secrets in it.
 type BackupMetadata struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Free text for support staff: at most 1024 characters, no control
-	// characters other than tab and newline.
+	// Free text for support staff: at most 1024 characters, no Unicode
+	// control (Cc) characters other than tab and newline, no format (Cf)
+	// characters (bidi overrides, zero-width characters).
 	Description string `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
 	// MIME type of the plaintext, e.g. "text/plain": at most 128 characters.
 	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// Original file name, without directories: at most 255 characters, no
-	// control characters, no '/' or '\'.
+	// Unicode control (Cc) or format (Cf) characters, no '/' or '\'.
 	OriginalFilename string `protobuf:"bytes,3,opt,name=original_filename,json=originalFilename,proto3" json:"original_filename,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -456,11 +464,11 @@ type Backup struct {
 	BackupType BackupType `protobuf:"varint,2,opt,name=backup_type,json=backupType,proto3,enum=recovery.v1.BackupType" json:"backup_type,omitempty"`
 	// The key the material was encrypted to.
 	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	// Lowercase hex SHA-256 of the bytes sent upstream: the ciphertext for
-	// DATA backups, the file for FILE backups. Exception: in the
-	// SecureDataResponse to the caller who sent it, a DATA backup carries the
-	// plaintext's SHA-256 the enclave verified; it is never stored nor listed,
-	// since a low-entropy secret could be brute-forced from it.
+	// FILE backups: lowercase hex SHA-256 of the file bytes sent upstream.
+	// DATA backups: empty when listed; only the SecureDataResponse to the
+	// caller who sent the plaintext carries its SHA-256, the one the enclave
+	// verified. It is never stored nor listed, since a low-entropy secret
+	// could be brute-forced from it.
 	ChecksumSha256 string `protobuf:"bytes,4,opt,name=checksum_sha256,json=checksumSha256,proto3" json:"checksum_sha256,omitempty"`
 	// Bytes stored upstream: ciphertext length for DATA, file length for FILE.
 	SizeBytes int64 `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
@@ -583,7 +591,9 @@ func (x *Backup) GetStoredBy() string {
 type AssignKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The downstream customer's identifier within the organisation; same
-	// character rules as customer_id, 1-128 characters.
+	// character rules as customer_id, 1-128 characters. Exact and
+	// case-sensitive, as upstream: "alice" and "Alice" are two customers, each
+	// with a key of their own.
 	UserIdentifier string `protobuf:"bytes,1,opt,name=user_identifier,json=userIdentifier,proto3" json:"user_identifier,omitempty"`
 	// HOT or COLD; UNSPECIFIED is rejected. Fixed for the life of the key.
 	KeyEnvironment KeyEnvironment `protobuf:"varint,2,opt,name=key_environment,json=keyEnvironment,proto3,enum=recovery.v1.KeyEnvironment" json:"key_environment,omitempty"`
@@ -1586,15 +1596,15 @@ var File_recovery_v1_recovery_service_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_recovery_service_proto_rawDesc = "" +
 	"\n" +
-	"\"recovery/v1/recovery_service.proto\x12\vrecovery.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n" +
+	"\"recovery/v1/recovery_service.proto\x12\vrecovery.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n" +
 	"\fOrganisation\x12N\n" +
 	"\vcustomer_id\x18\x01 \x01(\tB-\xbaH*r(\x10\x01\x18\x80\x012!^[A-Za-z0-9][A-Za-z0-9._:@+/=-]*$R\n" +
-	"customerId\x12=\n" +
-	"\rcustomer_name\x18\x02 \x01(\tB\x18\xbaH\x15r\x13\x10\x01\x18\x80\x022\f^[^\\p{Cc}]+$R\fcustomerName\"\x94\x01\n" +
+	"customerId\x12C\n" +
+	"\rcustomer_name\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x022\x12^[^\\p{Cc}\\p{Cf}]+$R\fcustomerName\"\x9a\x01\n" +
 	"\aPackage\x12L\n" +
 	"\n" +
-	"package_id\x18\x01 \x01(\tB-\xbaH*r(\x10\x01\x18\x80\x012!^[A-Za-z0-9][A-Za-z0-9._:@+/=-]*$R\tpackageId\x12;\n" +
-	"\fpackage_name\x18\x02 \x01(\tB\x18\xbaH\x15r\x13\x10\x01\x18\x80\x022\f^[^\\p{Cc}]+$R\vpackageName\"\xdb\x03\n" +
+	"package_id\x18\x01 \x01(\tB-\xbaH*r(\x10\x01\x18\x80\x012!^[A-Za-z0-9][A-Za-z0-9._:@+/=-]*$R\tpackageId\x12A\n" +
+	"\fpackage_name\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x022\x12^[^\\p{Cc}\\p{Cf}]+$R\vpackageName\"\xdb\x03\n" +
 	"\vRecoveryKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12$\n" +
 	"\x0epublic_key_hex\x18\x02 \x01(\tR\fpublicKeyHex\x12$\n" +
@@ -1608,11 +1618,11 @@ const file_recovery_v1_recovery_service_proto_rawDesc = "" +
 	"assignedAt\x12\x1f\n" +
 	"\vassigned_by\x18\n" +
 	" \x01(\tR\n" +
-	"assignedBy\"\xa1\x02\n" +
-	"\x0eBackupMetadata\x12H\n" +
-	"\vdescription\x18\x01 \x01(\tB&\xbaH#r!\x18\x80\b2\x1c^[^\\x00-\\x08\\x0B-\\x1F\\x7F]*$R\vdescription\x12}\n" +
-	"\fcontent_type\x18\x02 \x01(\tBZ\xbaHWrU\x18\x80\x012P^([A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(;[ -~]*)?)?$R\vcontentType\x12F\n" +
-	"\x11original_filename\x18\x03 \x01(\tB\x19\xbaH\x16r\x14\x18\xff\x012\x0f^[^\\p{Cc}/\\\\]*$R\x10originalFilename\"\x8d\x03\n" +
+	"assignedBy\"\xb2\x02\n" +
+	"\x0eBackupMetadata\x12S\n" +
+	"\vdescription\x18\x01 \x01(\tB1\xbaH.r,\x18\x80\b2'^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F\\p{Cf}]*$R\vdescription\x12}\n" +
+	"\fcontent_type\x18\x02 \x01(\tBZ\xbaHWrU\x18\x80\x012P^([A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(;[ -~]*)?)?$R\vcontentType\x12L\n" +
+	"\x11original_filename\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x18\xff\x012\x15^[^\\p{Cc}\\p{Cf}/\\\\]*$R\x10originalFilename\"\x8d\x03\n" +
 	"\x06Backup\x12\x1b\n" +
 	"\tbackup_id\x18\x01 \x01(\tR\bbackupId\x128\n" +
 	"\vbackup_type\x18\x02 \x01(\x0e2\x17.recovery.v1.BackupTypeR\n" +
