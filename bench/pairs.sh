@@ -27,7 +27,8 @@
 # (2000), LATENCY_TOTAL (2560), FILE_TOTAL (40), ASSIGN_TOTAL (5000),
 # PAIR_MAX_SECONDS (180, the bound of each run), BENCH_OUT (bench/out),
 # RECOVERYD_BIN (another recoveryd binary to measure, e.g. a build of the
-# commit before a change).
+# commit before a change), RECOVERYD_GOMEMLIMIT (recoveryd's GOMEMLIMIT;
+# unset by default).
 # Smoke: PAIR_ROUNDS=1 DATA_TOTAL=100 LATENCY_TOTAL=256 FILE_TOTAL=4 ASSIGN_TOTAL=200 bench/pairs.sh
 set -euo pipefail
 
@@ -128,7 +129,7 @@ start_sandbox() {
 start_recoveryd() {
 	rm -rf "$work/data"
 	log="$OUT/pairs-recoveryd.log"
-	"$work/recoveryd" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn \
+	env ${RECOVERYD_GOMEMLIMIT:+GOMEMLIMIT=$RECOVERYD_GOMEMLIMIT} "$work/recoveryd" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn \
 		--upstream-url "http://127.0.0.1:$sport" --upstream-token-file "$work/token" \
 		--jwks-url "http://127.0.0.1:$sport/.well-known/jwks.json" "$@" >"$log" 2>&1 &
 	server=$!
@@ -257,7 +258,7 @@ vmhwm() { awk '/^VmHWM/ { print $2 }' "/proc/$server/status"; }
 {
 	echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo ' (working tree differs)')"
-	echo "recoveryd: ${RECOVERYD_BIN:-built from this tree}"
+	echo "recoveryd: ${RECOVERYD_BIN:-built from this tree}${RECOVERYD_GOMEMLIMIT:+, GOMEMLIMIT=$RECOVERYD_GOMEMLIMIT}"
 	echo "cpu:     $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg) at start"
 } | tee "$OUT/pairs.txt"
 : >"$work/conns.tsv"
