@@ -77,6 +77,7 @@ type Registry interface {
 	Backups
 	Listings
 	AssignmentIssues
+	Claims
 }
 
 // Authorizer decides which organisations the call in a context may act for;

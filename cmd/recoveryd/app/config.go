@@ -61,6 +61,14 @@ const (
 	// maxStreamIdleTimeout is the longest --stream-idle-timeout allowed:
 	// the upstream file timeout bounds the whole upload anyway.
 	maxStreamIdleTimeout = upstream.DefaultFileTimeout
+	// defaultReconcileInterval is how often the reconciler looks for
+	// unknown assignments.
+	defaultReconcileInterval = 30 * time.Second
+	// minReconcileInterval and maxReconcileInterval bound
+	// --reconcile-interval (besides 0, off): shorter only loads the
+	// upstream, longer leaves customers waiting.
+	minReconcileInterval = time.Second
+	maxReconcileInterval = time.Hour
 	// redacted stands in for secrets wherever a Config is printed.
 	redacted = "[redacted]"
 )
@@ -133,6 +141,10 @@ type Config struct {
 	// StreamIdleTimeout is how long a SecureFile stream may wait between
 	// two messages before it is aborted, nothing stored.
 	StreamIdleTimeout time.Duration
+	// ReconcileInterval is how often the reconciler re-sends the
+	// assignments whose outcome is unknown (and the first step of its
+	// backoff per pair); 0 turns it off, which only development allows.
+	ReconcileInterval time.Duration
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -180,6 +192,7 @@ func DefaultConfig() Config {
 
 		UpstreamCallTimeout: defaultUpstreamCallTimeout,
 		StreamIdleTimeout:   defaultStreamIdleTimeout,
+		ReconcileInterval:   defaultReconcileInterval,
 	}
 }
 
@@ -241,6 +254,9 @@ func (c Config) validate(getenv func(string) string) error {
 	errs = append(errs, c.overloadProblems()...)
 	if c.StreamIdleTimeout <= 0 || c.StreamIdleTimeout > maxStreamIdleTimeout {
 		bad("--stream-idle-timeout must be positive and at most %s (got %s), e.g. %s", maxStreamIdleTimeout, c.StreamIdleTimeout, defaultStreamIdleTimeout)
+	}
+	if c.ReconcileInterval != 0 && (c.ReconcileInterval < minReconcileInterval || c.ReconcileInterval > maxReconcileInterval) {
+		bad("--reconcile-interval must be 0 (off, development only) or from %s to %s (got %s), e.g. %s", minReconcileInterval, maxReconcileInterval, c.ReconcileInterval, defaultReconcileInterval)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
