@@ -41,6 +41,10 @@ func (s *Server) AssignKey(ctx context.Context, req *recoveryv1.AssignKeyRequest
 	}
 	annotate(ctx, attribute.String("key_environment", terms.KeyEnvironment))
 	key, repeat, err := s.assignKey(ctx, terms)
+	if err == nil {
+		// A repeat returns the recorded row: it must still verify.
+		err = s.checkKeyReceipt(ctx, key)
+	}
 	if err != nil {
 		return nil, s.statusFromError(ctx, "AssignKey", err)
 	}

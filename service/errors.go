@@ -49,6 +49,7 @@ const (
 	ReasonAssignmentNotImportable     = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_NOT_IMPORTABLE
 	ReasonEnclaveSignatureInvalid     = recoveryv1.ErrorReason_ERROR_REASON_ENCLAVE_SIGNATURE_INVALID
 	ReasonVerificationKeysUnavailable = recoveryv1.ErrorReason_ERROR_REASON_VERIFICATION_KEYS_UNAVAILABLE
+	ReasonKeyReceiptInvalid           = recoveryv1.ErrorReason_ERROR_REASON_KEY_RECEIPT_INVALID
 	ReasonIdempotencyKeyReused        = recoveryv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED
 	ReasonRequestInProgress           = recoveryv1.ErrorReason_ERROR_REASON_REQUEST_IN_PROGRESS
 	ReasonAssignmentOrphaned          = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_ORPHANED
@@ -120,6 +121,8 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"the key was not imported and nothing changed: the pair is not orphaned or assigned elsewhere (ErrorInfo metadata \"state\"), or the key failed verification (metadata \"check\") or is recorded for another pair", slog.LevelWarn},
 	ReasonEnclaveSignatureInvalid: {codes.FailedPrecondition,
 		"the key assigned by the Partner Key Service failed enclave signature verification and was not recorded: an operator has been alerted", slog.LevelError},
+	ReasonKeyReceiptInvalid: {codes.FailedPrecondition,
+		"the recorded key no longer verifies against the enclave signature recorded with it, so it was not used: an operator has been alerted", slog.LevelError},
 	ReasonVerificationKeysUnavailable: {codes.Unavailable,
 		"the enclave verification keys could not be loaded, so no key was assigned: retry later", slog.LevelError},
 	ReasonIdempotencyKeyReused: {codes.AlreadyExists,

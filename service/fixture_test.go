@@ -184,8 +184,8 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		Service: func(c *service.Config) {
 			c.CallTimeout = testCallTimeout
 			c.AssignmentWait = opts.assignmentWait
-			c.ReconcileInterval = opts.reconcileInterval
 			c.RequestHashKey = testRequestHashKey
+			c.ReconcileInterval = opts.reconcileInterval
 		},
 		CallFinished: func(method string) { f.finished <- method },
 	}, nil)

@@ -74,12 +74,6 @@ type Config struct {
 	// request holding the same pair before answering Aborted; 0 means
 	// assignmentWaitLimit. Tests shorten it to see that answer quickly.
 	AssignmentWait time.Duration
-	// ReconcileInterval is how often the Reconciler looks for pairs whose
-	// assignment outcome is unknown, and the first step of its backoff. 0
-	// means no reconciler runs: such a pair then stays unknown until an
-	// operator resolves it, and AssignKey says so (ASSIGNMENT_OUTCOME_UNKNOWN)
-	// instead of ASSIGNMENT_BEING_RESOLVED.
-	ReconcileInterval time.Duration
 	// RequestHashKey keys the HMAC-SHA256 that identifies a backup
 	// request's content in the registry (its idempotency request hash), so
 	// that nothing derived from a plaintext is kept in a form anyone could
@@ -88,6 +82,12 @@ type Config struct {
 	// --registry-hmac-key-file). nil means a random key of this process:
 	// idempotency keys then match only within it.
 	RequestHashKey []byte
+	// ReconcileInterval is how often the Reconciler looks for pairs whose
+	// assignment outcome is unknown, and the first step of its backoff. 0
+	// means no reconciler runs: such a pair then stays unknown until an
+	// operator resolves it, and AssignKey says so (ASSIGNMENT_OUTCOME_UNKNOWN)
+	// instead of ASSIGNMENT_BEING_RESOLVED.
+	ReconcileInterval time.Duration
 }
 
 // Server implements recoveryv1.RecoveryServiceServer. It holds no state of
@@ -104,6 +104,7 @@ type Server struct {
 	listings     Listings
 	issues       AssignmentIssues
 	claims       Claims
+	audit        AuditTrail
 	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
@@ -119,12 +120,14 @@ type Server struct {
 	// streamIdleTimeout and spool are Config's.
 	streamIdleTimeout time.Duration
 	spool             *Spool
+	// requestHashKey is Config.RequestHashKey.
+	requestHashKey []byte
 	// reconcileInterval is Config.ReconcileInterval.
 	reconcileInterval time.Duration
 	// resolutions counts the reconciler's and operators' resolutions.
 	resolutions *resolutionInstruments
-	// requestHashKey is Config.RequestHashKey.
-	requestHashKey []byte
+	// receipts caches the receipt checks of recorded keys (key_receipt.go).
+	receipts *receiptCache
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -144,6 +147,7 @@ func New(cfg Config) *Server {
 		listings:     cfg.Registry,
 		issues:       cfg.Registry,
 		claims:       cfg.Registry,
+		audit:        cfg.Registry,
 		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,
@@ -158,10 +162,11 @@ func New(cfg Config) *Server {
 
 		streamIdleTimeout: cmp.Or(cfg.StreamIdleTimeout, DefaultStreamIdleTimeout),
 		spool:             cfg.Spool,
+		requestHashKey:    cfg.RequestHashKey,
 
 		reconcileInterval: max(cfg.ReconcileInterval, 0),
 		resolutions:       newResolutionInstruments(),
-		requestHashKey:    cfg.RequestHashKey,
+		receipts:          newReceiptCache(),
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled

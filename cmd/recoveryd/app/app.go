@@ -20,6 +20,7 @@ import (
 	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/service/audit"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
@@ -72,6 +73,9 @@ type Options struct {
 	// abandoned. It sits inside the whole chain and sees only what reached
 	// a handler.
 	CallFinished func(fullMethod string)
+	// DisableAudit runs without the audit trail: only for the benchmark
+	// that measures what auditing costs against a server without it.
+	DisableAudit bool
 }
 
 // ConfigError is Run's refusal of a configuration: nothing was started.
@@ -189,6 +193,11 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, err
 	}
+	if !opts.DisableAudit {
+		if sec.audit, err = a.startAudit(cfg, store); err != nil {
+			return nil, err
+		}
+	}
 	// NOTE: under --data-dir even with PostgreSQL: the spool is this
 	// replica's, never shared.
 	spool, err := service.OpenSpool(filepath.Join(cfg.DataDir, spoolDirName))
@@ -261,6 +270,32 @@ func (a *app) runReconciler(ctx context.Context) (stop func()) {
 		a.upstream.Abandon()
 		<-done
 	}
+}
+
+// auditCloseTimeout bounds how long closing waits for the audit records
+// still queued to be committed.
+const auditCloseTimeout = 10 * time.Second
+
+// startAudit starts this process's audit writer (a chain of its own in the
+// registry) and returns the chain's audit position: enforcing in
+// production, warning in development. The writer is closed, its queue
+// committed, after the gRPC server has stopped.
+func (a *app) startAudit(cfg Config, store *registry.Store) (*auditor, error) {
+	w, err := audit.Start(audit.Config{
+		Store:     store,
+		Retention: cfg.AuditRetention,
+		ExportDir: filepath.Join(cfg.DataDir, auditExportDirName),
+		Logger:    a.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the audit writer: %w", err)
+	}
+	a.closers = append(a.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+		defer cancel()
+		return w.Close(ctx)
+	})
+	return newAuditor(w, cfg.Environment == EnvProduction, a.log.With("component", "audit")), nil
 }
 
 // openRegistry opens PostgreSQL for a postgres:// --database-url (or

@@ -69,6 +69,9 @@ const (
 	// upstream, longer leaves customers waiting.
 	minReconcileInterval = time.Second
 	maxReconcileInterval = time.Hour
+	// minAuditRetention is the shortest --audit-retention: a prune runs
+	// hourly, and an audit trail kept for less is hardly one.
+	minAuditRetention = 24 * time.Hour
 	// redacted stands in for secrets wherever a Config is printed.
 	redacted = "[redacted]"
 )
@@ -169,6 +172,10 @@ type Config struct {
 	// UpstreamCAFile is a PEM file of CA certificates trusted, besides the
 	// system roots, for the upstream's and the JWKS's HTTPS (a private CA).
 	UpstreamCAFile string
+	// AuditRetention is the age past which audit records are exported
+	// (JSON lines under <DataDir>/audit-export) and then pruned; 0 keeps
+	// them all.
+	AuditRetention time.Duration
 	// RegistryHMACKeyFile holds the key of the HMACs the registry keeps
 	// instead of anything derived from a plaintext (registry_hmac_key.go);
 	// "" uses <DataDir>/registry-hmac.key, made on first start, which only
@@ -257,6 +264,9 @@ func (c Config) validate(getenv func(string) string) error {
 	}
 	if c.ReconcileInterval != 0 && (c.ReconcileInterval < minReconcileInterval || c.ReconcileInterval > maxReconcileInterval) {
 		bad("--reconcile-interval must be 0 (off, development only) or from %s to %s (got %s), e.g. %s", minReconcileInterval, maxReconcileInterval, c.ReconcileInterval, defaultReconcileInterval)
+	}
+	if c.AuditRetention < 0 || c.AuditRetention > 0 && c.AuditRetention < minAuditRetention {
+		bad("--audit-retention must be 0 (keep every audit record) or at least %s (got %s), e.g. 8760h for a year", minAuditRetention, c.AuditRetention)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
@@ -481,6 +491,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("client_ca", c.ClientCA),
 		slog.String("client_trust_domain", c.ClientTrustDomain),
 		slog.String("upstream_ca_file", c.UpstreamCAFile),
+		slog.String("audit_retention", c.AuditRetention.String()),
 		slog.String("registry_hmac_key_file", c.RegistryHMACKeyFile),
 	}
 }

@@ -160,6 +160,489 @@ func (AssignmentResolution) EnumDescriptor() ([]byte, []int) {
 	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{1}
 }
 
+// AuditEvent is one call's audit record. It never holds plaintext,
+// ciphertext, checksums or tokens.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chain (one per recoveryd process) and the record's number in it.
+	WriterId string `protobuf:"bytes,1,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
+	Seq      int64  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When the call started.
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// The authenticated caller; empty when the call was refused before its
+	// caller was known.
+	Caller string `protobuf:"bytes,4,opt,name=caller,proto3" json:"caller,omitempty"`
+	// The gRPC full method name, e.g. /recovery.v1.RecoveryService/AssignKey.
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// The organisations (customer_id) the call named or touched.
+	Organisations []string `protobuf:"bytes,6,rep,name=organisations,proto3" json:"organisations,omitempty"`
+	KeyId         string   `protobuf:"bytes,7,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	BackupId      string   `protobuf:"bytes,8,opt,name=backup_id,json=backupId,proto3" json:"backup_id,omitempty"`
+	PackageId     string   `protobuf:"bytes,9,opt,name=package_id,json=packageId,proto3" json:"package_id,omitempty"`
+	// The final gRPC code (OK, PERMISSION_DENIED …) and ErrorInfo reason.
+	Code    string `protobuf:"bytes,10,opt,name=code,proto3" json:"code,omitempty"`
+	Reason  string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	TraceId string `protobuf:"bytes,12,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// The peer address the call came from.
+	Peer string `protobuf:"bytes,13,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The SHA-256 of the previous record of the chain, and of this one.
+	PrevHash      string `protobuf:"bytes,14,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash          string `protobuf:"bytes,15,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AuditEvent) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetOrganisations() []string {
+	if x != nil {
+		return x.Organisations
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBackupId() string {
+	if x != nil {
+		return x.BackupId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPackageId() string {
+	if x != nil {
+		return x.PackageId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPrevHash() string {
+	if x != nil {
+		return x.PrevHash
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only calls that named or touched this organisation.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Only calls of this caller (its name in the callers file).
+	Caller string `protobuf:"bytes,2,opt,name=caller,proto3" json:"caller,omitempty"`
+	// Only calls started at or after start_time and before end_time.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	PageSize      int32                  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListAuditEventsRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAuditEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type VerifyAuditChainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditChainRequest) Reset() {
+	*x = VerifyAuditChainRequest{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditChainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditChainRequest) ProtoMessage() {}
+
+func (x *VerifyAuditChainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditChainRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAuditChainRequest) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{3}
+}
+
+type VerifyAuditChainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when every link verifies; otherwise broken names the first
+	// broken one.
+	Ok      bool  `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Records int64 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
+	Chains  int64 `protobuf:"varint,3,opt,name=chains,proto3" json:"chains,omitempty"`
+	// Checkpoint and prune records among the records.
+	Checkpoints   int64            `protobuf:"varint,4,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	Broken        *AuditChainBreak `protobuf:"bytes,5,opt,name=broken,proto3" json:"broken,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditChainResponse) Reset() {
+	*x = VerifyAuditChainResponse{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditChainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditChainResponse) ProtoMessage() {}
+
+func (x *VerifyAuditChainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditChainResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAuditChainResponse) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VerifyAuditChainResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyAuditChainResponse) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *VerifyAuditChainResponse) GetChains() int64 {
+	if x != nil {
+		return x.Chains
+	}
+	return 0
+}
+
+func (x *VerifyAuditChainResponse) GetCheckpoints() int64 {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return 0
+}
+
+func (x *VerifyAuditChainResponse) GetBroken() *AuditChainBreak {
+	if x != nil {
+		return x.Broken
+	}
+	return nil
+}
+
+// AuditChainBreak is where verification failed: the record (writer_id, seq)
+// and what is wrong there (edited, missing, replaced …).
+type AuditChainBreak struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WriterId      string                 `protobuf:"bytes,1,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
+	Seq           int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Problem       string                 `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditChainBreak) Reset() {
+	*x = AuditChainBreak{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditChainBreak) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditChainBreak) ProtoMessage() {}
+
+func (x *AuditChainBreak) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditChainBreak.ProtoReflect.Descriptor instead.
+func (*AuditChainBreak) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuditChainBreak) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
+func (x *AuditChainBreak) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditChainBreak) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // AssignmentIssue is one pair whose assignment is not settled.
 type AssignmentIssue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -186,7 +669,7 @@ type AssignmentIssue struct {
 
 func (x *AssignmentIssue) Reset() {
 	*x = AssignmentIssue{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[0]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +681,7 @@ func (x *AssignmentIssue) String() string {
 func (*AssignmentIssue) ProtoMessage() {}
 
 func (x *AssignmentIssue) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[0]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +694,7 @@ func (x *AssignmentIssue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentIssue.ProtoReflect.Descriptor instead.
 func (*AssignmentIssue) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{0}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AssignmentIssue) GetUserIdentifier() string {
@@ -287,7 +770,7 @@ type ListAssignmentIssuesRequest struct {
 
 func (x *ListAssignmentIssuesRequest) Reset() {
 	*x = ListAssignmentIssuesRequest{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[1]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -299,7 +782,7 @@ func (x *ListAssignmentIssuesRequest) String() string {
 func (*ListAssignmentIssuesRequest) ProtoMessage() {}
 
 func (x *ListAssignmentIssuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[1]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +795,7 @@ func (x *ListAssignmentIssuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignmentIssuesRequest.ProtoReflect.Descriptor instead.
 func (*ListAssignmentIssuesRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{1}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListAssignmentIssuesRequest) GetState() AssignmentIssueState {
@@ -356,7 +839,7 @@ type ListAssignmentIssuesResponse struct {
 
 func (x *ListAssignmentIssuesResponse) Reset() {
 	*x = ListAssignmentIssuesResponse{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[2]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +851,7 @@ func (x *ListAssignmentIssuesResponse) String() string {
 func (*ListAssignmentIssuesResponse) ProtoMessage() {}
 
 func (x *ListAssignmentIssuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[2]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +864,7 @@ func (x *ListAssignmentIssuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignmentIssuesResponse.ProtoReflect.Descriptor instead.
 func (*ListAssignmentIssuesResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{2}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAssignmentIssuesResponse) GetIssues() []*AssignmentIssue {
@@ -411,7 +894,7 @@ type ResolveAssignmentRequest struct {
 
 func (x *ResolveAssignmentRequest) Reset() {
 	*x = ResolveAssignmentRequest{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[3]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +906,7 @@ func (x *ResolveAssignmentRequest) String() string {
 func (*ResolveAssignmentRequest) ProtoMessage() {}
 
 func (x *ResolveAssignmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[3]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +919,7 @@ func (x *ResolveAssignmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveAssignmentRequest.ProtoReflect.Descriptor instead.
 func (*ResolveAssignmentRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{3}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResolveAssignmentRequest) GetUserIdentifier() string {
@@ -466,7 +949,7 @@ type ResolveAssignmentResponse struct {
 
 func (x *ResolveAssignmentResponse) Reset() {
 	*x = ResolveAssignmentResponse{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[4]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +961,7 @@ func (x *ResolveAssignmentResponse) String() string {
 func (*ResolveAssignmentResponse) ProtoMessage() {}
 
 func (x *ResolveAssignmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[4]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +974,7 @@ func (x *ResolveAssignmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveAssignmentResponse.ProtoReflect.Descriptor instead.
 func (*ResolveAssignmentResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{4}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResolveAssignmentResponse) GetResolution() AssignmentResolution {
@@ -533,7 +1016,7 @@ type ImportAssignmentRequest struct {
 
 func (x *ImportAssignmentRequest) Reset() {
 	*x = ImportAssignmentRequest{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[5]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +1028,7 @@ func (x *ImportAssignmentRequest) String() string {
 func (*ImportAssignmentRequest) ProtoMessage() {}
 
 func (x *ImportAssignmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[5]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +1041,7 @@ func (x *ImportAssignmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportAssignmentRequest.ProtoReflect.Descriptor instead.
 func (*ImportAssignmentRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{5}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ImportAssignmentRequest) GetUserIdentifier() string {
@@ -622,7 +1105,7 @@ type ImportAssignmentResponse struct {
 
 func (x *ImportAssignmentResponse) Reset() {
 	*x = ImportAssignmentResponse{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[6]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +1117,7 @@ func (x *ImportAssignmentResponse) String() string {
 func (*ImportAssignmentResponse) ProtoMessage() {}
 
 func (x *ImportAssignmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[6]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +1130,7 @@ func (x *ImportAssignmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportAssignmentResponse.ProtoReflect.Descriptor instead.
 func (*ImportAssignmentResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{6}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ImportAssignmentResponse) GetKey() *RecoveryKey {
@@ -662,6 +1145,50 @@ var File_recovery_v1_admin_service_proto protoreflect.FileDescriptor
 const file_recovery_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1frecovery/v1/admin_service.proto\x12\vrecovery.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"recovery/v1/recovery_service.proto\"\xa0\x03\n" +
+	"\n" +
+	"AuditEvent\x12\x1b\n" +
+	"\twriter_id\x18\x01 \x01(\tR\bwriterId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06caller\x18\x04 \x01(\tR\x06caller\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12$\n" +
+	"\rorganisations\x18\x06 \x03(\tR\rorganisations\x12\x15\n" +
+	"\x06key_id\x18\a \x01(\tR\x05keyId\x12\x1b\n" +
+	"\tbackup_id\x18\b \x01(\tR\bbackupId\x12\x1d\n" +
+	"\n" +
+	"package_id\x18\t \x01(\tR\tpackageId\x12\x12\n" +
+	"\x04code\x18\n" +
+	" \x01(\tR\x04code\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\x12\x19\n" +
+	"\btrace_id\x18\f \x01(\tR\atraceId\x12\x12\n" +
+	"\x04peer\x18\r \x01(\tR\x04peer\x12\x1b\n" +
+	"\tprev_hash\x18\x0e \x01(\tR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\x0f \x01(\tR\x04hash\"\xcf\x02\n" +
+	"\x16ListAuditEventsRequest\x12O\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB.\xbaH+r)\x18\x80\x012$^([A-Za-z0-9][A-Za-z0-9._:@+/=-]*)?$R\n" +
+	"customerId\x12 \n" +
+	"\x06caller\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06caller\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12'\n" +
+	"\tpage_size\x18\x05 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"r\n" +
+	"\x17ListAuditEventsResponse\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.recovery.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
+	"\x17VerifyAuditChainRequest\"\xb4\x01\n" +
+	"\x18VerifyAuditChainResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\x12\x16\n" +
+	"\x06chains\x18\x03 \x01(\x03R\x06chains\x12 \n" +
+	"\vcheckpoints\x18\x04 \x01(\x03R\vcheckpoints\x124\n" +
+	"\x06broken\x18\x05 \x01(\v2\x1c.recovery.v1.AuditChainBreakR\x06broken\"Z\n" +
+	"\x0fAuditChainBreak\x12\x1b\n" +
+	"\twriter_id\x18\x01 \x01(\tR\bwriterId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x18\n" +
+	"\aproblem\x18\x03 \x01(\tR\aproblem\"\xa0\x03\n" +
 	"\x0fAssignmentIssue\x12'\n" +
 	"\x0fuser_identifier\x18\x01 \x01(\tR\x0euserIdentifier\x12=\n" +
 	"\forganisation\x18\x02 \x01(\v2\x19.recovery.v1.OrganisationR\forganisation\x12.\n" +
@@ -716,11 +1243,13 @@ const file_recovery_v1_admin_service_proto_rawDesc = "" +
 	"\x1eASSIGNMENT_RESOLUTION_RECORDED\x10\x01\x12\"\n" +
 	"\x1eASSIGNMENT_RESOLUTION_ORPHANED\x10\x02\x12#\n" +
 	"\x1fASSIGNMENT_RESOLUTION_UNTRUSTED\x10\x03\x12\"\n" +
-	"\x1eASSIGNMENT_RESOLUTION_DEFERRED\x10\x042\xc8\x02\n" +
+	"\x1eASSIGNMENT_RESOLUTION_DEFERRED\x10\x042\x87\x04\n" +
 	"\x14RecoveryAdminService\x12k\n" +
 	"\x14ListAssignmentIssues\x12(.recovery.v1.ListAssignmentIssuesRequest\x1a).recovery.v1.ListAssignmentIssuesResponse\x12b\n" +
 	"\x11ResolveAssignment\x12%.recovery.v1.ResolveAssignmentRequest\x1a&.recovery.v1.ResolveAssignmentResponse\x12_\n" +
-	"\x10ImportAssignment\x12$.recovery.v1.ImportAssignmentRequest\x1a%.recovery.v1.ImportAssignmentResponseBFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	"\x10ImportAssignment\x12$.recovery.v1.ImportAssignmentRequest\x1a%.recovery.v1.ImportAssignmentResponse\x12\\\n" +
+	"\x0fListAuditEvents\x12#.recovery.v1.ListAuditEventsRequest\x1a$.recovery.v1.ListAuditEventsResponse\x12_\n" +
+	"\x10VerifyAuditChain\x12$.recovery.v1.VerifyAuditChainRequest\x1a%.recovery.v1.VerifyAuditChainResponseBFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_admin_service_proto_rawDescOnce sync.Once
@@ -735,45 +1264,60 @@ func file_recovery_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_recovery_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_recovery_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_recovery_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_recovery_v1_admin_service_proto_goTypes = []any{
 	(AssignmentIssueState)(0),            // 0: recovery.v1.AssignmentIssueState
 	(AssignmentResolution)(0),            // 1: recovery.v1.AssignmentResolution
-	(*AssignmentIssue)(nil),              // 2: recovery.v1.AssignmentIssue
-	(*ListAssignmentIssuesRequest)(nil),  // 3: recovery.v1.ListAssignmentIssuesRequest
-	(*ListAssignmentIssuesResponse)(nil), // 4: recovery.v1.ListAssignmentIssuesResponse
-	(*ResolveAssignmentRequest)(nil),     // 5: recovery.v1.ResolveAssignmentRequest
-	(*ResolveAssignmentResponse)(nil),    // 6: recovery.v1.ResolveAssignmentResponse
-	(*ImportAssignmentRequest)(nil),      // 7: recovery.v1.ImportAssignmentRequest
-	(*ImportAssignmentResponse)(nil),     // 8: recovery.v1.ImportAssignmentResponse
-	(*Organisation)(nil),                 // 9: recovery.v1.Organisation
-	(*Package)(nil),                      // 10: recovery.v1.Package
-	(KeyEnvironment)(0),                  // 11: recovery.v1.KeyEnvironment
-	(*timestamppb.Timestamp)(nil),        // 12: google.protobuf.Timestamp
-	(*RecoveryKey)(nil),                  // 13: recovery.v1.RecoveryKey
+	(*AuditEvent)(nil),                   // 2: recovery.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),       // 3: recovery.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),      // 4: recovery.v1.ListAuditEventsResponse
+	(*VerifyAuditChainRequest)(nil),      // 5: recovery.v1.VerifyAuditChainRequest
+	(*VerifyAuditChainResponse)(nil),     // 6: recovery.v1.VerifyAuditChainResponse
+	(*AuditChainBreak)(nil),              // 7: recovery.v1.AuditChainBreak
+	(*AssignmentIssue)(nil),              // 8: recovery.v1.AssignmentIssue
+	(*ListAssignmentIssuesRequest)(nil),  // 9: recovery.v1.ListAssignmentIssuesRequest
+	(*ListAssignmentIssuesResponse)(nil), // 10: recovery.v1.ListAssignmentIssuesResponse
+	(*ResolveAssignmentRequest)(nil),     // 11: recovery.v1.ResolveAssignmentRequest
+	(*ResolveAssignmentResponse)(nil),    // 12: recovery.v1.ResolveAssignmentResponse
+	(*ImportAssignmentRequest)(nil),      // 13: recovery.v1.ImportAssignmentRequest
+	(*ImportAssignmentResponse)(nil),     // 14: recovery.v1.ImportAssignmentResponse
+	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
+	(*Organisation)(nil),                 // 16: recovery.v1.Organisation
+	(*Package)(nil),                      // 17: recovery.v1.Package
+	(KeyEnvironment)(0),                  // 18: recovery.v1.KeyEnvironment
+	(*RecoveryKey)(nil),                  // 19: recovery.v1.RecoveryKey
 }
 var file_recovery_v1_admin_service_proto_depIdxs = []int32{
-	9,  // 0: recovery.v1.AssignmentIssue.organisation:type_name -> recovery.v1.Organisation
-	10, // 1: recovery.v1.AssignmentIssue.package:type_name -> recovery.v1.Package
-	11, // 2: recovery.v1.AssignmentIssue.key_environment:type_name -> recovery.v1.KeyEnvironment
-	0,  // 3: recovery.v1.AssignmentIssue.state:type_name -> recovery.v1.AssignmentIssueState
-	12, // 4: recovery.v1.AssignmentIssue.reserved_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: recovery.v1.ListAssignmentIssuesRequest.state:type_name -> recovery.v1.AssignmentIssueState
-	2,  // 6: recovery.v1.ListAssignmentIssuesResponse.issues:type_name -> recovery.v1.AssignmentIssue
-	1,  // 7: recovery.v1.ResolveAssignmentResponse.resolution:type_name -> recovery.v1.AssignmentResolution
-	13, // 8: recovery.v1.ResolveAssignmentResponse.key:type_name -> recovery.v1.RecoveryKey
-	13, // 9: recovery.v1.ImportAssignmentResponse.key:type_name -> recovery.v1.RecoveryKey
-	3,  // 10: recovery.v1.RecoveryAdminService.ListAssignmentIssues:input_type -> recovery.v1.ListAssignmentIssuesRequest
-	5,  // 11: recovery.v1.RecoveryAdminService.ResolveAssignment:input_type -> recovery.v1.ResolveAssignmentRequest
-	7,  // 12: recovery.v1.RecoveryAdminService.ImportAssignment:input_type -> recovery.v1.ImportAssignmentRequest
-	4,  // 13: recovery.v1.RecoveryAdminService.ListAssignmentIssues:output_type -> recovery.v1.ListAssignmentIssuesResponse
-	6,  // 14: recovery.v1.RecoveryAdminService.ResolveAssignment:output_type -> recovery.v1.ResolveAssignmentResponse
-	8,  // 15: recovery.v1.RecoveryAdminService.ImportAssignment:output_type -> recovery.v1.ImportAssignmentResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	15, // 0: recovery.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	15, // 1: recovery.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	15, // 2: recovery.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 3: recovery.v1.ListAuditEventsResponse.events:type_name -> recovery.v1.AuditEvent
+	7,  // 4: recovery.v1.VerifyAuditChainResponse.broken:type_name -> recovery.v1.AuditChainBreak
+	16, // 5: recovery.v1.AssignmentIssue.organisation:type_name -> recovery.v1.Organisation
+	17, // 6: recovery.v1.AssignmentIssue.package:type_name -> recovery.v1.Package
+	18, // 7: recovery.v1.AssignmentIssue.key_environment:type_name -> recovery.v1.KeyEnvironment
+	0,  // 8: recovery.v1.AssignmentIssue.state:type_name -> recovery.v1.AssignmentIssueState
+	15, // 9: recovery.v1.AssignmentIssue.reserved_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: recovery.v1.ListAssignmentIssuesRequest.state:type_name -> recovery.v1.AssignmentIssueState
+	8,  // 11: recovery.v1.ListAssignmentIssuesResponse.issues:type_name -> recovery.v1.AssignmentIssue
+	1,  // 12: recovery.v1.ResolveAssignmentResponse.resolution:type_name -> recovery.v1.AssignmentResolution
+	19, // 13: recovery.v1.ResolveAssignmentResponse.key:type_name -> recovery.v1.RecoveryKey
+	19, // 14: recovery.v1.ImportAssignmentResponse.key:type_name -> recovery.v1.RecoveryKey
+	9,  // 15: recovery.v1.RecoveryAdminService.ListAssignmentIssues:input_type -> recovery.v1.ListAssignmentIssuesRequest
+	11, // 16: recovery.v1.RecoveryAdminService.ResolveAssignment:input_type -> recovery.v1.ResolveAssignmentRequest
+	13, // 17: recovery.v1.RecoveryAdminService.ImportAssignment:input_type -> recovery.v1.ImportAssignmentRequest
+	3,  // 18: recovery.v1.RecoveryAdminService.ListAuditEvents:input_type -> recovery.v1.ListAuditEventsRequest
+	5,  // 19: recovery.v1.RecoveryAdminService.VerifyAuditChain:input_type -> recovery.v1.VerifyAuditChainRequest
+	10, // 20: recovery.v1.RecoveryAdminService.ListAssignmentIssues:output_type -> recovery.v1.ListAssignmentIssuesResponse
+	12, // 21: recovery.v1.RecoveryAdminService.ResolveAssignment:output_type -> recovery.v1.ResolveAssignmentResponse
+	14, // 22: recovery.v1.RecoveryAdminService.ImportAssignment:output_type -> recovery.v1.ImportAssignmentResponse
+	4,  // 23: recovery.v1.RecoveryAdminService.ListAuditEvents:output_type -> recovery.v1.ListAuditEventsResponse
+	6,  // 24: recovery.v1.RecoveryAdminService.VerifyAuditChain:output_type -> recovery.v1.VerifyAuditChainResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_recovery_v1_admin_service_proto_init() }
@@ -788,7 +1332,7 @@ func file_recovery_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recovery_v1_admin_service_proto_rawDesc), len(file_recovery_v1_admin_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

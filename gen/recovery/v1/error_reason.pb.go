@@ -234,6 +234,13 @@ const (
 	// The upload was aborted and nothing was stored. Retry the whole stream
 	// (with the same idempotency_key, if it had one), sending without pauses.
 	ErrorReason_ERROR_REASON_STREAM_IDLE_TIMEOUT ErrorReason = 40
+	// ERROR_REASON_KEY_RECEIPT_INVALID comes with FAILED_PRECONDITION: the
+	// recorded key no longer verifies against the enclave signature recorded
+	// with it (its public key, organisation, package or receipt was changed
+	// in the registry, or it was recorded before receipts were kept), so
+	// nothing is encrypted to it nor returned. Operators are alerted; a retry
+	// gets the same answer until an operator has acted.
+	ErrorReason_ERROR_REASON_KEY_RECEIPT_INVALID ErrorReason = 41
 	// ERROR_REASON_AUDIT_UNAVAILABLE comes with UNAVAILABLE: in production
 	// every call leaves an audit record, and this call's record could not be
 	// written (the audit writer is failing or too far behind). A call refused
@@ -291,6 +298,7 @@ var (
 		37: "ERROR_REASON_RATE_LIMITED",
 		39: "ERROR_REASON_CHUNK_TOO_SMALL",
 		40: "ERROR_REASON_STREAM_IDLE_TIMEOUT",
+		41: "ERROR_REASON_KEY_RECEIPT_INVALID",
 		42: "ERROR_REASON_AUDIT_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
@@ -338,6 +346,7 @@ var (
 		"ERROR_REASON_RATE_LIMITED":                  37,
 		"ERROR_REASON_CHUNK_TOO_SMALL":               39,
 		"ERROR_REASON_STREAM_IDLE_TIMEOUT":           40,
+		"ERROR_REASON_KEY_RECEIPT_INVALID":           41,
 		"ERROR_REASON_AUDIT_UNAVAILABLE":             42,
 	}
 )
@@ -373,7 +382,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xd8\r\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xfe\r\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -419,7 +428,8 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"&ERROR_REASON_ASSIGNMENT_BEING_RESOLVED\x10&\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10%\x12 \n" +
 	"\x1cERROR_REASON_CHUNK_TOO_SMALL\x10'\x12$\n" +
-	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(\x12\"\n" +
+	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(\x12$\n" +
+	" ERROR_REASON_KEY_RECEIPT_INVALID\x10)\x12\"\n" +
 	"\x1eERROR_REASON_AUDIT_UNAVAILABLE\x10*BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
