@@ -191,6 +191,7 @@ interop: $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(PROTOVALIDATE_PROTO) interop-deps 
 .PHONY: bench
 bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~2-3 min; docs/benchmarks.md)
 	bench/run.sh
+	bench/pairs.sh
 
 .PHONY: bench-isolation
 bench-isolation: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) ## one caller's load against another's SecureData latency, with and without a per-caller cap (~5 min; docs/benchmarks.md)

@@ -62,6 +62,12 @@ type Listings interface {
 	ListBackups(ctx context.Context, f registry.BackupFilter, p registry.Page) ([]registry.Backup, string, error)
 }
 
+// AssignmentIssues is what the operators' service reads: the pairs whose
+// assignment is not settled by a recorded key.
+type AssignmentIssues interface {
+	ListAssignmentIssues(ctx context.Context, f registry.AssignmentIssueFilter, p registry.Page) ([]registry.AssignmentIssue, string, error)
+}
+
 // Registry is the durable record as one store holds it, every flow's part;
 // a *registry.Store satisfies it. The Server keeps each part apart, so a
 // flow reaches only what it uses.
@@ -70,6 +76,7 @@ type Registry interface {
 	Keys
 	Backups
 	Listings
+	AssignmentIssues
 }
 
 // Authorizer decides which organisations the call in a context may act for;

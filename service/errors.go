@@ -68,11 +68,13 @@ const (
 	ReasonRateLimited                 = recoveryv1.ErrorReason_ERROR_REASON_RATE_LIMITED
 	ReasonChunkTooSmall               = recoveryv1.ErrorReason_ERROR_REASON_CHUNK_TOO_SMALL
 	ReasonStreamIdleTimeout           = recoveryv1.ErrorReason_ERROR_REASON_STREAM_IDLE_TIMEOUT
+	ReasonAuditUnavailable            = recoveryv1.ErrorReason_ERROR_REASON_AUDIT_UNAVAILABLE
 	// ReasonOrganisationNotAllowed and ReasonCallerNotAuthenticated are
 	// service/auth's refusals (a *auth.Refusal), mapped in reasonSpecs like
 	// every other reason.
 	ReasonOrganisationNotAllowed = auth.ReasonOrganisationNotAllowed
 	ReasonCallerNotAuthenticated = auth.ReasonNotAuthenticated
+	ReasonOperatorRoleRequired   = auth.ReasonOperatorRoleRequired
 )
 
 // reasonSpec is how one reason is reported: its gRPC code, the fixed message
@@ -153,8 +155,12 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"a SecureFile chunk other than the last was smaller than the minimum (ErrorInfo metadata \"min_chunk_bytes\"): nothing was stored; send larger chunks", slog.LevelInfo},
 	ReasonStreamIdleTimeout: {codes.Aborted,
 		"the SecureFile stream waited too long between two messages (ErrorInfo metadata \"idle_timeout\"), so it was aborted and nothing was stored: send the file again without pauses", slog.LevelInfo},
+	ReasonAuditUnavailable: {codes.Unavailable,
+		"the call's audit record could not be written, and every call must leave one: retry after the RetryInfo delay (a store with the same idempotency_key)", slog.LevelError},
 	ReasonOrganisationNotAllowed: {codes.PermissionDenied,
 		"the caller is not allowed to act for this organisation, so nothing was done: the operator lists each caller's organisations in the callers file", slog.LevelWarn},
+	ReasonOperatorRoleRequired: {codes.PermissionDenied,
+		"only callers with the operator role may use the RecoveryAdminService, so nothing was done: the operator adds \"roles\": [\"operator\"] to the caller's entry in the callers file", slog.LevelWarn},
 	ReasonCallerNotAuthenticated: {codes.Unauthenticated,
 		"no authenticated caller for this call: the operator has the details in the service log", slog.LevelError},
 }
@@ -395,6 +401,22 @@ const (
 func RateLimitedStatus(limit string, retryAfter time.Duration) error {
 	f := &failure{reason: ReasonRateLimited, metadata: map[string]string{"limit": limit}, retryAfter: retryAfter}
 	return buildStatus(reasonSpecs[ReasonRateLimited], f)
+}
+
+// StatusFromRefusal is the status of a call an authorization check refused
+// (an *auth.Refusal) before it reached a handler, with the code and message
+// of the one table; recoveryd's operator interceptor calls it.
+func StatusFromRefusal(err error) error {
+	f := classify(err)
+	return buildStatus(reasonSpecs[f.reason], f)
+}
+
+// AuditUnavailableStatus is the status of a call whose audit record could
+// not be written in production: UNAVAILABLE, reason AUDIT_UNAVAILABLE, with
+// retryAfter as its RetryInfo. recoveryd's audit interceptor calls it.
+func AuditUnavailableStatus(retryAfter time.Duration) error {
+	f := &failure{reason: ReasonAuditUnavailable, retryAfter: retryAfter}
+	return buildStatus(reasonSpecs[ReasonAuditUnavailable], f)
 }
 
 // StatusFromValidation converts the error of protovalidate's Validate into

@@ -22,11 +22,11 @@ func Lease(callTimeout time.Duration) time.Duration {
 	return (&Server{callTimeout: callTimeout}).lease()
 }
 
-// DataRequestHash is the idempotency hash of a SecureData request for keyID
-// with the plaintext checksum and metadata, so a test can hold an
-// idempotency key as an in-flight request would.
-func DataRequestHash(keyID, checksum string, m *recoveryv1.BackupMetadata) string {
-	return requestHash(backupTypeData, keyID, checksum, metadataFromProto(m))
+// DataRequestHash is the idempotency hash, under hashKey, of a SecureData
+// request for keyID with the plaintext checksum and metadata, so a test can
+// hold an idempotency key as an in-flight request would.
+func DataRequestHash(hashKey []byte, keyID, checksum string, m *recoveryv1.BackupMetadata) string {
+	return requestHash(hashKey, backupTypeData, keyID, checksum, metadataFromProto(m))
 }
 
 // StatusFromError is the single error-to-status mapping, which

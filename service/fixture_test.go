@@ -114,6 +114,10 @@ type fixture struct {
 	dataDir string
 }
 
+// testRequestHashKey keys the fixture's idempotency request hashes, so a
+// test can compute one (service.DataRequestHash).
+var testRequestHashKey = []byte("fixture request-hash key, 32+ bytes long")
+
 func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 	t.Helper()
 	upstreamURL := opts.upstreamURL
@@ -177,6 +181,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 		Service: func(c *service.Config) {
 			c.CallTimeout = testCallTimeout
 			c.AssignmentWait = opts.assignmentWait
+			c.RequestHashKey = testRequestHashKey
 		},
 		CallFinished: func(method string) { f.finished <- method },
 	}, nil)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,8 +25,14 @@ const fileUploadLease = 15 * time.Minute
 // requestHash identifies a backup request's content for the idempotency
 // check: the backup type, key, checksum and metadata. Two requests with the
 // same idempotency key and hash are the same request.
-func requestHash(backupType, keyID, checksum string, m registry.BackupMetadata) string {
-	h := sha256.New()
+//
+// NOTE: an HMAC-SHA256 under hashKey (recoveryd's --registry-hmac-key-file),
+// never a bare SHA-256: a SecureData checksum is the plaintext's, and a
+// digest of it kept in the registry would let whoever reads the registry
+// brute-force a low-entropy secret offline. Without the key the stored
+// value tells nothing.
+func requestHash(hashKey []byte, backupType, keyID, checksum string, m registry.BackupMetadata) string {
+	h := hmac.New(sha256.New, hashKey)
 	for _, part := range []string{backupType, keyID, checksum, m.Description, m.ContentType, m.OriginalFilename} {
 		// Length-prefixed so that no two different field lists hash alike.
 		fmt.Fprintf(h, "%d:%s;", len(part), part)

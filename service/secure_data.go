@@ -59,7 +59,7 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 		IdempotencyKey: req.GetIdempotencyKey(),
 	}
 
-	hash := requestHash(backupTypeData, key.KeyID, payload.checksum, meta)
+	hash := requestHash(s.requestHashKey, backupTypeData, key.KeyID, payload.checksum, meta)
 	recorded, token, err := s.reserveBackup(ctx, caller, backup.IdempotencyKey, hash, s.lease())
 	if err != nil {
 		return nil, err
@@ -106,10 +106,10 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 	if resp.StoredAt.IsZero() {
 		backup.StoredAt = s.now().UTC()
 	}
-	// NOTE: the registry keeps the digest of the ciphertext sent upstream,
-	// never the plaintext's checksum: a low-entropy secret could be
-	// brute-forced from it by anyone who reads the registry or lists it.
-	backup.Checksum = keycrypto.Checksum(payload.ciphertext)
+	// NOTE: the registry keeps no checksum of a data backup: its checksum
+	// is the plaintext's, from which a low-entropy secret could be
+	// brute-forced by anyone who reads the registry or lists it.
+	backup.Checksum = ""
 	annotate(ctx, attribute.String("backup_id", backup.BackupID))
 	if err := s.recordBackup(settle, token, &backup); err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 
 // echoChecksum is the backup as its sender gets it: with the plaintext's
 // checksum the enclave verified, which the sender already holds. Only this
-// answer carries it; the record and every listing carry the ciphertext's.
+// answer carries it; the record and every listing carry none.
 func echoChecksum(b *registry.Backup, plaintextChecksum string) *registry.Backup {
 	out := *b
 	out.Checksum = plaintextChecksum

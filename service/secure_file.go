@@ -78,7 +78,7 @@ func (s *Server) secureFile(ctx context.Context, raw fileStream) (*registry.Back
 	}
 	content := h.declaredSHA + "/" + strconv.FormatInt(h.declaredSize, 10)
 	recorded, token, err := s.reserveBackup(ctx, caller, h.idempotency,
-		requestHash(backupTypeFile, h.key.KeyID, content, h.meta), fileUploadLease)
+		requestHash(s.requestHashKey, backupTypeFile, h.key.KeyID, content, h.meta), fileUploadLease)
 	if err != nil || recorded != nil {
 		return recorded, err
 	}

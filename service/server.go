@@ -74,6 +74,14 @@ type Config struct {
 	// request holding the same pair before answering Aborted; 0 means
 	// assignmentWaitLimit. Tests shorten it to see that answer quickly.
 	AssignmentWait time.Duration
+	// RequestHashKey keys the HMAC-SHA256 that identifies a backup
+	// request's content in the registry (its idempotency request hash), so
+	// that nothing derived from a plaintext is kept in a form anyone could
+	// brute-force. Replicas sharing a registry need the same key, and it
+	// must survive restarts (recoveryd reads it from
+	// --registry-hmac-key-file). nil means a random key of this process:
+	// idempotency keys then match only within it.
+	RequestHashKey []byte
 }
 
 // Server implements recoveryv1.RecoveryServiceServer. It holds no state of
@@ -88,6 +96,7 @@ type Server struct {
 	recorded     Keys
 	backups      Backups
 	listings     Listings
+	issues       AssignmentIssues
 	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
@@ -103,6 +112,8 @@ type Server struct {
 	// streamIdleTimeout and spool are Config's.
 	streamIdleTimeout time.Duration
 	spool             *Spool
+	// requestHashKey is Config.RequestHashKey.
+	requestHashKey []byte
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -120,6 +131,7 @@ func New(cfg Config) *Server {
 		recorded:     cfg.Registry,
 		backups:      cfg.Registry,
 		listings:     cfg.Registry,
+		issues:       cfg.Registry,
 		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,
@@ -134,6 +146,7 @@ func New(cfg Config) *Server {
 
 		streamIdleTimeout: cmp.Or(cfg.StreamIdleTimeout, DefaultStreamIdleTimeout),
 		spool:             cfg.Spool,
+		requestHashKey:    cfg.RequestHashKey,
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled
@@ -152,6 +165,9 @@ func New(cfg Config) *Server {
 	}
 	if s.callTimeout <= 0 {
 		s.callTimeout = DefaultCallTimeout
+	}
+	if len(s.requestHashKey) == 0 {
+		s.requestHashKey = []byte(rand.Text() + rand.Text())
 	}
 	return s
 }

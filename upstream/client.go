@@ -257,13 +257,32 @@ func NewClient(cfg Config) (*Client, error) {
 // propagator, which keeps baggage for recoveryd's own use.
 var upstreamPropagator = propagation.TraceContext{}
 
+// MaxIdleConnsPerHost is how many idle connections to one upstream host
+// the adapter's transport keeps for reuse. net/http keeps 2: under more
+// concurrent calls than that, every other connection was closed after its
+// call and a new one (TCP and TLS handshakes) opened for the next. 256 is
+// the most calls one gRPC connection to recoveryd may have in flight;
+// idle connections still close after the transport's IdleConnTimeout.
+const MaxIdleConnsPerHost = 256
+
 // defaultTransport is http.DefaultTransport's settings on a private
 // instance, so tuning it never affects other clients in the process.
 func defaultTransport() http.RoundTripper {
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {
-		return t.Clone()
+		return KeepIdleConns(t.Clone())
 	}
 	return http.DefaultTransport
+}
+
+// KeepIdleConns makes t keep up to MaxIdleConnsPerHost idle connections per
+// host (and room for two hosts, the upstream and its JWKS, in all), and
+// returns it.
+func KeepIdleConns(t *http.Transport) *http.Transport {
+	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	if t.MaxIdleConns != 0 {
+		t.MaxIdleConns = max(t.MaxIdleConns, 2*MaxIdleConnsPerHost)
+	}
+	return t
 }
 
 // spanName names otelhttp's client spans "POST /v1/partner/keys".

@@ -65,6 +65,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.BoolVar(&cfg.TLSTerminatedByProxy, "tls-terminated-by-proxy", cfg.TLSTerminatedByProxy, "a proxy or service mesh terminates TLS in front of a plaintext --listen; production refuses plaintext gRPC without --tls-cert or this")
 	fs.StringVar(&cfg.ClientCA, "client-ca", cfg.ClientCA, "PEM CA certificates that sign client certificates (mTLS); needs --tls-cert and --caller-tokens-file")
 	fs.StringVar(&cfg.ClientTrustDomain, "client-trust-domain", cfg.ClientTrustDomain, "SPIFFE trust domain (e.g. prod.example) whose client certificate IDs name callers by exact path: spiffe://prod.example/wallet-api is the caller wallet-api; needs --client-ca")
+	fs.StringVar(&cfg.RegistryHMACKeyFile, "registry-hmac-key-file", cfg.RegistryHMACKeyFile, "file holding the key (at least 32 bytes, e.g. openssl rand -hex 32) of the HMACs the registry keeps instead of plaintext-derived hashes; the same for every replica; required in production; empty makes <data-dir>/registry-hmac.key (development)")
 	fs.StringVar(&cfg.UpstreamCAFile, "upstream-ca-file", cfg.UpstreamCAFile, "PEM CA certificates trusted, besides the system roots, for the upstream's and the JWKS's HTTPS (a private CA)")
 	fs.VisitAll(func(f *flag.Flag) {
 		if f.Name != checkConfigFlag {

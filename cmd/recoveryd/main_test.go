@@ -30,6 +30,7 @@ const runMainEnv = "RECOVERYD_TEST_RUN_MAIN"
 // check every line; this package checks that main prints them).
 const (
 	guardEmbedded      = "--environment production needs a real upstream: set --upstream-url and --upstream-token-file (the embedded sandbox is for development only)"
+	guardNoHMACKey     = "--registry-hmac-key-file is required in production: a file of at least 32 random bytes (e.g. openssl rand -hex 32), the same for every replica; it keys the registry's idempotency hashes, so nothing derived from a plaintext is kept in clear"
 	guardNoCallerAuth  = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
 	guardPlaintextGRPC = "production refuses plaintext gRPC: set --tls-cert and --tls-key, or --tls-terminated-by-proxy when a proxy or service mesh terminates TLS in front of --listen; otherwise bearer tokens and recovery material cross the network in clear"
 	guardGODEBUGPrefix = "GODEBUG weakens Go's certificate or TLS checks ("
@@ -104,6 +105,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				"RECOVERY_CLIENT_CA":              "/etc/recoveryd/client-ca.crt",
 				"RECOVERY_CLIENT_TRUST_DOMAIN":    "prod.example",
 				"RECOVERY_UPSTREAM_CA_FILE":       "/etc/recoveryd/upstream-ca.crt",
+				"RECOVERY_REGISTRY_HMAC_KEY_FILE": "/etc/recoveryd/registry-hmac.key",
 			},
 			want: app.Config{
 				Listen: "127.0.0.1:6000", DataDir: "/var/lib/recoveryd", Environment: "production",
@@ -117,6 +119,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				CallerTokensFile: "/etc/recoveryd/callers.json", TLSCert: "/etc/recoveryd/tls.crt", TLSKey: "/etc/recoveryd/tls.key",
 				StreamIdleTimeout: 45 * time.Second,
 				ClientCA:          "/etc/recoveryd/client-ca.crt", ClientTrustDomain: "prod.example", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
+				RegistryHMACKeyFile: "/etc/recoveryd/registry-hmac.key",
 			},
 		},
 		{
@@ -223,6 +226,7 @@ func TestMainRefusesUnsafeProduction(t *testing.T) {
 		guardPlaintextGRPC,
 		guardNoCallerAuth,
 		guardGODEBUGPrefix + "GODEBUG x509negativeserial=1" + guardGODEBUGSuffix,
+		guardNoHMACKey,
 		"",
 	}, "\n")
 	if stderr.String() != want {
@@ -336,7 +340,7 @@ func TestCheckConfig(t *testing.T) {
 		if code != exitUsage {
 			t.Fatalf("exit code %d, want %d\nstderr:\n%s", code, exitUsage, stderr)
 		}
-		want := "recoveryd: configuration error:\n" + guardEmbedded + "\n" + guardPlaintextGRPC + "\n" + guardNoCallerAuth + "\n"
+		want := "recoveryd: configuration error:\n" + guardEmbedded + "\n" + guardPlaintextGRPC + "\n" + guardNoCallerAuth + "\n" + guardNoHMACKey + "\n"
 		if stderr != want || stdout != "" {
 			t.Errorf("stderr:\n%s\nwant:\n%s\nstdout: %q", stderr, want, stdout)
 		}

@@ -694,6 +694,8 @@ func writeSecretFile(t *testing.T, path string, certPEM, keyPEM []byte) {
 		content = keyPEM
 	case "pgpass":
 		content = []byte("*:*:*:recoveryd:not-a-real-password\n")
+	case "key": // the registry HMAC key: 32 random bytes as hex
+		content = []byte("0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0\n")
 	default:
 		content = []byte("stand-in-secret\n")
 	}

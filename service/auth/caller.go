@@ -22,6 +22,22 @@ type Caller struct {
 	Organisations []string
 	// Limits overrides recoveryd's default overload limits for this caller.
 	Limits Limits
+	// Roles are the caller's roles beyond acting for its organisations
+	// (RoleOperator); shared like Organisations, read-only.
+	Roles []string
+}
+
+// RoleOperator is the role that admits a caller to the
+// recovery.v1.RecoveryAdminService: it sees and settles every
+// organisation's stuck assignments, whatever its organisations list.
+const RoleOperator = "operator"
+
+// knownRoles are the roles a callers file may name.
+var knownRoles = []string{RoleOperator}
+
+// HasRole reports whether the caller has role.
+func (c Caller) HasRole(role string) bool {
+	return slices.Contains(c.Roles, role)
 }
 
 // Limits are one caller's overload limits from the callers file. A nil

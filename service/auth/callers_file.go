@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,6 +96,8 @@ type callerJSON struct {
 	RateLimit          *json.Number `json:"rate_limit"`
 	RateBurst          *json.Number `json:"rate_burst"`
 	MaxConcurrentCalls *json.Number `json:"max_concurrent_calls"`
+	// Roles is optional: absent means none.
+	Roles []string `json:"roles"`
 }
 
 // privateEnough applies PostgreSQL's rule for key files: nobody but the
@@ -211,9 +214,12 @@ func parseCallers(data []byte) (*CallerSet, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkRoles(field+".roles", entry.Roles); err != nil {
+			return nil, err
+		}
 		set.byName[entry.Name] = len(set.callers)
 		digestOwner[digest] = len(set.callers)
-		set.callers = append(set.callers, Caller{Name: entry.Name, Organisations: entry.Organisations, Limits: limits})
+		set.callers = append(set.callers, Caller{Name: entry.Name, Organisations: entry.Organisations, Limits: limits, Roles: entry.Roles})
 		set.digests = append(set.digests, digest)
 	}
 	return set, nil
@@ -273,6 +279,24 @@ func checkOrganisations(field string, orgs []string) error {
 			return &FileError{Field: item, Problem: "longer than 128 characters"}
 		case !organisationPattern.MatchString(org):
 			return &FileError{Field: item, Problem: "must be \"*\" or a customer id: a letter or digit, then letters, digits and . _ : @ + / = -"}
+		}
+	}
+	return nil
+}
+
+// checkRoles validates a caller's optional roles list: known roles only,
+// each at most once, so that a typo never silently grants nothing (or a
+// reader of the file believes it grants something).
+func checkRoles(field string, roles []string) error {
+	seen := make(map[string]int, len(roles))
+	for j, role := range roles {
+		item := fmt.Sprintf("%s[%d]", field, j)
+		if first, dup := seen[role]; dup {
+			return &FileError{Field: item, Problem: fmt.Sprintf("repeats %s[%d]", field, first)}
+		}
+		seen[role] = j
+		if !slices.Contains(knownRoles, role) {
+			return &FileError{Field: item, Problem: fmt.Sprintf("unknown role; the roles are: %s", strings.Join(knownRoles, ", "))}
 		}
 	}
 	return nil

@@ -48,7 +48,8 @@ func (k shapeKind) String() string {
 
 // callersFileShape is {"callers": [{"name": s, "token_sha256": s,
 // "organisations": [s], "rate_limit": n, "rate_burst": n,
-// "max_concurrent_calls": n}]}; the numbers are optional.
+// "max_concurrent_calls": n, "roles": [s]}]}; the numbers and roles are
+// optional.
 var callersFileShape = &shape{kind: objectShape, fields: map[string]*shape{
 	"callers": {kind: arrayShape, elem: &shape{kind: objectShape, fields: map[string]*shape{
 		"name":                 {kind: stringShape},
@@ -57,6 +58,7 @@ var callersFileShape = &shape{kind: objectShape, fields: map[string]*shape{
 		"rate_limit":           {kind: numberShape},
 		"rate_burst":           {kind: numberShape},
 		"max_concurrent_calls": {kind: numberShape},
+		"roles":                {kind: arrayShape, elem: &shape{kind: stringShape}},
 	}}},
 }}
 

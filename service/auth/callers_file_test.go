@@ -69,7 +69,7 @@ func TestLoadCallersFileRejects(t *testing.T) {
 		{"repeated top-level field", `{"callers": [], "callers": []}`, "callers", "appears more than once"},
 		{"entry not an object", `{"callers": ["wallet-api"]}`, "callers[0]", "must be an object, not a string"},
 		{"entry null", `{"callers": [null]}`, "callers[0]", "must be an object, not null"},
-		{"unknown entry field", `{"callers": [{"name":"a","token":"secret","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].token", "unknown field; allowed here: max_concurrent_calls, name, organisations, rate_burst, rate_limit, token_sha256"},
+		{"unknown entry field", `{"callers": [{"name":"a","token":"secret","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].token", "unknown field; allowed here: max_concurrent_calls, name, organisations, rate_burst, rate_limit, roles, token_sha256"},
 		{"entry field in the wrong case", `{"callers": [{"Name":"a"}]}`, "callers[0].Name", `did you mean "name"`},
 		{"repeated entry field", `{"callers": [{"name":"a","name":"b","token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "appears more than once"},
 		{"name missing", `{"callers": [{"token_sha256":"` + good + `","organisations":["*"]}]}`, "callers[0].name", "required"},
@@ -110,6 +110,11 @@ func TestLoadCallersFileRejects(t *testing.T) {
 		{"max_concurrent_calls negative", limitsEntry(good, `"max_concurrent_calls":-1`), "callers[0].max_concurrent_calls", "whole number from 0"},
 		{"max_concurrent_calls too large", limitsEntry(good, `"max_concurrent_calls":1000001`), "callers[0].max_concurrent_calls", "whole number from 0"},
 		{"max_concurrent_calls repeated", limitsEntry(good, `"max_concurrent_calls":1,"max_concurrent_calls":2`), "callers[0].max_concurrent_calls", "appears more than once"},
+		{"roles a string", limitsEntry(good, `"roles":"operator"`), "callers[0].roles", "must be an array, not a string"},
+		{"roles null", limitsEntry(good, `"roles":null`), "callers[0].roles", "must be an array, not null"},
+		{"role unknown", limitsEntry(good, `"roles":["admin"]`), "callers[0].roles[0]", "unknown role; the roles are: operator"},
+		{"role in the wrong case", limitsEntry(good, `"roles":["Operator"]`), "callers[0].roles[0]", "unknown role"},
+		{"role repeated", limitsEntry(good, `"roles":["operator","operator"]`), "callers[0].roles[1]", "repeats callers[0].roles[0]"},
 		{"second entry bad", `{"callers": [{"name":"a","token_sha256":"` + good + `","organisations":["*"]},{"name":"b","token_sha256":"` + other + `","organisations":["ok","bad org"]}]}`, "callers[1].organisations[1]", `must be "*" or a customer id`},
 	}
 	for _, tt := range tests {
@@ -269,6 +274,24 @@ func TestLoadCallersFileLimits(t *testing.T) {
 	def, _ := set.Lookup("default")
 	if l := def.Limits; l.RateLimit != nil || l.RateBurst != nil || l.MaxConcurrentCalls != nil {
 		t.Errorf("default: limits %s, want none set", describeLimits(l))
+	}
+}
+
+func TestLoadCallersFileRoles(t *testing.T) {
+	content := `{"callers": [
+	  {"name":"ops","token_sha256":"` + digestOf("t1") + `","organisations":["org-1"],"roles":["operator"]},
+	  {"name":"none","token_sha256":"` + digestOf("t2") + `","organisations":["*"],"roles":[]},
+	  {"name":"absent","token_sha256":"` + digestOf("t3") + `","organisations":["*"]}
+	]}`
+	set, err := auth.LoadCallersFile(writeCallersFile(t, content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"ops": true, "none": false, "absent": false} {
+		c, _ := set.Lookup(name)
+		if got := c.HasRole(auth.RoleOperator); got != want {
+			t.Errorf("%s: HasRole(operator) = %v, want %v", name, got, want)
+		}
 	}
 }
 

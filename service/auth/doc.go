@@ -36,7 +36,11 @@
 // # Authorization
 //
 // Handlers call Mode.Authorize with the organisation (customer_id) a request
-// acts for, and Mode.Scope to filter listings. Their refusals are a typed
+// acts for, and Mode.Scope to filter listings. The operators' service
+// (recovery.v1.RecoveryAdminService) is guarded as a whole by
+// OperatorUnaryInterceptor: a caller needs "roles": ["operator"] in its
+// entry (Mode.AuthorizeOperator; without caller authentication, a loopback
+// peer). Their refusals are a typed
 // *Refusal, not a gRPC status: the service's one error mapping gives them
 // their code and message. Mode's zero value is Enforced,
 // so an unconfigured mode fails closed; Disabled is the explicit choice of a

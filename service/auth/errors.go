@@ -38,6 +38,10 @@ const (
 	// ReasonOrganisationNotAllowed: the caller is not listed for the
 	// organisation the request acts for.
 	ReasonOrganisationNotAllowed = recoveryv1.ErrorReason_ERROR_REASON_ORGANISATION_NOT_ALLOWED
+	// ReasonOperatorRoleRequired: a RecoveryAdminService call from a caller
+	// without the operator role (or, without caller authentication, from a
+	// peer off the loopback interface).
+	ReasonOperatorRoleRequired = recoveryv1.ErrorReason_ERROR_REASON_OPERATOR_ROLE_REQUIRED
 )
 
 // reasonPrefix is what the enum's value names carry and the wire does not.

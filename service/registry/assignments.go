@@ -57,6 +57,10 @@ const (
 	// was lost, and the retry met the upstream's 409; the upstream holds a
 	// key this registry never saw. Needs an operator.
 	AssignmentOrphaned
+	// AssignmentResolving: the pair's outcome was unknown and the
+	// reconciler (or an operator's ResolveAssignment) holds it while it
+	// re-sends the assignment.
+	AssignmentResolving
 )
 
 // String names the state for logs and spans.
@@ -76,6 +80,8 @@ func (s AssignmentState) String() string {
 		return "elsewhere"
 	case AssignmentOrphaned:
 		return "orphaned"
+	case AssignmentResolving:
+		return "resolving"
 	default:
 		return fmt.Sprintf("AssignmentState(%d)", int(s))
 	}
@@ -93,6 +99,9 @@ type AssignmentReservation struct {
 	// Reason is the recorded failure reason (Unknown, Untrusted, Elsewhere,
 	// Orphaned).
 	Reason string
+	// ResolveAfter is when the reconciler may next re-send an unknown
+	// pair's assignment (AssignmentUnknown only; zero: at its next pass).
+	ResolveAfter time.Time
 }
 
 // Values of keys.state.
@@ -257,6 +266,13 @@ func (s *Store) reserveAssignment(ctx context.Context, tx *sql.Tx, terms KeyTerm
 		res.State, res.Key = AssignmentRecorded, row.key()
 	case keyUnknown:
 		res.State = AssignmentUnknown
+		attempts, after, err := s.resolution(ctx, tx, row.id)
+		if err != nil {
+			return res, false, err
+		}
+		if attempts > 0 {
+			res.ResolveAfter = after
+		}
 	case keyUntrusted:
 		res.State = AssignmentUntrusted
 	case keyElsewhere:
@@ -266,9 +282,14 @@ func (s *Store) reserveAssignment(ctx context.Context, tx *sql.Tx, terms KeyTerm
 	case keyPending:
 		if now.Sub(row.reservedAt.Time) < lease {
 			res.State = AssignmentInProgress
+			if attempts, _, err := s.resolution(ctx, tx, row.id); err != nil {
+				return res, false, err
+			} else if attempts > 0 {
+				res.State = AssignmentResolving
+			}
 			return res, true, nil
 		}
-		reason := fmt.Sprintf("reservation lease (%s) expired before the upstream outcome was recorded: upstream may hold a key for this pair", lease)
+		reason := staleReason(lease)
 		r, err := tx.ExecContext(ctx, `
 			UPDATE keys SET state = 'unknown', reason = $1, reservation_token = NULL
 			WHERE id = $2 AND state = 'pending' AND reservation_token = $3`,

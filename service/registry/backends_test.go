@@ -28,6 +28,8 @@ type testDB struct {
 	backend     string
 	open        func(opts ...Option) (*Store, error)
 	tablesQuery string
+	// sqlitePath is the SQLite file ("" on PostgreSQL).
+	sqlitePath string
 }
 
 // mustOpen opens a Store on db and closes it when the test ends. Its log
@@ -129,6 +131,7 @@ func newSQLiteDB(t testing.TB) testDB {
 			return OpenSQLite(context.Background(), path, opts...)
 		},
 		tablesQuery: `SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`,
+		sqlitePath:  path,
 	}
 }
 
@@ -217,11 +220,16 @@ func assignKey(t *testing.T, s *Store, tm KeyTerms, k Key) Key {
 // testBackup returns a distinct, valid backup of key for i.
 func testBackup(i int, keyID string) Backup {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("backup %d", i)))
+	// A data backup carries no checksum: its only one is the plaintext's.
+	checksum := fmt.Sprintf("%X", sum[:])
+	if i%2 == 0 {
+		checksum = ""
+	}
 	return Backup{
 		BackupID:   fmt.Sprintf("backup-%04d", i),
 		BackupType: []string{"data", "file"}[i%2],
 		KeyID:      keyID,
-		Checksum:   fmt.Sprintf("%X", sum[:]),
+		Checksum:   checksum,
 		SizeBytes:  int64(100 + i),
 		Metadata: BackupMetadata{
 			Description:      fmt.Sprintf("backup number %d", i),

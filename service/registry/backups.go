@@ -18,12 +18,16 @@ type BackupMetadata struct {
 // Backup is a recorded, upstream-confirmed backup. Never plaintext or
 // ciphertext.
 type Backup struct {
-	BackupID       string
-	BackupType     string // "data" | "file"
-	KeyID          string
-	CustomerID     string
-	PackageID      string
-	Checksum       string // lowercase hex SHA-256
+	BackupID   string
+	BackupType string // "data" | "file"
+	KeyID      string
+	CustomerID string
+	PackageID  string
+	// Checksum is the lowercase hex SHA-256 of a file backup's bytes as
+	// sent upstream; "" for a data backup, whose only checksum is its
+	// plaintext's and is never kept (it would let a low-entropy secret be
+	// brute-forced by whoever reads the registry).
+	Checksum       string
 	SizeBytes      int64
 	Metadata       BackupMetadata
 	StoredAt       time.Time
@@ -75,6 +79,10 @@ type BackupReservation struct {
 	Backup *Backup
 }
 
+// erasedRequestHash is the request_hash migration 0005 left in place of
+// every hash recorded before it.
+const erasedRequestHash = "erased"
+
 // Values of backups.state.
 const (
 	backupPending = "pending"
@@ -118,11 +126,12 @@ func scanBackup(sc interface{ Scan(...any) error }) (Backup, error) {
 		b        Backup
 		storedAt dbTime
 		idem     sql.NullString
+		checksum sql.NullString
 	)
-	err := sc.Scan(&b.BackupID, &b.BackupType, &b.KeyID, &b.CustomerID, &b.PackageID, &b.Checksum,
+	err := sc.Scan(&b.BackupID, &b.BackupType, &b.KeyID, &b.CustomerID, &b.PackageID, &checksum,
 		&b.SizeBytes, &b.Metadata.Description, &b.Metadata.ContentType, &b.Metadata.OriginalFilename,
 		&storedAt, &b.Caller, &idem)
-	b.StoredAt, b.IdempotencyKey = storedAt.Time, idem.String
+	b.StoredAt, b.IdempotencyKey, b.Checksum = storedAt.Time, idem.String, checksum.String
 	return b, err
 }
 
@@ -196,7 +205,10 @@ func (s *Store) reserveBackup(ctx context.Context, tx *sql.Tx, scope, idempotenc
 	}
 
 	switch {
-	case hash != requestHash:
+	// NOTE: a hash erased by migration 0005 (it was a bare SHA-256 over the
+	// plaintext's checksum) can no longer be compared: the idempotency key
+	// alone, within its caller's scope, identifies the request.
+	case hash != requestHash && hash != erasedRequestHash:
 		return BackupReservation{State: BackupConflict}, true, nil
 	case state == backupUnknown:
 		return BackupReservation{State: BackupUnknown}, true, nil
@@ -254,11 +266,16 @@ func (s *Store) checkBackup(b Backup) (Backup, error) {
 	if b.SizeBytes < 0 {
 		return b, fmt.Errorf("%w: size_bytes is negative", ErrInvalidArgument)
 	}
-	checksum, err := lowerHex("checksum_sha256", b.Checksum, 64)
-	if err != nil {
-		return b, err
+	switch {
+	case b.BackupType == "data" && b.Checksum != "":
+		return b, fmt.Errorf("%w: a data backup is recorded without a checksum: its checksum is the plaintext's, which the registry never keeps", ErrInvalidArgument)
+	case b.BackupType == "file":
+		checksum, err := lowerHex("checksum_sha256", b.Checksum, 64)
+		if err != nil {
+			return b, err
+		}
+		b.Checksum = checksum
 	}
-	b.Checksum = checksum
 	if b.StoredAt.IsZero() {
 		b.StoredAt = s.now()
 	} else {
@@ -314,7 +331,7 @@ func (s *Store) CompleteBackup(ctx context.Context, token string, b Backup) (err
 		}
 		r, err := s.stmts.completeBackup.execTx(ctx, tx,
 			b.BackupID, b.BackupType, b.KeyID, b.CustomerID, b.PackageID,
-			b.Checksum, b.SizeBytes, b.Metadata.Description, b.Metadata.ContentType,
+			nullable(b.Checksum), b.SizeBytes, b.Metadata.Description, b.Metadata.ContentType,
 			b.Metadata.OriginalFilename, b.Caller, s.dialect.timeArg(b.StoredAt), token)
 		if err := s.backupWriteError(err); err != nil {
 			return err
@@ -381,7 +398,7 @@ func (s *Store) RecordBackup(ctx context.Context, b Backup) (err error) {
 		}
 		_, err := s.stmts.recordBackup.execTx(ctx, tx,
 			b.BackupID, b.BackupType, b.KeyID, b.CustomerID, b.PackageID,
-			b.Checksum, b.SizeBytes, b.Metadata.Description, b.Metadata.ContentType,
+			nullable(b.Checksum), b.SizeBytes, b.Metadata.Description, b.Metadata.ContentType,
 			b.Metadata.OriginalFilename, b.Caller, s.dialect.timeArg(b.StoredAt))
 		if err := s.backupWriteError(err); err != nil {
 			return err
@@ -403,4 +420,9 @@ func (s *Store) backupWriteError(err error) error {
 	default:
 		return fmt.Errorf("registry: record backup: %w", err)
 	}
+}
+
+// nullable is v, or NULL when v is empty.
+func nullable(v string) sql.NullString {
+	return sql.NullString{String: v, Valid: v != ""}
 }

@@ -192,6 +192,8 @@ func TestRecordBackup(t *testing.T) {
 			{"negative size", mod(func(b *Backup) { b.SizeBytes = -1 }), ErrInvalidArgument},
 			{"short checksum", mod(func(b *Backup) { b.Checksum = b.Checksum[:10] }), ErrInvalidArgument},
 			{"non-hex checksum", mod(func(b *Backup) { b.Checksum = "Z" + b.Checksum[1:] }), ErrInvalidArgument},
+			{"file without checksum", mod(func(b *Backup) { b.Checksum = "" }), ErrInvalidArgument},
+			{"data with a checksum", mod(func(b *Backup) { b.BackupType = "data" }), ErrInvalidArgument},
 			{"NUL in filename", mod(func(b *Backup) { b.Metadata.OriginalFilename = "a\x00.txt" }), ErrInvalidArgument},
 		}
 		for _, tt := range refused {

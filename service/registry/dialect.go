@@ -30,6 +30,13 @@ type dialect interface {
 	// lockMigrations keeps other processes from migrating the same database
 	// until unlock is called; conn is the connection that migrates.
 	lockMigrations(ctx context.Context, conn *sql.Conn) (unlock func(), err error)
+	// compact removes erased values from the database's files, outside any
+	// transaction, after a migration that erased them.
+	compact(ctx context.Context, conn *sql.Conn) error
+	// contains is a condition true when the text expression haystack
+	// holds the text parameter needle, case-sensitively (LIKE is not, on
+	// SQLite).
+	contains(haystack, needle string) string
 }
 
 // sqliteTimeLayout stores times as fixed-width UTC text with microseconds,

@@ -31,6 +31,11 @@ func mustSub(fsys fs.FS, dir string) fs.FS {
 	return sub
 }
 
+// erasingMigration is the migration that erases values the registry must no
+// longer hold (0005: digests of plaintexts); after it, the dialect compacts
+// the database so that they are gone from its files, not just unreachable.
+const erasingMigration = 5
+
 // migration is one schema step for one dialect.
 type migration struct {
 	version int64
@@ -108,6 +113,7 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
 	if _, err := conn.ExecContext(ctx, s.dialect.migrationsTable()); err != nil {
 		return fmt.Errorf("registry: create schema_migrations: %w", err)
 	}
+	erased := false
 	for _, m := range migrations {
 		applied, err := s.applyMigration(ctx, conn, m)
 		if err != nil {
@@ -115,6 +121,12 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
 		}
 		if applied {
 			s.log.InfoContext(ctx, "registry schema migrated", "version", m.version, "migration", m.name)
+			erased = erased || m.version == erasingMigration
+		}
+	}
+	if erased {
+		if err := s.dialect.compact(ctx, conn); err != nil {
+			return fmt.Errorf("registry: removing erased values from the database files: %w", err)
 		}
 	}
 

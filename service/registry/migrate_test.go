@@ -14,7 +14,7 @@ import (
 )
 
 // registryTables are the tables the embedded migrations make.
-var registryTables = []string{"backups", "keys", "schema_migrations", "write_probe"}
+var registryTables = []string{"audit_events", "backups", "keys", "schema_migrations", "write_probe"}
 
 func embeddedMigrationNames(t *testing.T, dialect string) []string {
 	t.Helper()
@@ -195,7 +195,9 @@ func TestOrphanedMigrationKeepsData(t *testing.T) {
 		ctx := context.Background()
 		before := fstest.MapFS{}
 		for _, name := range embeddedMigrationNames(t, db.backend) {
-			if strings.HasPrefix(name, "0003_") {
+			// NOTE: 0003 and every later one: a registry never had a later
+			// migration before 0003.
+			if name >= "0003_" {
 				continue
 			}
 			body, err := fs.ReadFile(embeddedMigrations, name)

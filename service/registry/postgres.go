@@ -102,6 +102,15 @@ func (postgresDialect) migrationsTable() string {
 )`
 }
 
+// compact rewrites backups (VACUUM FULL), so that the row versions the
+// erasing migration replaced are gone from the table's files; it takes the
+// table's exclusive lock once, while the replica that migrated holds the
+// migration lock.
+func (postgresDialect) compact(ctx context.Context, conn *sql.Conn) error {
+	_, err := conn.ExecContext(ctx, `VACUUM FULL backups`)
+	return err
+}
+
 // lockMigrations takes a session advisory lock on conn, so replicas that
 // start together migrate one after the other and the later ones find the
 // work done.
@@ -121,4 +130,8 @@ func (postgresDialect) lockMigrations(ctx context.Context, conn *sql.Conn) (func
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}, nil
+}
+
+func (postgresDialect) contains(haystack, needle string) string {
+	return "strpos(" + haystack + ", " + needle + ") > 0"
 }

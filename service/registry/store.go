@@ -32,6 +32,10 @@ type Store struct {
 	// reuses them.
 	stmts statements
 
+	// batch, on SQLite, commits the write transactions waiting together
+	// (batch.go); nil on PostgreSQL, whose writers commit concurrently.
+	batch *batcher
+
 	dialect dialect
 	now     func() time.Time
 	log     *slog.Logger
@@ -137,6 +141,9 @@ func open(ctx context.Context, d dialect, write, read *sql.DB, o options) (*Stor
 
 // Close releases the prepared statements and the database.
 func (s *Store) Close() error {
+	if s.batch != nil {
+		s.batch.close()
+	}
 	err := errors.Join(s.stmts.close(), s.write.Close())
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
@@ -178,7 +185,12 @@ func (s *Store) ProbeWrite(ctx context.Context) (err error) {
 }
 
 // inTx runs fn in a write transaction and commits it when fn returns nil.
+// On SQLite the transaction may be shared with other writes waiting at the
+// same time (batch.go): fn must do nothing but its statements on tx.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if s.batch != nil {
+		return s.batch.do(ctx, fn)
+	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("registry: begin: %w", err)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
+	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
@@ -190,7 +191,12 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("preparing the SecureFile spool under --data-dir: %w", err)
 	}
+	hashKey, err := cfg.registryHMACKey()
+	if err != nil {
+		return nil, err
+	}
 	svcConfig := service.Config{
+		RequestHashKey:    hashKey,
 		Spool:             spool,
 		StreamIdleTimeout: cfg.StreamIdleTimeout,
 		Upstream:          client,
@@ -210,6 +216,9 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, overloadFromConfig(cfg), opts.CallFinished); err != nil {
 		return nil, err
 	}
+	// The operators' service, on the same port and through the same chain
+	// (whose operator position admits operators only); reflection lists it.
+	recoveryv1.RegisterRecoveryAdminServiceServer(a.grpc, service.NewAdmin(svc))
 	registryPing := registryCheck(store.Ping, store.ProbeWrite)
 	startup := []readinessCheck{
 		registryPing,

@@ -157,6 +157,11 @@ type Config struct {
 	// UpstreamCAFile is a PEM file of CA certificates trusted, besides the
 	// system roots, for the upstream's and the JWKS's HTTPS (a private CA).
 	UpstreamCAFile string
+	// RegistryHMACKeyFile holds the key of the HMACs the registry keeps
+	// instead of anything derived from a plaintext (registry_hmac_key.go);
+	// "" uses <DataDir>/registry-hmac.key, made on first start, which only
+	// development allows.
+	RegistryHMACKeyFile string
 }
 
 // DefaultConfig is the Config of a run with no flags and no environment.
@@ -243,6 +248,7 @@ func (c Config) validate(getenv func(string) string) error {
 	errs = append(errs, c.databaseProblems()...)
 	errs = append(errs, c.upstreamProblems(production)...)
 	errs = append(errs, c.securityProblems()...)
+	errs = append(errs, c.registryHMACKeyProblems()...)
 	if production {
 		// NOTE: last, so the guard's refusals read as one block.
 		errs = append(errs, c.productionProblems(getenv)...)
@@ -459,6 +465,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("client_ca", c.ClientCA),
 		slog.String("client_trust_domain", c.ClientTrustDomain),
 		slog.String("upstream_ca_file", c.UpstreamCAFile),
+		slog.String("registry_hmac_key_file", c.RegistryHMACKeyFile),
 	}
 }
 

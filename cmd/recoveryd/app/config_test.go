@@ -81,7 +81,7 @@ func TestValidate(t *testing.T) {
 		{name: "only one key source", cfg: remote(func(c *Config) { c.VerificationKeysFile = "/etc/keys.pem" }), want: []string{"set only one of --jwks-url and --verification-keys-file"}},
 		{name: "every problem at once", cfg: embedded(func(c *Config) {
 			c.Listen, c.MaxFileBytes, c.Environment = "nowhere", -1, EnvProduction
-		}), want: []string{"--listen", "--max-file-bytes", "--environment production needs a real upstream", "production refuses plaintext gRPC", "production needs caller authentication"}, lines: 5},
+		}), want: []string{"--listen", "--max-file-bytes", "--environment production needs a real upstream", "production refuses plaintext gRPC", "production needs caller authentication", "--registry-hmac-key-file is required in production"}, lines: 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

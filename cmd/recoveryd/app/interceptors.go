@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/walletprovider/recoveryservice/service"
 	"github.com/walletprovider/recoveryservice/service/auth"
 )
 
@@ -62,6 +63,13 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 		// caller; it reads only well-formed ids from the messages, since they
 		// are not validated yet.
 		{"callFields", callFieldsUnary(), callFieldsStream()},
+		// operator refuses every RecoveryAdminService call from a caller
+		// without the operator role (without caller authentication: from a
+		// non-loopback peer); other services pass. It is inside auth and
+		// callFields, so it knows the caller and a refused call's line names
+		// it, and outside validation, so a non-operator learns nothing about
+		// the admin requests' rules.
+		{"operator", auth.OperatorUnaryInterceptor(authn.Mode(), service.StatusFromRefusal), auth.OperatorStreamInterceptor(authn.Mode(), service.StatusFromRefusal)},
 		// rateLimit is inside auth, so the bucket is the authenticated
 		// caller's (one caller cannot spend another's tokens, and an
 		// unauthenticated flood spends none), and inside callFields, so a

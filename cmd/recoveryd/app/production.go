@@ -86,6 +86,9 @@ func (c Config) productionProblems(getenv func(string) string) []error {
 			bad("--tls-key %v", err)
 		}
 	}
+	if c.RegistryHMACKeyFile == "" {
+		bad("--registry-hmac-key-file is required in production: a file of at least %d random bytes (e.g. openssl rand -hex 32), the same for every replica; it keys the registry's idempotency hashes, so nothing derived from a plaintext is kept in clear", minRegistryHMACKeyBytes)
+	}
 	errs = append(errs, c.productionDatabaseProblems(getenv)...)
 	return errs
 }

@@ -21,6 +21,7 @@ const (
 	guardHTTPUpstream = "--upstream-url uses plain http://: production requires https:// (http:// is for --environment development only)"
 	guardHTTPJWKS     = "--jwks-url uses plain http://: production requires https:// (http:// is for --environment development only)"
 	guardNoTokenFile  = "--upstream-token-file is required in production: a file holding the partner API token (or set RECOVERY_UPSTREAM_TOKEN_FILE)"
+	guardNoHMACKey    = "--registry-hmac-key-file is required in production: a file of at least 32 random bytes (e.g. openssl rand -hex 32), the same for every replica; it keys the registry's idempotency hashes, so nothing derived from a plaintext is kept in clear"
 	guardNoCallerAuth = "production needs caller authentication: set --caller-tokens-file (bearer tokens) and/or --client-ca with --tls-cert (mTLS); without it anyone who reaches --listen may assign keys and store backups"
 	guardSandboxHost  = "--upstream-url " + upstream.SandboxBaseURL + " is the provider's sandbox (UAT) host: production must use the production host, e.g. " + upstream.ProductionBaseURL
 	guardSandboxJWKS  = "--jwks-url " + upstream.SandboxJWKSURL + " is the provider's sandbox (UAT) JWKS: production keys must verify against " + upstream.ProductionJWKSURL
@@ -67,6 +68,7 @@ func TestProductionGuard(t *testing.T) {
 		return p
 	}
 	tokenFile := secretFile("partner-token", []byte("not-a-real-token\n"), 0o600)
+	hmacKeyFile := secretFile("registry-hmac.key", []byte(strings.Repeat("k", 64)+"\n"), 0o600)
 	dbURLFile := secretFile("database-url", []byte("postgres://recoveryd:hunter2@db.example/recovery?sslmode=verify-full\n"), 0o600)
 	dbURLFileNoTLS := secretFile("database-url-no-tls", []byte("postgres://recoveryd:hunter2@db.example/recovery\n"), 0o600)
 	dbURLFileShared := secretFile("database-url-shared", []byte("postgres://recoveryd:hunter2@db.example/recovery?sslmode=verify-full\n"), 0o644)
@@ -90,6 +92,7 @@ func TestProductionGuard(t *testing.T) {
 		c.CallerTokensFile = callers
 		c.TLSTerminatedByProxy = true
 		c.VerificationKeyFingerprints = pinnedFingerprint
+		c.RegistryHMACKeyFile = hmacKeyFile
 		if f != nil {
 			f(&c)
 		}
@@ -135,6 +138,8 @@ func TestProductionGuard(t *testing.T) {
 			want: []string{guardNoTokenFile}},
 		{name: "no caller authentication", cfg: valid(func(c *Config) { c.CallerTokensFile = "" }),
 			want: []string{guardNoCallerAuth}},
+		{name: "no registry HMAC key file", cfg: valid(func(c *Config) { c.RegistryHMACKeyFile = "" }),
+			want: []string{guardNoHMACKey}},
 		{name: "plaintext gRPC, no proxy said to terminate TLS", cfg: valid(func(c *Config) { c.TLSTerminatedByProxy = false }),
 			want: []string{guardPlaintextGRPC}},
 		{name: "TLS served by recoveryd itself", cfg: valid(func(c *Config) {
@@ -237,6 +242,7 @@ func TestProductionStarts(t *testing.T) {
 	cfg.Environment = EnvProduction
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI)
 	cfg.TLSTerminatedByProxy = true
+	cfg.RegistryHMACKeyFile = writeRegistryHMACKey(t)
 	cfg.VerificationKeyFingerprints = strings.Join(signingKeyFingerprints(t, up), ",")
 	if !strings.HasPrefix(cfg.UpstreamURL, "https://") || cfg.UpstreamCAFile == "" {
 		t.Fatalf("want an https upstream trusted through --upstream-ca-file, got %s", cfg)

@@ -31,6 +31,8 @@ type testCaller struct {
 	orgs  []string
 	// limits are the entry's optional overload limits.
 	limits callerLimitsJSON
+	// roles are the entry's optional roles ("operator").
+	roles []string
 }
 
 // callerLimitsJSON is the optional limits of a callers file entry.
@@ -58,13 +60,14 @@ func writeCallersFile(t testing.TB, path string, callers ...testCaller) string {
 		TokenSHA256   string   `json:"token_sha256"`
 		Organisations []string `json:"organisations"`
 		callerLimitsJSON
+		Roles []string `json:"roles,omitempty"`
 	}
 	var doc struct {
 		Callers []entry `json:"callers"`
 	}
 	for _, c := range callers {
 		sum := sha256.Sum256([]byte(c.token))
-		doc.Callers = append(doc.Callers, entry{Name: c.name, TokenSHA256: hex.EncodeToString(sum[:]), Organisations: c.orgs, callerLimitsJSON: c.limits})
+		doc.Callers = append(doc.Callers, entry{Name: c.name, TokenSHA256: hex.EncodeToString(sum[:]), Organisations: c.orgs, callerLimitsJSON: c.limits, Roles: c.roles})
 	}
 	data, err := json.Marshal(doc)
 	if err != nil {

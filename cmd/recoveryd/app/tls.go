@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/walletprovider/recoveryservice/service/auth"
+	"github.com/walletprovider/recoveryservice/upstream"
 )
 
 // serverCredentials is the gRPC server option for TLS, and mTLS with
@@ -54,7 +55,7 @@ func upstreamTransport(cfg Config) (http.RoundTripper, error) {
 	if !ok {
 		return nil, fmt.Errorf("the default HTTP transport is a %T, not an *http.Transport", http.DefaultTransport)
 	}
-	t := base.Clone()
+	t := upstream.KeepIdleConns(base.Clone())
 	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
 	return t, nil
 }

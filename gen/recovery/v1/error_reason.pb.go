@@ -181,6 +181,12 @@ const (
 	// KEY_NOT_FOUND instead. Do not retry; ask the operator to list the
 	// organisation in the callers file.
 	ErrorReason_ERROR_REASON_ORGANISATION_NOT_ALLOWED ErrorReason = 35
+	// ERROR_REASON_OPERATOR_ROLE_REQUIRED comes with PERMISSION_DENIED: a
+	// RecoveryAdminService call from a caller whose entry in the callers file
+	// has no "roles": ["operator"] (or, without caller authentication, from a
+	// peer that is not on the loopback interface). Nothing was done or
+	// revealed. Do not retry; ask the operator to give the caller the role.
+	ErrorReason_ERROR_REASON_OPERATOR_ROLE_REQUIRED ErrorReason = 43
 	// ERROR_REASON_ASSIGNMENT_ORPHANED comes with FAILED_PRECONDITION: an
 	// assignment this service sent for this user_identifier and organisation
 	// was made upstream but its answer was lost, and the retry was refused
@@ -209,6 +215,14 @@ const (
 	// The upload was aborted and nothing was stored. Retry the whole stream
 	// (with the same idempotency_key, if it had one), sending without pauses.
 	ErrorReason_ERROR_REASON_STREAM_IDLE_TIMEOUT ErrorReason = 40
+	// ERROR_REASON_AUDIT_UNAVAILABLE comes with UNAVAILABLE: in production
+	// every call leaves an audit record, and this call's record could not be
+	// written (the audit writer is failing or too far behind). A call refused
+	// before its work did nothing; an AssignKey or store that completed before
+	// its record failed is answered so too, and its retry (AssignKey is
+	// exactly-once; a store with the same idempotency_key) returns the
+	// recorded result. Retry after the RetryInfo delay.
+	ErrorReason_ERROR_REASON_AUDIT_UNAVAILABLE ErrorReason = 42
 )
 
 // Enum value maps for ErrorReason.
@@ -250,10 +264,12 @@ var (
 		33: "ERROR_REASON_CALLER_IDENTITY_CONFLICT",
 		34: "ERROR_REASON_CALLER_NOT_AUTHENTICATED",
 		35: "ERROR_REASON_ORGANISATION_NOT_ALLOWED",
+		43: "ERROR_REASON_OPERATOR_ROLE_REQUIRED",
 		36: "ERROR_REASON_ASSIGNMENT_ORPHANED",
 		37: "ERROR_REASON_RATE_LIMITED",
 		39: "ERROR_REASON_CHUNK_TOO_SMALL",
 		40: "ERROR_REASON_STREAM_IDLE_TIMEOUT",
+		42: "ERROR_REASON_AUDIT_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                   0,
@@ -292,10 +308,12 @@ var (
 		"ERROR_REASON_CALLER_IDENTITY_CONFLICT":      33,
 		"ERROR_REASON_CALLER_NOT_AUTHENTICATED":      34,
 		"ERROR_REASON_ORGANISATION_NOT_ALLOWED":      35,
+		"ERROR_REASON_OPERATOR_ROLE_REQUIRED":        43,
 		"ERROR_REASON_ASSIGNMENT_ORPHANED":           36,
 		"ERROR_REASON_RATE_LIMITED":                  37,
 		"ERROR_REASON_CHUNK_TOO_SMALL":               39,
 		"ERROR_REASON_STREAM_IDLE_TIMEOUT":           40,
+		"ERROR_REASON_AUDIT_UNAVAILABLE":             42,
 	}
 )
 
@@ -330,7 +348,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\x87\f\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xd4\f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -368,11 +386,13 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	" ERROR_REASON_CALLER_CERT_UNKNOWN\x10 \x12)\n" +
 	"%ERROR_REASON_CALLER_IDENTITY_CONFLICT\x10!\x12)\n" +
 	"%ERROR_REASON_CALLER_NOT_AUTHENTICATED\x10\"\x12)\n" +
-	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#\x12$\n" +
+	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#\x12'\n" +
+	"#ERROR_REASON_OPERATOR_ROLE_REQUIRED\x10+\x12$\n" +
 	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10%\x12 \n" +
 	"\x1cERROR_REASON_CHUNK_TOO_SMALL\x10'\x12$\n" +
-	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(\x12\"\n" +
+	"\x1eERROR_REASON_AUDIT_UNAVAILABLE\x10*BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_error_reason_proto_rawDescOnce sync.Once

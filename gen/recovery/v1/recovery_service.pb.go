@@ -464,11 +464,11 @@ type Backup struct {
 	BackupType BackupType `protobuf:"varint,2,opt,name=backup_type,json=backupType,proto3,enum=recovery.v1.BackupType" json:"backup_type,omitempty"`
 	// The key the material was encrypted to.
 	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	// Lowercase hex SHA-256 of the bytes sent upstream: the ciphertext for
-	// DATA backups, the file for FILE backups. Exception: in the
-	// SecureDataResponse to the caller who sent it, a DATA backup carries the
-	// plaintext's SHA-256 the enclave verified; it is never stored nor listed,
-	// since a low-entropy secret could be brute-forced from it.
+	// FILE backups: lowercase hex SHA-256 of the file bytes sent upstream.
+	// DATA backups: empty when listed; only the SecureDataResponse to the
+	// caller who sent the plaintext carries its SHA-256, the one the enclave
+	// verified. It is never stored nor listed, since a low-entropy secret
+	// could be brute-forced from it.
 	ChecksumSha256 string `protobuf:"bytes,4,opt,name=checksum_sha256,json=checksumSha256,proto3" json:"checksum_sha256,omitempty"`
 	// Bytes stored upstream: ciphertext length for DATA, file length for FILE.
 	SizeBytes int64 `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
