@@ -68,6 +68,13 @@ type AssignmentIssues interface {
 	ListAssignmentIssues(ctx context.Context, f registry.AssignmentIssueFilter, p registry.Page) ([]registry.AssignmentIssue, string, error)
 }
 
+// AuditTrail is what the operators' service reads of the audit trail
+// (recoveryd's audit writer appends to it).
+type AuditTrail interface {
+	ListAuditEvents(ctx context.Context, f registry.AuditFilter, p registry.Page) ([]registry.AuditEvent, string, error)
+	VerifyAudit(ctx context.Context) (registry.AuditReport, error)
+}
+
 // Registry is the durable record as one store holds it, every flow's part;
 // a *registry.Store satisfies it. The Server keeps each part apart, so a
 // flow reaches only what it uses.
@@ -77,6 +84,8 @@ type Registry interface {
 	Backups
 	Listings
 	AssignmentIssues
+	Claims
+	AuditTrail
 }
 
 // Authorizer decides which organisations the call in a context may act for;

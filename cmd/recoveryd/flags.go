@@ -15,6 +15,10 @@ import (
 // a ConfigMap would turn every replica into a process that validates and exits.
 const checkConfigFlag = "check-config"
 
+// verifyAuditFlag asks for the audit trail's verification and nothing else;
+// like checkConfigFlag it has no RECOVERY_* fallback.
+const verifyAuditFlag = "verify-audit"
+
 // runMode is what main does with a parsed configuration.
 type runMode int
 
@@ -23,6 +27,8 @@ const (
 	modeServe runMode = iota
 	// modeCheckConfig only validates the configuration (--check-config).
 	modeCheckConfig
+	// modeVerifyAudit only verifies the audit trail (--verify-audit).
+	modeVerifyAudit
 )
 
 // parseConfig reads command-line args (without the program name) and the
@@ -35,6 +41,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs := flag.NewFlagSet("recoveryd", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	checkOnly := fs.Bool(checkConfigFlag, false, "validate the configuration (flags and RECOVERY_* variables, the files they name, the production guard), print one line per problem and exit: 0 when it would start, 2 when not; starts nothing")
+	verifyAudit := fs.Bool(verifyAuditFlag, false, "verify the audit trail of the registry the flags name (every writer's hash chain, checkpoints, prunes), print the result and exit: 0 when every link verifies, 4 at the first broken link (named), 1 when the registry cannot be read; serves nothing")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address, host:port")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "admin HTTP address for /metrics, /healthz and /readyz, host:port; empty (--admin-listen=) disables it")
 	fs.BoolVar(&cfg.AdminListenPublic, "admin-listen-public", cfg.AdminListenPublic, "allow a non-loopback --admin-listen: its endpoints need no credentials, so say so only where a network policy decides who reaches it")
@@ -56,6 +63,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", cfg.MaxConcurrentCalls, "calls each caller may have in flight at once (per peer host without caller authentication); 0 is off; the callers file may override it per caller")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "gRPC client connections served at once; one beyond it waits, accepted only when another closes")
 	fs.IntVar(&cfg.MaxConcurrentFiles, "max-concurrent-files", cfg.MaxConcurrentFiles, "SecureFile streams in flight at once, all callers together; 0 is off")
+	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "how often the reconciler re-sends assignments whose outcome is unknown (doubling per pair up to 30m); from 1s to 1h; 0 turns it off (development only)")
 	fs.DurationVar(&cfg.StreamIdleTimeout, "stream-idle-timeout", cfg.StreamIdleTimeout, "longest pause between two messages of a SecureFile stream (before the header, between chunks, before the close); a longer one aborts the upload, nothing stored (ABORTED, STREAM_IDLE_TIMEOUT); at most 10m")
 	// Security. NOTE: every secret comes from a file named here; no flag or
 	// variable takes a secret's value.
@@ -67,8 +75,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.StringVar(&cfg.ClientTrustDomain, "client-trust-domain", cfg.ClientTrustDomain, "SPIFFE trust domain (e.g. prod.example) whose client certificate IDs name callers by exact path: spiffe://prod.example/wallet-api is the caller wallet-api; needs --client-ca")
 	fs.StringVar(&cfg.RegistryHMACKeyFile, "registry-hmac-key-file", cfg.RegistryHMACKeyFile, "file holding the key (at least 32 bytes, e.g. openssl rand -hex 32) of the HMACs the registry keeps instead of plaintext-derived hashes; the same for every replica; required in production; empty makes <data-dir>/registry-hmac.key (development)")
 	fs.StringVar(&cfg.UpstreamCAFile, "upstream-ca-file", cfg.UpstreamCAFile, "PEM CA certificates trusted, besides the system roots, for the upstream's and the JWKS's HTTPS (a private CA)")
+	fs.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "age past which audit records are exported as JSON lines (with their chain hashes) under <data-dir>/audit-export and then pruned, hourly; 0 keeps them all; else at least 24h")
 	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name != checkConfigFlag {
+		if f.Name != checkConfigFlag && f.Name != verifyAuditFlag {
 			f.Usage += " (env " + app.EnvName(f.Name) + ")"
 		}
 	})
@@ -89,7 +98,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.VisitAll(func(f *flag.Flag) {
 		name := app.EnvName(f.Name)
 		value := getenv(name)
-		if f.Name == checkConfigFlag || onCommandLine[f.Name] || value == "" {
+		if f.Name == checkConfigFlag || f.Name == verifyAuditFlag || onCommandLine[f.Name] || value == "" {
 			return
 		}
 		if err := f.Value.Set(value); err != nil {
@@ -101,6 +110,9 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	}
 	if *checkOnly {
 		return cfg, modeCheckConfig, nil
+	}
+	if *verifyAudit {
+		return cfg, modeVerifyAudit, nil
 	}
 	return cfg, modeServe, nil
 }

@@ -23,6 +23,9 @@ const (
 	// calls in flight were cut (their callers got an error, and any
 	// upstream outcome they may have left is recorded as unknown).
 	exitCallsCut = 3
+	// exitAuditBroken: --verify-audit found a broken link in the audit
+	// trail (the output names the first).
+	exitAuditBroken = 4
 )
 
 // shutdownHardMargin is how long past --shutdown-timeout the process may
@@ -46,6 +49,10 @@ func main() {
 	log := app.NewLogger(os.Stderr, cfg.LogLevel)
 	// Packages given no logger (nil → slog.Default()) log as JSON too.
 	slog.SetDefault(log)
+	if mode == modeVerifyAudit {
+		verifyAudit(cfg, log)
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -84,6 +91,25 @@ func checkConfig(cfg app.Config) {
 		configurationError(err)
 	}
 	fmt.Fprintf(os.Stdout, "recoveryd: configuration OK (environment %s)\n", cfg.Environment)
+}
+
+// verifyAudit is --verify-audit: it verifies the audit trail of the
+// registry cfg names and exits 0 (every link verifies), exitAuditBroken
+// (the first broken link is printed) or exitFailure.
+func verifyAudit(cfg app.Config, log *slog.Logger) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := app.VerifyAudit(ctx, cfg, log, os.Stdout)
+	stop()
+	if invalid, ok := errors.AsType[*app.ConfigError](err); ok {
+		configurationError(invalid.Problems)
+	}
+	switch {
+	case errors.Is(err, app.ErrAuditChainBroken):
+		os.Exit(exitAuditBroken)
+	case err != nil:
+		log.Error("audit verification failed", "error", err)
+		os.Exit(exitFailure)
+	}
 }
 
 // configurationError prints the problems with the flags, one per line, and

@@ -97,6 +97,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				"RECOVERY_MAX_CONCURRENT_FILES":   "16",
 				"RECOVERY_MAX_CONNECTIONS":        "50",
 				"RECOVERY_STREAM_IDLE_TIMEOUT":    "45s",
+				"RECOVERY_RECONCILE_INTERVAL":     "2m",
 				"RECOVERY_ADMIN_LISTEN":           "127.0.0.1:9999",
 				"RECOVERY_ADMIN_LISTEN_PUBLIC":    "true",
 				"RECOVERY_CALLER_TOKENS_FILE":     "/etc/recoveryd/callers.json",
@@ -118,6 +119,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 				RateLimit:           2.5, RateBurst: 5, MaxConcurrentCalls: 8, MaxConcurrentFiles: 16, MaxConnections: 50,
 				CallerTokensFile: "/etc/recoveryd/callers.json", TLSCert: "/etc/recoveryd/tls.crt", TLSKey: "/etc/recoveryd/tls.key",
 				StreamIdleTimeout: 45 * time.Second,
+				ReconcileInterval: 2 * time.Minute,
 				ClientCA:          "/etc/recoveryd/client-ca.crt", ClientTrustDomain: "prod.example", UpstreamCAFile: "/etc/recoveryd/upstream-ca.crt",
 				RegistryHMACKeyFile: "/etc/recoveryd/registry-hmac.key",
 			},
@@ -290,7 +292,7 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 	}
 	for _, f := range flags {
 		row := "| `--" + f[1] + "` | `" + app.EnvName(f[1]) + "` |"
-		if f[1] == checkConfigFlag {
+		if f[1] == checkConfigFlag || f[1] == verifyAuditFlag {
 			row = "| `--" + f[1] + "` | — |" // no variable, on purpose
 		}
 		if !bytes.Contains(readme, []byte(row)) {

@@ -30,7 +30,7 @@ import (
 
 // Store is what the writer needs of the registry.
 type Store interface {
-	AppendAudit(ctx context.Context, c *registry.AuditChain, events []registry.AuditEvent) error
+	AppendAudit(ctx context.Context, c *registry.AuditChain, events []registry.AuditEvent, durable bool) error
 	CheckpointAudit(ctx context.Context, c *registry.AuditChain, since time.Time) (registry.AuditEvent, error)
 	PruneAudit(ctx context.Context, c *registry.AuditChain, before time.Time, export io.Writer, sync func() error) (registry.AuditPruned, error)
 }
@@ -42,6 +42,12 @@ const (
 	DefaultQueueSize = 8192
 	// DefaultMaxBatch bounds one transaction.
 	DefaultMaxBatch = 512
+	// DefaultLinger is how long a batch with nobody waiting on it gathers
+	// more records before it is committed: one commit (one fsync, and one
+	// turn of SQLite's single writer, which the registry's own writes
+	// queue behind) per linger instead of per call. A batch that a write
+	// waits on is committed at once.
+	DefaultLinger = 5 * time.Millisecond
 	// DefaultCheckpointInterval is how often a checkpoint names the other
 	// chains' heads.
 	DefaultCheckpointInterval = time.Minute
@@ -68,6 +74,7 @@ type Config struct {
 	WriterID           string
 	QueueSize          int
 	MaxBatch           int
+	Linger             time.Duration
 	CheckpointInterval time.Duration
 	// Retention, when positive, is the age past which records are exported
 	// to ExportDir and pruned, every PruneInterval.
@@ -123,6 +130,9 @@ func Start(cfg Config) (*Writer, error) {
 	}
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = DefaultLinger
 	}
 	if cfg.PruneInterval <= 0 {
 		cfg.PruneInterval = DefaultPruneInterval
@@ -223,9 +233,26 @@ func (w *Writer) SubmitAndWait(ctx context.Context, e registry.AuditEvent) error
 	}
 }
 
+// Offer queues e unless the queue is at least half full: for records of
+// calls refused before their caller was authenticated, so that a flood of
+// them can never make the writer too far behind for authenticated calls.
+// A record not taken is counted failed (reason "shed").
+func (w *Writer) Offer(e registry.AuditEvent) error {
+	return w.enqueueBelow(item{event: e}, cap(w.queue)/2, "shed")
+}
+
 func (w *Writer) enqueue(it item) error {
+	return w.enqueueBelow(it, cap(w.queue), "behind")
+}
+
+// enqueueBelow queues it when fewer than limit records wait.
+func (w *Writer) enqueueBelow(it item, limit int, refusal string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(w.queue) >= limit && !w.closed {
+		w.countFailed(refusal, 1)
+		return fmt.Errorf("%w: %d records already wait for their commit", ErrUnavailable, len(w.queue))
+	}
 	if w.closed {
 		w.countFailed("closed", 1)
 		return fmt.Errorf("%w: closed", ErrUnavailable)
@@ -258,6 +285,7 @@ func (w *Writer) run() {
 			}
 			batch = append(batch[:0], it)
 			batch = w.fill(batch)
+			batch = w.linger(batch)
 			w.commit(batch)
 		case <-ticker.C:
 			w.checkpoint()
@@ -281,17 +309,52 @@ func (w *Writer) fill(batch []item) []item {
 	return batch
 }
 
+// linger gathers more records for up to Linger, unless someone waits on
+// the batch (a write's record) or it is full.
+func (w *Writer) linger(batch []item) []item {
+	waited := func() bool {
+		for i := range batch {
+			if batch[i].done != nil {
+				return true
+			}
+		}
+		return false
+	}
+	if waited() || len(batch) >= w.cfg.MaxBatch {
+		return batch
+	}
+	timer := time.NewTimer(w.cfg.Linger)
+	defer timer.Stop()
+	for len(batch) < w.cfg.MaxBatch {
+		select {
+		case it, ok := <-w.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, it)
+			if it.done != nil {
+				return w.fill(batch)
+			}
+		case <-timer.C:
+			return batch
+		}
+	}
+	return batch
+}
+
 // commit appends batch in one transaction, retrying until it succeeds or
 // the writer is closed; waiters learn of the first failure at once.
 func (w *Writer) commit(batch []item) {
 	events := make([]registry.AuditEvent, len(batch))
+	durable := false
 	for i, it := range batch {
 		events[i] = it.event
+		durable = durable || it.done != nil
 	}
 	delay := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := w.cfg.Store.AppendAudit(ctx, w.chain, events)
+		err := w.cfg.Store.AppendAudit(ctx, w.chain, events, durable)
 		cancel()
 		w.mu.Lock()
 		w.failing = err

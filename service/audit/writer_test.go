@@ -34,14 +34,14 @@ type flakyStore struct {
 	release chan struct{} // when set, appends wait for it
 }
 
-func (f *flakyStore) AppendAudit(ctx context.Context, c *registry.AuditChain, events []registry.AuditEvent) error {
+func (f *flakyStore) AppendAudit(ctx context.Context, c *registry.AuditChain, events []registry.AuditEvent, durable bool) error {
 	if f.release != nil {
 		<-f.release
 	}
 	if f.broken.Load() {
 		return errors.New("disk I/O error")
 	}
-	return f.Store.AppendAudit(ctx, c, events)
+	return f.Store.AppendAudit(ctx, c, events, durable)
 }
 
 func start(t *testing.T, cfg Config) *Writer {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -250,7 +251,14 @@ func (s *Store) insertAuditRows(ctx context.Context, tx *sql.Tx, writerID string
 // AppendAudit appends events to chain c in one transaction: all of them or,
 // on error, none (the chain's head is then unchanged, so the caller may
 // retry the same events). The events' WriterID, Seq and hashes are set here.
-func (s *Store) AppendAudit(ctx context.Context, c *AuditChain, events []AuditEvent) (err error) {
+//
+// durable false commits without waiting for the disk (SQLite's
+// synchronous NORMAL for this transaction, PostgreSQL's synchronous_commit
+// off): a crash of the process loses nothing committed, a power loss may
+// lose the last such commits, and the next durable commit of the database
+// (any registry write) makes them durable too. It is for records nobody
+// waits on; a write's record is appended durable.
+func (s *Store) AppendAudit(ctx context.Context, c *AuditChain, events []AuditEvent, durable bool) (err error) {
 	if len(events) == 0 {
 		return nil
 	}
@@ -269,7 +277,7 @@ func (s *Store) AppendAudit(ctx context.Context, c *AuditChain, events []AuditEv
 	defer c.mu.Unlock()
 	var seq int64
 	var head string
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.auditTx(ctx, durable, func(tx *sql.Tx) error {
 		var err error
 		seq, head, err = s.insertAuditRows(ctx, tx, c.writerID, c.seq, c.head, rows)
 		return err
@@ -278,6 +286,50 @@ func (s *Store) AppendAudit(ctx context.Context, c *AuditChain, events []AuditEv
 		return err
 	}
 	c.seq, c.head = seq, head
+	return nil
+}
+
+// auditTx runs fn in a write transaction, durable or not (AppendAudit).
+func (s *Store) auditTx(ctx context.Context, durable bool, fn func(tx *sql.Tx) error) error {
+	if durable {
+		return s.inTx(ctx, fn)
+	}
+	if _, ok := s.dialect.(postgresDialect); ok {
+		return s.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
+				return fmt.Errorf("registry: audit commit mode: %w", err)
+			}
+			return fn(tx)
+		})
+	}
+	// SQLite: the pragma is the connection's, so it is set on the single
+	// writer connection for this transaction and set back after it; a
+	// connection that cannot be set back is dropped, never reused with
+	// the registry's own writes made less durable.
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("registry: begin: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return fmt.Errorf("registry: audit commit mode: %w", err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("registry: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("registry: commit: %w", err)
+	}
 	return nil
 }
 

@@ -27,7 +27,7 @@ func appendCalls(t *testing.T, s *Store, c *AuditChain, clock *testClock, caller
 	t.Helper()
 	for i := range n {
 		clock.Advance(time.Second)
-		if err := s.AppendAudit(context.Background(), c, []AuditEvent{auditCall(clock.Now(), caller, org, i)}); err != nil {
+		if err := s.AppendAudit(context.Background(), c, []AuditEvent{auditCall(clock.Now(), caller, org, i)}, i%2 == 0); err != nil {
 			t.Fatalf("AppendAudit: %v", err)
 		}
 	}
@@ -238,7 +238,7 @@ func TestListAuditEventsFiltersAndPages(t *testing.T) {
 		// An organisation whose id is a prefix of another's, and one with
 		// LIKE's wildcard: exact matches only.
 		clock.Advance(time.Second)
-		if err := s.AppendAudit(ctx, a, []AuditEvent{{At: clock.Now(), Caller: "support", Method: "m", Organisations: []string{"org-10", "org_1"}, Code: "OK"}}); err != nil {
+		if err := s.AppendAudit(ctx, a, []AuditEvent{{At: clock.Now(), Caller: "support", Method: "m", Organisations: []string{"org-10", "org_1"}, Code: "OK"}}, false); err != nil {
 			t.Fatal(err)
 		}
 		var got []AuditEvent
@@ -279,4 +279,22 @@ func TestListAuditEventsFiltersAndPages(t *testing.T) {
 			t.Fatalf("bad token: %v", err)
 		}
 	})
+}
+
+// TestAuditAppendsLeaveTheWriterDurable: a record appended without waiting
+// for the disk leaves SQLite's writer connection as durable as before
+// (synchronous FULL), for the registry's own writes.
+func TestAuditAppendsLeaveTheWriterDurable(t *testing.T) {
+	s := newSQLiteDB(t).mustOpen(t)
+	c := newChain(t, "w")
+	if err := s.AppendAudit(context.Background(), c, []AuditEvent{auditCall(time.Now(), "support", "org-1", 1)}, false); err != nil {
+		t.Fatal(err)
+	}
+	var mode int
+	if err := s.write.QueryRowContext(context.Background(), `PRAGMA synchronous`).Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != 2 { // FULL
+		t.Fatalf("writer connection left at synchronous=%d, want 2 (FULL)", mode)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/walletprovider/recoveryservice/cmd/internal/telemetry"
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 	"github.com/walletprovider/recoveryservice/service"
+	"github.com/walletprovider/recoveryservice/service/audit"
 	"github.com/walletprovider/recoveryservice/service/registry"
 	"github.com/walletprovider/recoveryservice/upstream"
 	"github.com/walletprovider/recoveryservice/upstream/sandbox"
@@ -72,6 +73,9 @@ type Options struct {
 	// abandoned. It sits inside the whole chain and sees only what reached
 	// a handler.
 	CallFinished func(fullMethod string)
+	// DisableAudit runs without the audit trail: only for the benchmark
+	// that measures what auditing costs against a server without it.
+	DisableAudit bool
 }
 
 // ConfigError is Run's refusal of a configuration: nothing was started.
@@ -95,6 +99,9 @@ type app struct {
 	// upstream is the adapter the service calls; shutdown abandons its
 	// calls in flight when the deadline nears.
 	upstream *upstream.Client
+	// reconciler resolves unknown assignments while the server runs; nil
+	// when --reconcile-interval is 0.
+	reconciler *service.Reconciler
 	// closers run in reverse order on close.
 	closers []func() error
 }
@@ -136,6 +143,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 		return err
 	}
 	defer func() { err = errors.Join(err, a.close()) }()
+	defer a.runReconciler(ctx)()
 	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health, opts.AdminListener)
 	if err != nil {
 		return err
@@ -185,6 +193,11 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if err != nil {
 		return nil, err
 	}
+	if !opts.DisableAudit {
+		if sec.audit, err = a.startAudit(cfg, store); err != nil {
+			return nil, err
+		}
+	}
 	// NOTE: under --data-dir even with PostgreSQL: the spool is this
 	// replica's, never shared.
 	spool, err := service.OpenSpool(filepath.Join(cfg.DataDir, spoolDirName))
@@ -207,11 +220,14 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 		MaxFileBytes: cfg.MaxFileBytes,
 		CallTimeout:  cfg.UpstreamCallTimeout,
 		Logger:       log.With("component", "service"),
+
+		ReconcileInterval: cfg.ReconcileInterval,
 	}
 	if opts.Service != nil {
 		opts.Service(&svcConfig)
 	}
 	svc := service.New(svcConfig)
+	a.reconciler = svc.NewReconciler()
 	a.health = newHealthService()
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, overloadFromConfig(cfg), opts.CallFinished); err != nil {
 		return nil, err
@@ -233,6 +249,53 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	// Only the registry is re-probed once SERVING: see readiness.reprobe.
 	a.readiness = newReadiness(log.With("component", "readiness"), a.health, startup, []readinessCheck{registryPing}, opts.ReadinessInterval)
 	return a, nil
+}
+
+// runReconciler starts the reconciler, if any, until ctx ends, and returns
+// the function that stops it: it stops claiming, abandons the re-send in
+// flight (every call has drained by then: the shutdown's hard bound holds)
+// and waits until that re-send has recorded what it knows.
+func (a *app) runReconciler(ctx context.Context) (stop func()) {
+	if a.reconciler == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.reconciler.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		a.upstream.Abandon()
+		<-done
+	}
+}
+
+// auditCloseTimeout bounds how long closing waits for the audit records
+// still queued to be committed.
+const auditCloseTimeout = 10 * time.Second
+
+// startAudit starts this process's audit writer (a chain of its own in the
+// registry) and returns the chain's audit position: enforcing in
+// production, warning in development. The writer is closed, its queue
+// committed, after the gRPC server has stopped.
+func (a *app) startAudit(cfg Config, store *registry.Store) (*auditor, error) {
+	w, err := audit.Start(audit.Config{
+		Store:     store,
+		Retention: cfg.AuditRetention,
+		ExportDir: filepath.Join(cfg.DataDir, auditExportDirName),
+		Logger:    a.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the audit writer: %w", err)
+	}
+	a.closers = append(a.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+		defer cancel()
+		return w.Close(ctx)
+	})
+	return newAuditor(w, cfg.Environment == EnvProduction, a.log.With("component", "audit")), nil
 }
 
 // openRegistry opens PostgreSQL for a postgres:// --database-url (or

@@ -61,6 +61,17 @@ const (
 	// maxStreamIdleTimeout is the longest --stream-idle-timeout allowed:
 	// the upstream file timeout bounds the whole upload anyway.
 	maxStreamIdleTimeout = upstream.DefaultFileTimeout
+	// defaultReconcileInterval is how often the reconciler looks for
+	// unknown assignments.
+	defaultReconcileInterval = 30 * time.Second
+	// minReconcileInterval and maxReconcileInterval bound
+	// --reconcile-interval (besides 0, off): shorter only loads the
+	// upstream, longer leaves customers waiting.
+	minReconcileInterval = time.Second
+	maxReconcileInterval = time.Hour
+	// minAuditRetention is the shortest --audit-retention: a prune runs
+	// hourly, and an audit trail kept for less is hardly one.
+	minAuditRetention = 24 * time.Hour
 	// redacted stands in for secrets wherever a Config is printed.
 	redacted = "[redacted]"
 )
@@ -133,6 +144,10 @@ type Config struct {
 	// StreamIdleTimeout is how long a SecureFile stream may wait between
 	// two messages before it is aborted, nothing stored.
 	StreamIdleTimeout time.Duration
+	// ReconcileInterval is how often the reconciler re-sends the
+	// assignments whose outcome is unknown (and the first step of its
+	// backoff per pair); 0 turns it off, which only development allows.
+	ReconcileInterval time.Duration
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -157,6 +172,10 @@ type Config struct {
 	// UpstreamCAFile is a PEM file of CA certificates trusted, besides the
 	// system roots, for the upstream's and the JWKS's HTTPS (a private CA).
 	UpstreamCAFile string
+	// AuditRetention is the age past which audit records are exported
+	// (JSON lines under <DataDir>/audit-export) and then pruned; 0 keeps
+	// them all.
+	AuditRetention time.Duration
 	// RegistryHMACKeyFile holds the key of the HMACs the registry keeps
 	// instead of anything derived from a plaintext (registry_hmac_key.go);
 	// "" uses <DataDir>/registry-hmac.key, made on first start, which only
@@ -180,6 +199,7 @@ func DefaultConfig() Config {
 
 		UpstreamCallTimeout: defaultUpstreamCallTimeout,
 		StreamIdleTimeout:   defaultStreamIdleTimeout,
+		ReconcileInterval:   defaultReconcileInterval,
 	}
 }
 
@@ -241,6 +261,12 @@ func (c Config) validate(getenv func(string) string) error {
 	errs = append(errs, c.overloadProblems()...)
 	if c.StreamIdleTimeout <= 0 || c.StreamIdleTimeout > maxStreamIdleTimeout {
 		bad("--stream-idle-timeout must be positive and at most %s (got %s), e.g. %s", maxStreamIdleTimeout, c.StreamIdleTimeout, defaultStreamIdleTimeout)
+	}
+	if c.ReconcileInterval != 0 && (c.ReconcileInterval < minReconcileInterval || c.ReconcileInterval > maxReconcileInterval) {
+		bad("--reconcile-interval must be 0 (off, development only) or from %s to %s (got %s), e.g. %s", minReconcileInterval, maxReconcileInterval, c.ReconcileInterval, defaultReconcileInterval)
+	}
+	if c.AuditRetention < 0 || c.AuditRetention > 0 && c.AuditRetention < minAuditRetention {
+		bad("--audit-retention must be 0 (keep every audit record) or at least %s (got %s), e.g. 8760h for a year", minAuditRetention, c.AuditRetention)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
@@ -465,6 +491,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("client_ca", c.ClientCA),
 		slog.String("client_trust_domain", c.ClientTrustDomain),
 		slog.String("upstream_ca_file", c.UpstreamCAFile),
+		slog.String("audit_retention", c.AuditRetention.String()),
 		slog.String("registry_hmac_key_file", c.RegistryHMACKeyFile),
 	}
 }

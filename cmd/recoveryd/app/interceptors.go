@@ -33,7 +33,10 @@ type interceptor struct {
 // caller authentication is off (its position then passes calls through).
 //
 // limits are the default overload limits.
-func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toStatus func(error) error, authn *auth.Authenticator, limits overloadLimits) []interceptor {
+//
+// aud writes the audit trail; nil (tests of other positions) passes calls
+// through.
+func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toStatus func(error) error, authn *auth.Authenticator, limits overloadLimits, aud *auditor) []interceptor {
 	logOpts := []logging.Option{
 		// NOTE: only the finish line: payload events would log requests,
 		// and requests carry plaintext.
@@ -49,6 +52,14 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 		// an empty callFields that the callFields position fills and its
 		// finish line reports (caller, key_id, backup_id).
 		{"logging", loggingUnary(log, logOpts...), loggingStream(log, logOpts...)},
+		// audit is inside logging, so a call it refuses (AUDIT_UNAVAILABLE)
+		// is still logged, and outside auth and everything else, so every
+		// refusal (unauthenticated, rate limited, invalid) leaves a record
+		// with the final code and reason. It reads the caller and ids from
+		// the callFields the logging position created and the inner
+		// positions fill. Calls the pre-authentication tap refuses are
+		// recorded by the tap's wrapper (auditor.tap).
+		{"audit", aud.unary(), aud.stream()},
 		// metrics has no interceptor: the otelgrpc stats handler
 		// (grpc.StatsHandler in newGRPCServer) measures every call per method
 		// and final code, from outside the whole chain, so even calls that

@@ -162,6 +162,10 @@ type serverSecurity struct {
 	authn *auth.Authenticator
 	// creds is the TLS (or mTLS) server option; nil serves plaintext.
 	creds grpc.ServerOption
+	// audit records every call, the refused included (the chain's audit
+	// position and the tap's wrapper); nil records nothing (tests of other
+	// concerns).
+	audit *auditor
 }
 
 // secure builds the server's caller authentication and TLS from cfg. The

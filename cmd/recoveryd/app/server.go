@@ -69,7 +69,7 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 	if err != nil {
 		return nil, fmt.Errorf("building the request validator: %w", err)
 	}
-	chain := interceptorChain(log, validator, toStatus, sec.authn, limits)
+	chain := interceptorChain(log, validator, toStatus, sec.authn, limits, sec.audit)
 	opts := []grpc.ServerOption{
 		// A RecoveryService request that does not decode (a string that is
 		// not UTF-8) reaches validation marked, for an InvalidArgument,
@@ -100,7 +100,7 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 	if sec.creds != nil {
 		opts = append(opts, sec.creds)
 	}
-	if tap := sec.authn.TapHandle(); tap != nil {
+	if tap := sec.audit.tap(sec.authn.TapHandle()); tap != nil {
 		// Calls without valid credentials are refused from their headers,
 		// before their message is read; the chain's auth interceptor still
 		// authenticates every call that passes.

@@ -211,3 +211,38 @@ func BenchmarkSecureFile(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAssignKeyRepeatAudit is what the audit trail costs a repeat
+// AssignKey: impl=ours on a server that audits every call (the group
+// writer commits the records), impl=baseline on one that does not, both on
+// the same emulator, each with its own SQLite registry and its own user.
+func BenchmarkAssignKeyRepeatAudit(b *testing.B) {
+	log := NewLogger(io.Discard, slog.LevelInfo)
+	up := startUpstream(b, "", log, nil)
+	start := func(disableAudit bool, user string) (*testServer, *recoveryv1.AssignKeyRequest) {
+		cfg := remoteConfig(b, up, b.TempDir())
+		cfg.AdminListen = ""
+		srv := startReady(b, cfg, log, Options{DisableAudit: disableAudit})
+		req := assignKeyRequest(user, recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT)
+		if _, err := srv.client.AssignKey(b.Context(), req); err != nil {
+			b.Fatalf("AssignKey: %v", err)
+		}
+		return srv, req
+	}
+	plain, plainReq := start(true, benchUser+"-unaudited")
+	audited, auditedReq := start(false, benchUser+"-audited")
+	run := func(srv *testServer, req *recoveryv1.AssignKeyRequest) func(b *testing.B) {
+		return func(b *testing.B) {
+			ctx := b.Context()
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := srv.client.AssignKey(ctx, req)
+				if err != nil || !resp.GetAlreadyAssigned() {
+					b.Fatalf("repeat AssignKey: %v, %v", resp, err)
+				}
+			}
+		}
+	}
+	b.Run("impl=baseline", run(plain, plainReq))
+	b.Run("impl=ours", run(audited, auditedReq))
+}

@@ -96,6 +96,489 @@ func (AssignmentIssueState) EnumDescriptor() ([]byte, []int) {
 	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{0}
 }
 
+// AuditEvent is one call's audit record. It never holds plaintext,
+// ciphertext, checksums or tokens.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chain (one per recoveryd process) and the record's number in it.
+	WriterId string `protobuf:"bytes,1,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
+	Seq      int64  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When the call started.
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// The authenticated caller; empty when the call was refused before its
+	// caller was known.
+	Caller string `protobuf:"bytes,4,opt,name=caller,proto3" json:"caller,omitempty"`
+	// The gRPC full method name, e.g. /recovery.v1.RecoveryService/AssignKey.
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// The organisations (customer_id) the call named or touched.
+	Organisations []string `protobuf:"bytes,6,rep,name=organisations,proto3" json:"organisations,omitempty"`
+	KeyId         string   `protobuf:"bytes,7,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	BackupId      string   `protobuf:"bytes,8,opt,name=backup_id,json=backupId,proto3" json:"backup_id,omitempty"`
+	PackageId     string   `protobuf:"bytes,9,opt,name=package_id,json=packageId,proto3" json:"package_id,omitempty"`
+	// The final gRPC code (OK, PERMISSION_DENIED …) and ErrorInfo reason.
+	Code    string `protobuf:"bytes,10,opt,name=code,proto3" json:"code,omitempty"`
+	Reason  string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	TraceId string `protobuf:"bytes,12,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// The peer address the call came from.
+	Peer string `protobuf:"bytes,13,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The SHA-256 of the previous record of the chain, and of this one.
+	PrevHash      string `protobuf:"bytes,14,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash          string `protobuf:"bytes,15,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AuditEvent) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetOrganisations() []string {
+	if x != nil {
+		return x.Organisations
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBackupId() string {
+	if x != nil {
+		return x.BackupId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPackageId() string {
+	if x != nil {
+		return x.PackageId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPrevHash() string {
+	if x != nil {
+		return x.PrevHash
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only calls that named or touched this organisation.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Only calls of this caller (its name in the callers file).
+	Caller string `protobuf:"bytes,2,opt,name=caller,proto3" json:"caller,omitempty"`
+	// Only calls started at or after start_time and before end_time.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	PageSize      int32                  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListAuditEventsRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAuditEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type VerifyAuditChainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditChainRequest) Reset() {
+	*x = VerifyAuditChainRequest{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditChainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditChainRequest) ProtoMessage() {}
+
+func (x *VerifyAuditChainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditChainRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAuditChainRequest) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{3}
+}
+
+type VerifyAuditChainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when every link verifies; otherwise broken names the first
+	// broken one.
+	Ok      bool  `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Records int64 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
+	Chains  int64 `protobuf:"varint,3,opt,name=chains,proto3" json:"chains,omitempty"`
+	// Checkpoint and prune records among the records.
+	Checkpoints   int64            `protobuf:"varint,4,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	Broken        *AuditChainBreak `protobuf:"bytes,5,opt,name=broken,proto3" json:"broken,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditChainResponse) Reset() {
+	*x = VerifyAuditChainResponse{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditChainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditChainResponse) ProtoMessage() {}
+
+func (x *VerifyAuditChainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditChainResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAuditChainResponse) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VerifyAuditChainResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyAuditChainResponse) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *VerifyAuditChainResponse) GetChains() int64 {
+	if x != nil {
+		return x.Chains
+	}
+	return 0
+}
+
+func (x *VerifyAuditChainResponse) GetCheckpoints() int64 {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return 0
+}
+
+func (x *VerifyAuditChainResponse) GetBroken() *AuditChainBreak {
+	if x != nil {
+		return x.Broken
+	}
+	return nil
+}
+
+// AuditChainBreak is where verification failed: the record (writer_id, seq)
+// and what is wrong there (edited, missing, replaced …).
+type AuditChainBreak struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WriterId      string                 `protobuf:"bytes,1,opt,name=writer_id,json=writerId,proto3" json:"writer_id,omitempty"`
+	Seq           int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Problem       string                 `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditChainBreak) Reset() {
+	*x = AuditChainBreak{}
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditChainBreak) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditChainBreak) ProtoMessage() {}
+
+func (x *AuditChainBreak) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditChainBreak.ProtoReflect.Descriptor instead.
+func (*AuditChainBreak) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuditChainBreak) GetWriterId() string {
+	if x != nil {
+		return x.WriterId
+	}
+	return ""
+}
+
+func (x *AuditChainBreak) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditChainBreak) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // AssignmentIssue is one pair whose assignment is not settled.
 type AssignmentIssue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -122,7 +605,7 @@ type AssignmentIssue struct {
 
 func (x *AssignmentIssue) Reset() {
 	*x = AssignmentIssue{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[0]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -134,7 +617,7 @@ func (x *AssignmentIssue) String() string {
 func (*AssignmentIssue) ProtoMessage() {}
 
 func (x *AssignmentIssue) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[0]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -147,7 +630,7 @@ func (x *AssignmentIssue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentIssue.ProtoReflect.Descriptor instead.
 func (*AssignmentIssue) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{0}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AssignmentIssue) GetUserIdentifier() string {
@@ -223,7 +706,7 @@ type ListAssignmentIssuesRequest struct {
 
 func (x *ListAssignmentIssuesRequest) Reset() {
 	*x = ListAssignmentIssuesRequest{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[1]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +718,7 @@ func (x *ListAssignmentIssuesRequest) String() string {
 func (*ListAssignmentIssuesRequest) ProtoMessage() {}
 
 func (x *ListAssignmentIssuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[1]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +731,7 @@ func (x *ListAssignmentIssuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignmentIssuesRequest.ProtoReflect.Descriptor instead.
 func (*ListAssignmentIssuesRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{1}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListAssignmentIssuesRequest) GetState() AssignmentIssueState {
@@ -292,7 +775,7 @@ type ListAssignmentIssuesResponse struct {
 
 func (x *ListAssignmentIssuesResponse) Reset() {
 	*x = ListAssignmentIssuesResponse{}
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[2]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +787,7 @@ func (x *ListAssignmentIssuesResponse) String() string {
 func (*ListAssignmentIssuesResponse) ProtoMessage() {}
 
 func (x *ListAssignmentIssuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_admin_service_proto_msgTypes[2]
+	mi := &file_recovery_v1_admin_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +800,7 @@ func (x *ListAssignmentIssuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignmentIssuesResponse.ProtoReflect.Descriptor instead.
 func (*ListAssignmentIssuesResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{2}
+	return file_recovery_v1_admin_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAssignmentIssuesResponse) GetIssues() []*AssignmentIssue {
@@ -339,6 +822,50 @@ var File_recovery_v1_admin_service_proto protoreflect.FileDescriptor
 const file_recovery_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1frecovery/v1/admin_service.proto\x12\vrecovery.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"recovery/v1/recovery_service.proto\"\xa0\x03\n" +
+	"\n" +
+	"AuditEvent\x12\x1b\n" +
+	"\twriter_id\x18\x01 \x01(\tR\bwriterId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06caller\x18\x04 \x01(\tR\x06caller\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12$\n" +
+	"\rorganisations\x18\x06 \x03(\tR\rorganisations\x12\x15\n" +
+	"\x06key_id\x18\a \x01(\tR\x05keyId\x12\x1b\n" +
+	"\tbackup_id\x18\b \x01(\tR\bbackupId\x12\x1d\n" +
+	"\n" +
+	"package_id\x18\t \x01(\tR\tpackageId\x12\x12\n" +
+	"\x04code\x18\n" +
+	" \x01(\tR\x04code\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\x12\x19\n" +
+	"\btrace_id\x18\f \x01(\tR\atraceId\x12\x12\n" +
+	"\x04peer\x18\r \x01(\tR\x04peer\x12\x1b\n" +
+	"\tprev_hash\x18\x0e \x01(\tR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\x0f \x01(\tR\x04hash\"\xcf\x02\n" +
+	"\x16ListAuditEventsRequest\x12O\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB.\xbaH+r)\x18\x80\x012$^([A-Za-z0-9][A-Za-z0-9._:@+/=-]*)?$R\n" +
+	"customerId\x12 \n" +
+	"\x06caller\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06caller\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12'\n" +
+	"\tpage_size\x18\x05 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"r\n" +
+	"\x17ListAuditEventsResponse\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.recovery.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
+	"\x17VerifyAuditChainRequest\"\xb4\x01\n" +
+	"\x18VerifyAuditChainResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\x12\x16\n" +
+	"\x06chains\x18\x03 \x01(\x03R\x06chains\x12 \n" +
+	"\vcheckpoints\x18\x04 \x01(\x03R\vcheckpoints\x124\n" +
+	"\x06broken\x18\x05 \x01(\v2\x1c.recovery.v1.AuditChainBreakR\x06broken\"Z\n" +
+	"\x0fAuditChainBreak\x12\x1b\n" +
+	"\twriter_id\x18\x01 \x01(\tR\bwriterId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x18\n" +
+	"\aproblem\x18\x03 \x01(\tR\aproblem\"\xa0\x03\n" +
 	"\x0fAssignmentIssue\x12'\n" +
 	"\x0fuser_identifier\x18\x01 \x01(\tR\x0euserIdentifier\x12=\n" +
 	"\forganisation\x18\x02 \x01(\v2\x19.recovery.v1.OrganisationR\forganisation\x12.\n" +
@@ -365,9 +892,11 @@ const file_recovery_v1_admin_service_proto_rawDesc = "" +
 	"\x1eASSIGNMENT_ISSUE_STATE_UNKNOWN\x10\x01\x12#\n" +
 	"\x1fASSIGNMENT_ISSUE_STATE_ORPHANED\x10\x02\x12$\n" +
 	" ASSIGNMENT_ISSUE_STATE_UNTRUSTED\x10\x03\x12$\n" +
-	" ASSIGNMENT_ISSUE_STATE_ELSEWHERE\x10\x042\x83\x01\n" +
+	" ASSIGNMENT_ISSUE_STATE_ELSEWHERE\x10\x042\xc2\x02\n" +
 	"\x14RecoveryAdminService\x12k\n" +
-	"\x14ListAssignmentIssues\x12(.recovery.v1.ListAssignmentIssuesRequest\x1a).recovery.v1.ListAssignmentIssuesResponseBFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
+	"\x14ListAssignmentIssues\x12(.recovery.v1.ListAssignmentIssuesRequest\x1a).recovery.v1.ListAssignmentIssuesResponse\x12\\\n" +
+	"\x0fListAuditEvents\x12#.recovery.v1.ListAuditEventsRequest\x1a$.recovery.v1.ListAuditEventsResponse\x12_\n" +
+	"\x10VerifyAuditChain\x12$.recovery.v1.VerifyAuditChainRequest\x1a%.recovery.v1.VerifyAuditChainResponseBFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (
 	file_recovery_v1_admin_service_proto_rawDescOnce sync.Once
@@ -382,32 +911,47 @@ func file_recovery_v1_admin_service_proto_rawDescGZIP() []byte {
 }
 
 var file_recovery_v1_admin_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_recovery_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_recovery_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_recovery_v1_admin_service_proto_goTypes = []any{
 	(AssignmentIssueState)(0),            // 0: recovery.v1.AssignmentIssueState
-	(*AssignmentIssue)(nil),              // 1: recovery.v1.AssignmentIssue
-	(*ListAssignmentIssuesRequest)(nil),  // 2: recovery.v1.ListAssignmentIssuesRequest
-	(*ListAssignmentIssuesResponse)(nil), // 3: recovery.v1.ListAssignmentIssuesResponse
-	(*Organisation)(nil),                 // 4: recovery.v1.Organisation
-	(*Package)(nil),                      // 5: recovery.v1.Package
-	(KeyEnvironment)(0),                  // 6: recovery.v1.KeyEnvironment
-	(*timestamppb.Timestamp)(nil),        // 7: google.protobuf.Timestamp
+	(*AuditEvent)(nil),                   // 1: recovery.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),       // 2: recovery.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),      // 3: recovery.v1.ListAuditEventsResponse
+	(*VerifyAuditChainRequest)(nil),      // 4: recovery.v1.VerifyAuditChainRequest
+	(*VerifyAuditChainResponse)(nil),     // 5: recovery.v1.VerifyAuditChainResponse
+	(*AuditChainBreak)(nil),              // 6: recovery.v1.AuditChainBreak
+	(*AssignmentIssue)(nil),              // 7: recovery.v1.AssignmentIssue
+	(*ListAssignmentIssuesRequest)(nil),  // 8: recovery.v1.ListAssignmentIssuesRequest
+	(*ListAssignmentIssuesResponse)(nil), // 9: recovery.v1.ListAssignmentIssuesResponse
+	(*timestamppb.Timestamp)(nil),        // 10: google.protobuf.Timestamp
+	(*Organisation)(nil),                 // 11: recovery.v1.Organisation
+	(*Package)(nil),                      // 12: recovery.v1.Package
+	(KeyEnvironment)(0),                  // 13: recovery.v1.KeyEnvironment
 }
 var file_recovery_v1_admin_service_proto_depIdxs = []int32{
-	4, // 0: recovery.v1.AssignmentIssue.organisation:type_name -> recovery.v1.Organisation
-	5, // 1: recovery.v1.AssignmentIssue.package:type_name -> recovery.v1.Package
-	6, // 2: recovery.v1.AssignmentIssue.key_environment:type_name -> recovery.v1.KeyEnvironment
-	0, // 3: recovery.v1.AssignmentIssue.state:type_name -> recovery.v1.AssignmentIssueState
-	7, // 4: recovery.v1.AssignmentIssue.reserved_at:type_name -> google.protobuf.Timestamp
-	0, // 5: recovery.v1.ListAssignmentIssuesRequest.state:type_name -> recovery.v1.AssignmentIssueState
-	1, // 6: recovery.v1.ListAssignmentIssuesResponse.issues:type_name -> recovery.v1.AssignmentIssue
-	2, // 7: recovery.v1.RecoveryAdminService.ListAssignmentIssues:input_type -> recovery.v1.ListAssignmentIssuesRequest
-	3, // 8: recovery.v1.RecoveryAdminService.ListAssignmentIssues:output_type -> recovery.v1.ListAssignmentIssuesResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	10, // 0: recovery.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	10, // 1: recovery.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	10, // 2: recovery.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 3: recovery.v1.ListAuditEventsResponse.events:type_name -> recovery.v1.AuditEvent
+	6,  // 4: recovery.v1.VerifyAuditChainResponse.broken:type_name -> recovery.v1.AuditChainBreak
+	11, // 5: recovery.v1.AssignmentIssue.organisation:type_name -> recovery.v1.Organisation
+	12, // 6: recovery.v1.AssignmentIssue.package:type_name -> recovery.v1.Package
+	13, // 7: recovery.v1.AssignmentIssue.key_environment:type_name -> recovery.v1.KeyEnvironment
+	0,  // 8: recovery.v1.AssignmentIssue.state:type_name -> recovery.v1.AssignmentIssueState
+	10, // 9: recovery.v1.AssignmentIssue.reserved_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: recovery.v1.ListAssignmentIssuesRequest.state:type_name -> recovery.v1.AssignmentIssueState
+	7,  // 11: recovery.v1.ListAssignmentIssuesResponse.issues:type_name -> recovery.v1.AssignmentIssue
+	8,  // 12: recovery.v1.RecoveryAdminService.ListAssignmentIssues:input_type -> recovery.v1.ListAssignmentIssuesRequest
+	2,  // 13: recovery.v1.RecoveryAdminService.ListAuditEvents:input_type -> recovery.v1.ListAuditEventsRequest
+	4,  // 14: recovery.v1.RecoveryAdminService.VerifyAuditChain:input_type -> recovery.v1.VerifyAuditChainRequest
+	9,  // 15: recovery.v1.RecoveryAdminService.ListAssignmentIssues:output_type -> recovery.v1.ListAssignmentIssuesResponse
+	3,  // 16: recovery.v1.RecoveryAdminService.ListAuditEvents:output_type -> recovery.v1.ListAuditEventsResponse
+	5,  // 17: recovery.v1.RecoveryAdminService.VerifyAuditChain:output_type -> recovery.v1.VerifyAuditChainResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_recovery_v1_admin_service_proto_init() }
@@ -422,7 +966,7 @@ func file_recovery_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recovery_v1_admin_service_proto_rawDesc), len(file_recovery_v1_admin_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,8 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	RecoveryAdminService_ListAssignmentIssues_FullMethodName = "/recovery.v1.RecoveryAdminService/ListAssignmentIssues"
+	RecoveryAdminService_ListAuditEvents_FullMethodName      = "/recovery.v1.RecoveryAdminService/ListAuditEvents"
+	RecoveryAdminService_VerifyAuditChain_FullMethodName     = "/recovery.v1.RecoveryAdminService/VerifyAuditChain"
 )
 
 // RecoveryAdminServiceClient is the client API for RecoveryAdminService service.
@@ -43,6 +45,15 @@ type RecoveryAdminServiceClient interface {
 	// or assigned elsewhere (an operator must act), newest first, each with
 	// the reason recorded for it.
 	ListAssignmentIssues(ctx context.Context, in *ListAssignmentIssuesRequest, opts ...grpc.CallOption) (*ListAssignmentIssuesResponse, error)
+	// ListAuditEvents pages through the audit trail, newest first: one record
+	// per call of any service (health probes excepted), allowed or refused.
+	// Filters combine; each is optional.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// VerifyAuditChain checks every writer's hash chain in the registry
+	// (each record's hash, each link, each chain's start, every record a
+	// checkpoint names) and reports the first broken link; `recoveryd
+	// --verify-audit` does the same from the command line.
+	VerifyAuditChain(ctx context.Context, in *VerifyAuditChainRequest, opts ...grpc.CallOption) (*VerifyAuditChainResponse, error)
 }
 
 type recoveryAdminServiceClient struct {
@@ -57,6 +68,26 @@ func (c *recoveryAdminServiceClient) ListAssignmentIssues(ctx context.Context, i
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAssignmentIssuesResponse)
 	err := c.cc.Invoke(ctx, RecoveryAdminService_ListAssignmentIssues_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recoveryAdminServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, RecoveryAdminService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *recoveryAdminServiceClient) VerifyAuditChain(ctx context.Context, in *VerifyAuditChainRequest, opts ...grpc.CallOption) (*VerifyAuditChainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyAuditChainResponse)
+	err := c.cc.Invoke(ctx, RecoveryAdminService_VerifyAuditChain_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +112,15 @@ type RecoveryAdminServiceServer interface {
 	// or assigned elsewhere (an operator must act), newest first, each with
 	// the reason recorded for it.
 	ListAssignmentIssues(context.Context, *ListAssignmentIssuesRequest) (*ListAssignmentIssuesResponse, error)
+	// ListAuditEvents pages through the audit trail, newest first: one record
+	// per call of any service (health probes excepted), allowed or refused.
+	// Filters combine; each is optional.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// VerifyAuditChain checks every writer's hash chain in the registry
+	// (each record's hash, each link, each chain's start, every record a
+	// checkpoint names) and reports the first broken link; `recoveryd
+	// --verify-audit` does the same from the command line.
+	VerifyAuditChain(context.Context, *VerifyAuditChainRequest) (*VerifyAuditChainResponse, error)
 	mustEmbedUnimplementedRecoveryAdminServiceServer()
 }
 
@@ -93,6 +133,12 @@ type UnimplementedRecoveryAdminServiceServer struct{}
 
 func (UnimplementedRecoveryAdminServiceServer) ListAssignmentIssues(context.Context, *ListAssignmentIssuesRequest) (*ListAssignmentIssuesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAssignmentIssues not implemented")
+}
+func (UnimplementedRecoveryAdminServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedRecoveryAdminServiceServer) VerifyAuditChain(context.Context, *VerifyAuditChainRequest) (*VerifyAuditChainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyAuditChain not implemented")
 }
 func (UnimplementedRecoveryAdminServiceServer) mustEmbedUnimplementedRecoveryAdminServiceServer() {}
 func (UnimplementedRecoveryAdminServiceServer) testEmbeddedByValue()                              {}
@@ -133,6 +179,42 @@ func _RecoveryAdminService_ListAssignmentIssues_Handler(srv interface{}, ctx con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RecoveryAdminService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecoveryAdminServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecoveryAdminService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecoveryAdminServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RecoveryAdminService_VerifyAuditChain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyAuditChainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecoveryAdminServiceServer).VerifyAuditChain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecoveryAdminService_VerifyAuditChain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecoveryAdminServiceServer).VerifyAuditChain(ctx, req.(*VerifyAuditChainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RecoveryAdminService_ServiceDesc is the grpc.ServiceDesc for RecoveryAdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -143,6 +225,14 @@ var RecoveryAdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAssignmentIssues",
 			Handler:    _RecoveryAdminService_ListAssignmentIssues_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _RecoveryAdminService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "VerifyAuditChain",
+			Handler:    _RecoveryAdminService_VerifyAuditChain_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
