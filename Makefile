@@ -193,6 +193,10 @@ bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.ben
 	bench/run.sh
 	bench/pairs.sh
 
+.PHONY: bench-isolation
+bench-isolation: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) ## one caller's load against another's SecureData latency, with and without a per-caller cap (~5 min; docs/benchmarks.md)
+	bench/isolation.sh
+
 # NOTE: not part of `make test`: a few minutes of load. bench/soak is a Go
 # test (it shares the tests' PostgreSQL set-up) that runs only with
 # RECOVERY_SOAK=1; its knobs (SOAK_DURATION, SOAK_CONCURRENCY, SOAK_FAULTS,
