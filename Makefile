@@ -10,7 +10,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOVALIDATE_VERSION      := v1.2.2
 GRPCURL_VERSION            := v1.9.4
-GHZ_VERSION                := v0.93.0
+GHZ_VERSION                := v0.120.0
 # golang.org/x/perf has no release tags: a pinned pseudo-version.
 BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 GOLANGCI_LINT_VERSION      := v2.15.0

@@ -49,16 +49,23 @@ const maxSignatureLen = 256
 // not P-256 are skipped. The recovery key in the response is never used to
 // verify its own signature.
 func VerifySignature(keys []VerificationKey, a SignedAssignment) error {
+	_, err := VerifySignatureKey(keys, a)
+	return err
+}
+
+// VerifySignatureKey is VerifySignature returning the key that verified,
+// whose KID a receipt records.
+func VerifySignatureKey(keys []VerificationKey, a SignedAssignment) (VerificationKey, error) {
 	if len(keys) == 0 {
-		return ErrNoVerificationKey
+		return VerificationKey{}, ErrNoVerificationKey
 	}
 	sig, err := decodeSignature(a.Signature)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSignatureInvalid, err)
+		return VerificationKey{}, fmt.Errorf("%w: %w", ErrSignatureInvalid, err)
 	}
 	msg := a.SignedBytes()
 	if len(msg) == 0 {
-		return fmt.Errorf("%w: neither signed_payload nor public_key is present", ErrSignatureInvalid)
+		return VerificationKey{}, fmt.Errorf("%w: neither signed_payload nor public_key is present", ErrSignatureInvalid)
 	}
 	digest := sha256.Sum256(msg)
 	usable := 0
@@ -68,17 +75,17 @@ func VerifySignature(keys []VerificationKey, a SignedAssignment) error {
 		}
 		usable++
 		if ecdsa.VerifyASN1(k.Key, digest[:], sig) {
-			return nil
+			return k, nil
 		}
 	}
 	if usable == 0 {
-		return fmt.Errorf("%w: none of the %d keys is a P-256 key", ErrNoVerificationKey, len(keys))
+		return VerificationKey{}, fmt.Errorf("%w: none of the %d keys is a P-256 key", ErrNoVerificationKey, len(keys))
 	}
 	what := "public_key hex"
 	if a.SignedPayload != "" {
 		what = "signed_payload"
 	}
-	return fmt.Errorf("%w: no eligible key (%d tried) verifies the signature over the %s", ErrSignatureInvalid, usable, what)
+	return VerificationKey{}, fmt.Errorf("%w: no eligible key (%d tried) verifies the signature over the %s", ErrSignatureInvalid, usable, what)
 }
 
 // decodeSignature decodes strict standard base64 (padding required, no

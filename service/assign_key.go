@@ -41,6 +41,10 @@ func (s *Server) AssignKey(ctx context.Context, req *recoveryv1.AssignKeyRequest
 	}
 	annotate(ctx, attribute.String("key_environment", terms.KeyEnvironment))
 	key, repeat, err := s.assignKey(ctx, terms)
+	if err == nil {
+		// A repeat returns the recorded row: it must still verify.
+		err = s.checkKeyReceipt(ctx, key)
+	}
 	if err != nil {
 		return nil, s.statusFromError(ctx, "AssignKey", err)
 	}
@@ -68,8 +72,15 @@ func (s *Server) assignKey(ctx context.Context, terms registry.KeyTerms) (key *r
 		return key, err == nil, err
 	case registry.AssignmentUnknown:
 		s.metrics.assignment(ctx, outcomeUnknown)
-		return nil, false, fail(ReasonAssignmentOutcomeUnknown,
-			fmt.Errorf("assignment recorded with unknown outcome: %s", res.Reason))
+		cause := fmt.Errorf("assignment recorded with unknown outcome: %s", res.Reason)
+		if s.reconcileInterval <= 0 {
+			return nil, false, fail(ReasonAssignmentOutcomeUnknown, cause)
+		}
+		// The reconciler re-sends it at its first pass after ResolveAfter.
+		return nil, false, s.beingResolved(cause, max(res.ResolveAfter.Sub(s.now()), 0)+s.reconcileInterval)
+	case registry.AssignmentResolving:
+		s.metrics.assignment(ctx, outcomeUnknown)
+		return nil, false, s.beingResolved(errors.New("the reconciler is re-sending the assignment now"), inProgressRetryDelay)
 	case registry.AssignmentUntrusted:
 		s.metrics.assignment(ctx, outcomeUntrusted)
 		return nil, false, fail(ReasonEnclaveSignatureInvalid,
@@ -187,7 +198,7 @@ func (s *Server) newAssignment(ctx context.Context, terms registry.KeyTerms, tok
 		s.failAssignment(work, token, registry.AssignmentUnknown,
 			fmt.Sprintf("key %s assigned and verified upstream but recording failed: %v", key.KeyID, err))
 		s.metrics.assignment(ctx, outcomeUnknown)
-		return nil, fail(ReasonAssignmentOutcomeUnknown, err)
+		return nil, s.unknownOutcome(err)
 	}
 	s.metrics.assignment(ctx, outcomeNew)
 	// Read back what was recorded so this answer and every repeat agree to
@@ -254,8 +265,26 @@ func (s *Server) assignmentFailed(work context.Context, terms registry.KeyTerms,
 		s.failAssignment(work, token, registry.AssignmentUnknown,
 			fmt.Sprintf("upstream call failed after it may have been sent: %v", err))
 		s.metrics.assignment(work, outcomeUnknown)
-		return fail(ReasonAssignmentOutcomeUnknown, err)
+		return s.unknownOutcome(err)
 	}
+}
+
+// unknownOutcome is the answer for an assignment just parked unknown: being
+// resolved, retry after the reconciler's next pass, when a reconciler runs;
+// otherwise unknown (an operator's case).
+func (s *Server) unknownOutcome(cause error) error {
+	if s.reconcileInterval <= 0 {
+		return fail(ReasonAssignmentOutcomeUnknown, cause)
+	}
+	return s.beingResolved(cause, s.reconcileInterval)
+}
+
+// beingResolved is ASSIGNMENT_BEING_RESOLVED with a RetryInfo of retry (at
+// least a second).
+func (s *Server) beingResolved(cause error, retry time.Duration) *failure {
+	f := fail(ReasonAssignmentBeingResolved, cause)
+	f.retryAfter = max(retry, time.Second)
+	return f
 }
 
 func (s *Server) releaseAssignment(ctx context.Context, token string) {

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -84,8 +85,17 @@ func TestAssignKeyNew(t *testing.T) {
 				AssignedBy:        tt.caller.name,
 			}
 			if diff := cmp.Diff(want, key, protocmp.Transform(),
-				protocmp.IgnoreFields(&recoveryv1.RecoveryKey{}, "assigned_at")); diff != "" {
+				protocmp.IgnoreFields(&recoveryv1.RecoveryKey{}, "assigned_at", "receipt")); diff != "" {
 				t.Errorf("key (-want +got):\n%s", diff)
+			}
+			// The receipt is the enclave's signature over this very key
+			// (TestSwappedKeyIsRefused and the README's openssl steps verify
+			// it).
+			var signed map[string]string
+			if err := json.Unmarshal([]byte(key.GetReceipt().GetSignedPayload()), &signed); err != nil ||
+				signed["public_key"] != held.PublicKey || signed["key_id"] != held.KeyID ||
+				key.GetReceipt().GetSignature() == "" || key.GetReceipt().GetSigningKeyId() == "" {
+				t.Errorf("receipt = %v (%v), want the signature over this key, with its signing key id", key.GetReceipt(), err)
 			}
 			if key.GetAssignedAt() == nil {
 				t.Error("assigned_at is not set")

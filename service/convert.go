@@ -107,7 +107,20 @@ func keyToProto(k *registry.Key) (*recoveryv1.RecoveryKey, error) {
 		FingerprintSha256: k.Fingerprint,
 		AssignedAt:        timestamp(k.AssignedAt),
 		AssignedBy:        k.Caller,
+		Receipt:           receiptToProto(k.Receipt),
 	}, nil
+}
+
+// receiptToProto is nil for a key recorded without a receipt.
+func receiptToProto(r registry.Receipt) *recoveryv1.KeyReceipt {
+	if r == (registry.Receipt{}) {
+		return nil
+	}
+	return &recoveryv1.KeyReceipt{
+		Signature:     r.Signature,
+		SignedPayload: r.SignedPayload,
+		SigningKeyId:  r.SigningKeyID,
+	}
 }
 
 func backupToProto(b *registry.Backup) *recoveryv1.Backup {

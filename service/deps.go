@@ -85,6 +85,7 @@ type Registry interface {
 	Listings
 	AssignmentIssues
 	AuditTrail
+	Claims
 }
 
 // Authorizer decides which organisations the call in a context may act for;

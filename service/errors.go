@@ -44,8 +44,10 @@ const (
 	ReasonAssignedWithDifferentTerms  = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNED_WITH_DIFFERENT_TERMS
 	ReasonAssignmentInProgress        = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_IN_PROGRESS
 	ReasonAssignmentOutcomeUnknown    = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_OUTCOME_UNKNOWN
+	ReasonAssignmentBeingResolved     = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_BEING_RESOLVED
 	ReasonEnclaveSignatureInvalid     = recoveryv1.ErrorReason_ERROR_REASON_ENCLAVE_SIGNATURE_INVALID
 	ReasonVerificationKeysUnavailable = recoveryv1.ErrorReason_ERROR_REASON_VERIFICATION_KEYS_UNAVAILABLE
+	ReasonKeyReceiptInvalid           = recoveryv1.ErrorReason_ERROR_REASON_KEY_RECEIPT_INVALID
 	ReasonIdempotencyKeyReused        = recoveryv1.ErrorReason_ERROR_REASON_IDEMPOTENCY_KEY_REUSED
 	ReasonRequestInProgress           = recoveryv1.ErrorReason_ERROR_REASON_REQUEST_IN_PROGRESS
 	ReasonAssignmentOrphaned          = recoveryv1.ErrorReason_ERROR_REASON_ASSIGNMENT_ORPHANED
@@ -109,8 +111,12 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 		"a key was assigned upstream for this user_identifier and organisation but its answer was lost: an operator must import the re-issued key", slog.LevelWarn},
 	ReasonAssignmentOutcomeUnknown: {codes.FailedPrecondition,
 		"an earlier assignment for this user_identifier and organisation has an unknown outcome: an operator must reconcile it before a key can be returned", slog.LevelError},
+	ReasonAssignmentBeingResolved: {codes.Unavailable,
+		"the outcome of an earlier assignment for this user_identifier and organisation is being resolved with the Partner Key Service: retry after the RetryInfo delay", slog.LevelWarn},
 	ReasonEnclaveSignatureInvalid: {codes.FailedPrecondition,
 		"the key assigned by the Partner Key Service failed enclave signature verification and was not recorded: an operator has been alerted", slog.LevelError},
+	ReasonKeyReceiptInvalid: {codes.FailedPrecondition,
+		"the recorded key no longer verifies against the enclave signature recorded with it, so it was not used: an operator has been alerted", slog.LevelError},
 	ReasonVerificationKeysUnavailable: {codes.Unavailable,
 		"the enclave verification keys could not be loaded, so no key was assigned: retry later", slog.LevelError},
 	ReasonIdempotencyKeyReused: {codes.AlreadyExists,

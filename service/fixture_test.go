@@ -80,6 +80,9 @@ type fixtureOptions struct {
 	faultSeed  int64
 	// streamIdleTimeout is recoveryd's --stream-idle-timeout (0: default).
 	streamIdleTimeout time.Duration
+	// reconcileInterval is the service's reconciler interval (0: no
+	// reconciler, unknown outcomes stay ASSIGNMENT_OUTCOME_UNKNOWN).
+	reconcileInterval time.Duration
 }
 
 // testCaller is one entry of a fixture's callers file.
@@ -182,6 +185,7 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 			c.CallTimeout = testCallTimeout
 			c.AssignmentWait = opts.assignmentWait
 			c.RequestHashKey = testRequestHashKey
+			c.ReconcileInterval = opts.reconcileInterval
 		},
 		CallFinished: func(method string) { f.finished <- method },
 	}, nil)

@@ -15,8 +15,9 @@ import (
 // resolveKey finds the recorded key a SecureData or SecureFile request names
 // by key_id or public_key_hex (fieldPrefix locates those fields in the
 // request, e.g. "header.") and checks that the caller may act for the key's
-// organisation. Only keys recorded by AssignKey qualify, and AssignKey
-// records a key only after verifying the enclave's signature, so nothing is
+// organisation. Only keys recorded by AssignKey qualify, AssignKey records a
+// key only after verifying the enclave's signature, and the recorded row is
+// verified again against that signature (checkKeyReceipt), so nothing is
 // ever encrypted or filed to an unverified key, nor to another
 // organisation's.
 func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefix string) (*registry.Key, *keycrypto.PublicKey, error) {
@@ -53,6 +54,11 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 		return nil, nil, registryFailure(err)
 	}
 	if err := s.authorizeKey(ctx, key, notFound); err != nil {
+		return nil, nil, err
+	}
+	// NOTE: after authorizing, so another organisation's key is
+	// KEY_NOT_FOUND whatever its receipt; before anything is encrypted.
+	if err := s.checkKeyReceipt(ctx, key); err != nil {
 		return nil, nil, err
 	}
 	pub, err := keycrypto.ParsePublicKeyHex(key.PublicKeyHex)

@@ -29,6 +29,9 @@ func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*re
 	if err := s.authorizeKey(ctx, key, notFound); err != nil {
 		return nil, s.statusFromError(ctx, "GetKey", err)
 	}
+	if err := s.checkKeyReceipt(ctx, key); err != nil {
+		return nil, s.statusFromError(ctx, "GetKey", err)
+	}
 	out, err := keyToProto(key)
 	if err != nil {
 		return nil, s.statusFromError(ctx, "GetKey", err)

@@ -82,6 +82,12 @@ type Config struct {
 	// --registry-hmac-key-file). nil means a random key of this process:
 	// idempotency keys then match only within it.
 	RequestHashKey []byte
+	// ReconcileInterval is how often the Reconciler looks for pairs whose
+	// assignment outcome is unknown, and the first step of its backoff. 0
+	// means no reconciler runs: such a pair then stays unknown until an
+	// operator resolves it, and AssignKey says so (ASSIGNMENT_OUTCOME_UNKNOWN)
+	// instead of ASSIGNMENT_BEING_RESOLVED.
+	ReconcileInterval time.Duration
 }
 
 // Server implements recoveryv1.RecoveryServiceServer. It holds no state of
@@ -98,6 +104,7 @@ type Server struct {
 	listings     Listings
 	issues       AssignmentIssues
 	audit        AuditTrail
+	claims       Claims
 	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
@@ -115,6 +122,12 @@ type Server struct {
 	spool             *Spool
 	// requestHashKey is Config.RequestHashKey.
 	requestHashKey []byte
+	// reconcileInterval is Config.ReconcileInterval.
+	reconcileInterval time.Duration
+	// resolutions counts the reconciler's and operators' resolutions.
+	resolutions *resolutionInstruments
+	// receipts caches the receipt checks of recorded keys (key_receipt.go).
+	receipts *receiptCache
 }
 
 var _ recoveryv1.RecoveryServiceServer = (*Server)(nil)
@@ -134,6 +147,7 @@ func New(cfg Config) *Server {
 		listings:     cfg.Registry,
 		issues:       cfg.Registry,
 		audit:        cfg.Registry,
+		claims:       cfg.Registry,
 		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,
@@ -149,6 +163,10 @@ func New(cfg Config) *Server {
 		streamIdleTimeout: cmp.Or(cfg.StreamIdleTimeout, DefaultStreamIdleTimeout),
 		spool:             cfg.Spool,
 		requestHashKey:    cfg.RequestHashKey,
+
+		reconcileInterval: max(cfg.ReconcileInterval, 0),
+		resolutions:       newResolutionInstruments(),
+		receipts:          newReceiptCache(),
 	}
 	if s.authz == nil {
 		s.authz = auth.Disabled

@@ -33,6 +33,7 @@ type instruments struct {
 	errors        metric.Int64Counter
 	backups       metric.Int64Counter
 	fileBytes     metric.Int64Counter
+	receipts      metric.Int64Counter
 }
 
 func newInstruments() *instruments {
@@ -50,7 +51,9 @@ func newInstruments() *instruments {
 		metric.WithDescription("Backups stored by type and outcome."))
 	fileBytes, _ := meter.Int64Counter("recovery.secure_file.bytes",
 		metric.WithDescription("Bytes of the files SecureFile stored upstream."), metric.WithUnit("By"))
-	return &instruments{assignments: assignments, verifications: verifications, errors: errs, backups: backups, fileBytes: fileBytes}
+	receipts, _ := meter.Int64Counter("recovery.key_receipt.checks",
+		metric.WithDescription("Checks that a recorded key still verifies against its enclave signature before use, by result."))
+	return &instruments{assignments: assignments, verifications: verifications, errors: errs, backups: backups, fileBytes: fileBytes, receipts: receipts}
 }
 
 func (m *instruments) assignment(ctx context.Context, outcome string) {
@@ -59,6 +62,11 @@ func (m *instruments) assignment(ctx context.Context, outcome string) {
 
 func (m *instruments) verification(ctx context.Context, result string) {
 	m.verifications.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
+}
+
+// receiptCheck counts a check of a recorded key's receipt by result.
+func (m *instruments) receiptCheck(ctx context.Context, result string) {
+	m.receipts.Add(ctx, 1, metric.WithAttributes(attribute.String("result", result)))
 }
 
 // fileStored counts the bytes of a file stored upstream.

@@ -37,7 +37,7 @@ func (s *Server) verifyAssignment(ctx context.Context, terms registry.KeyTerms, 
 		attribute.String("key_environment", terms.KeyEnvironment)))
 	defer span.End()
 
-	pub, result, err := s.checkAssignment(ctx, terms, resp, keys)
+	pub, signer, result, err := s.checkAssignment(ctx, terms, resp, keys)
 	span.SetAttributes(attribute.String("result", result))
 	s.metrics.verification(ctx, result)
 	if err != nil {
@@ -55,31 +55,37 @@ func (s *Server) verifyAssignment(ctx context.Context, terms registry.KeyTerms, 
 		PublicKeyHex: pub.Hex(),
 		Fingerprint:  pub.Fingerprint(),
 		AssignedAt:   s.now().UTC(),
+		Receipt: registry.Receipt{
+			Signature:     resp.Signature,
+			SignedPayload: resp.SignedPayload,
+			SigningKeyID:  signer.KID,
+		},
 	}, nil
 }
 
 // checkAssignment runs the checks in order and names the first that fails.
-func (s *Server) checkAssignment(ctx context.Context, terms registry.KeyTerms, resp *upstream.AssignKeyResponse, keys []keycrypto.VerificationKey) (*keycrypto.PublicKey, string, error) {
+func (s *Server) checkAssignment(ctx context.Context, terms registry.KeyTerms, resp *upstream.AssignKeyResponse, keys []keycrypto.VerificationKey) (*keycrypto.PublicKey, keycrypto.VerificationKey, string, error) {
+	var signer keycrypto.VerificationKey
 	if resp.KeyID == "" {
-		return nil, verificationResponseMismatch, errors.New("response has no key_id")
+		return nil, signer, verificationResponseMismatch, errors.New("response has no key_id")
 	}
 	pub, err := keycrypto.ParsePublicKeyHex(resp.PublicKey)
 	if err != nil {
-		return nil, verificationInvalidPublicKey, err
+		return nil, signer, verificationInvalidPublicKey, err
 	}
 	signed := resp.SignedAssignment()
-	err = keycrypto.VerifySignature(keys, signed)
+	signer, err = keycrypto.VerifySignatureKey(keys, signed)
 	if errors.Is(err, keycrypto.ErrSignatureInvalid) || errors.Is(err, keycrypto.ErrNoVerificationKey) {
 		// The enclave may have rotated to a key published after our cache
 		// was filled: refresh once, then decide.
 		refreshed, rerr := s.keys.Refresh(ctx)
 		if rerr != nil {
-			return nil, verificationInvalidSignature, fmt.Errorf("%w (refreshing the verification keys failed: %w)", err, rerr)
+			return nil, signer, verificationInvalidSignature, fmt.Errorf("%w (refreshing the verification keys failed: %w)", err, rerr)
 		}
-		err = keycrypto.VerifySignature(refreshed, signed)
+		signer, err = keycrypto.VerifySignatureKey(refreshed, signed)
 	}
 	if err != nil {
-		return nil, verificationInvalidSignature, err
+		return nil, signer, verificationInvalidSignature, err
 	}
 	binding := keycrypto.Binding{
 		Fields: signWith,
@@ -91,13 +97,13 @@ func (s *Server) checkAssignment(ctx context.Context, terms registry.KeyTerms, r
 		},
 	}
 	if err := keycrypto.CheckBinding(signed, binding); err != nil {
-		return nil, verificationBindingMismatch, err
+		return nil, signer, verificationBindingMismatch, err
 	}
 	if resp.CustomerID != terms.CustomerID {
-		return nil, verificationResponseMismatch, fmt.Errorf("response customer_id %q, requested %q", resp.CustomerID, terms.CustomerID)
+		return nil, signer, verificationResponseMismatch, fmt.Errorf("response customer_id %q, requested %q", resp.CustomerID, terms.CustomerID)
 	}
 	if resp.PackageID != terms.PackageID {
-		return nil, verificationResponseMismatch, fmt.Errorf("response package_id %q, requested %q", resp.PackageID, terms.PackageID)
+		return nil, signer, verificationResponseMismatch, fmt.Errorf("response package_id %q, requested %q", resp.PackageID, terms.PackageID)
 	}
-	return pub, verificationValid, nil
+	return pub, signer, verificationValid, nil
 }

@@ -7,5 +7,7 @@
 //
 // It is a Go test, so that it shares the tests' PostgreSQL set-up
 // (registrytest), but it runs only when RECOVERY_SOAK=1: `make test` skips
-// it. The code is all in soak_test.go and its siblings.
+// it. The code is all in soak_test.go and its siblings; check_test.go,
+// which make test does run, breaks each invariant in turn and wants the
+// checks to name it.
 package soak

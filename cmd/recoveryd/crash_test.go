@@ -88,7 +88,7 @@ func TestKill9MidLoadKeepsTheInvariants(t *testing.T) {
 			if cl.err == nil {
 				t.Errorf("%v: acknowledged before the kill, orphaned after it", cl)
 			}
-		case reason == "ASSIGNMENT_OUTCOME_UNKNOWN":
+		case reason == "ASSIGNMENT_BEING_RESOLVED", reason == "ASSIGNMENT_OUTCOME_UNKNOWN":
 			if cl.err == nil {
 				t.Errorf("%v: acknowledged before the kill, unknown after it", cl)
 			}

@@ -103,7 +103,7 @@ func TestSIGTERMCutsCallsThatCannotFinish(t *testing.T) {
 	// What a caller may be told about a call the shutdown cut: the outcome
 	// is unknown (retry with the same idempotency key), or nothing was
 	// done; or, cut at the deadline, the transport's Unavailable.
-	allowed := []string{"ASSIGNMENT_OUTCOME_UNKNOWN", "BACKUP_OUTCOME_UNKNOWN", "UPSTREAM_UNAVAILABLE", ""}
+	allowed := []string{"ASSIGNMENT_BEING_RESOLVED", "ASSIGNMENT_OUTCOME_UNKNOWN", "BACKUP_OUTCOME_UNKNOWN", "UPSTREAM_UNAVAILABLE", ""}
 	for _, cl := range calls {
 		switch {
 		case cl.err == nil:

@@ -114,7 +114,8 @@ func (s *Store) ListAssignmentIssues(ctx context.Context, f AssignmentIssueFilte
 		err := rows.Scan(&row.id, &row.terms.UserIdentifier, &row.terms.CustomerID, &row.terms.CustomerName,
 			&row.terms.PackageID, &row.terms.PackageName, &row.terms.KeyEnvironment, &row.terms.Caller,
 			&row.state, &row.reason, &row.token, &row.reservedAt,
-			&row.keyID, &row.publicKey, &row.fingerprint, &row.assignedAt, &issue.ResolveAttempts, &after)
+			&row.keyID, &row.publicKey, &row.fingerprint, &row.assignedAt,
+			&row.receipt[0], &row.receipt[1], &row.receipt[2], &issue.ResolveAttempts, &after)
 		if err != nil {
 			return nil, "", fmt.Errorf("registry: list assignment issues: %w", err)
 		}

@@ -39,15 +39,17 @@ const claimSQL = `
 		key_environment, caller, resolve_attempts`
 
 // ClaimUnknownAssignment claims the unknown pair that has waited longest
-// whose backoff (resolve_after) has passed, first turning every pending
+// whose backoff (resolve_after) ended by dueBy, first turning every pending
 // reservation older than lease unknown (its holder died or gave up). ok is
-// false when there is nothing to claim.
+// false when there is nothing to claim. A pass of claims gives its start as
+// dueBy, so that a pair it deferred (to a later time) is not claimed again
+// by the same pass.
 //
 // No two claimers, in any process sharing the database, get the same pair:
 // on PostgreSQL the candidate row is locked FOR UPDATE SKIP LOCKED, so
 // concurrent claimers each take another row; SQLite runs one write
 // transaction at a time.
-func (s *Store) ClaimUnknownAssignment(ctx context.Context, lease time.Duration) (claim AssignmentClaim, ok bool, err error) {
+func (s *Store) ClaimUnknownAssignment(ctx context.Context, dueBy time.Time, lease time.Duration) (claim AssignmentClaim, ok bool, err error) {
 	ctx, end := s.tel.start(ctx, "ClaimUnknownAssignment")
 	defer func() { end(err, fmt.Sprint(ok)) }()
 
@@ -58,7 +60,7 @@ func (s *Store) ClaimUnknownAssignment(ctx context.Context, lease time.Duration)
 	if s.dialect.name() == (postgresDialect{}).name() {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	pick := `SELECT id FROM keys WHERE state = 'unknown' AND (resolve_after IS NULL OR resolve_after <= $2)
+	pick := `SELECT id FROM keys WHERE state = 'unknown' AND (resolve_after IS NULL OR resolve_after <= $3)
 		ORDER BY resolve_after NULLS FIRST, id LIMIT 1` + lock
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		now := s.now()
@@ -67,7 +69,8 @@ func (s *Store) ClaimUnknownAssignment(ctx context.Context, lease time.Duration)
 		}
 		token := newToken()
 		var err error
-		claim, err = scanClaim(tx.QueryRowContext(ctx, fmt.Sprintf(claimSQL, pick), token, s.dialect.timeArg(now)))
+		claim, err = scanClaim(tx.QueryRowContext(ctx, fmt.Sprintf(claimSQL, pick), token, s.dialect.timeArg(now),
+			s.dialect.timeArg(dueBy.UTC().Truncate(time.Microsecond))))
 		claim.Token = token
 		return err
 	})

@@ -16,11 +16,11 @@ func TestClaimUnknownAssignmentLifecycle(t *testing.T) {
 		tm := terms(1, 1)
 		parkAssignment(t, s, tm, AssignmentUnknown, "answer lost")
 
-		claim, ok, err := s.ClaimUnknownAssignment(ctx, time.Minute)
+		claim, ok, err := s.ClaimUnknownAssignment(ctx, clock.Now(), time.Minute)
 		if err != nil || !ok || claim.Token == "" || claim.Attempt != 1 || claim.Terms != tm {
 			t.Fatalf("first claim = %+v, %v, %v; want attempt 1 of %+v", claim, ok, err, tm)
 		}
-		if again, ok, err := s.ClaimUnknownAssignment(ctx, time.Minute); err != nil || ok {
+		if again, ok, err := s.ClaimUnknownAssignment(ctx, clock.Now(), time.Minute); err != nil || ok {
 			t.Fatalf("second claim = %+v, %v, %v; want nothing to claim", again, ok, err)
 		}
 		res, err := s.ReserveAssignment(ctx, tm, time.Minute)
@@ -37,7 +37,7 @@ func TestClaimUnknownAssignmentLifecycle(t *testing.T) {
 		if err := s.DeferAssignment(ctx, claim.Token, "upstream unavailable", retryAt); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, err := s.ClaimUnknownAssignment(ctx, time.Minute); err != nil || ok {
+		if _, ok, err := s.ClaimUnknownAssignment(ctx, clock.Now(), time.Minute); err != nil || ok {
 			t.Fatalf("claim before retryAt: %v, %v; want nothing", ok, err)
 		}
 		res, err = s.ReserveAssignment(ctx, tm, time.Minute)
@@ -46,7 +46,7 @@ func TestClaimUnknownAssignmentLifecycle(t *testing.T) {
 		}
 
 		clock.Advance(time.Minute)
-		claim2, ok, err := s.ClaimUnknownAssignment(ctx, time.Minute)
+		claim2, ok, err := s.ClaimUnknownAssignment(ctx, clock.Now(), time.Minute)
 		if err != nil || !ok || claim2.Attempt != 2 || claim2.Token == claim.Token {
 			t.Fatalf("claim at retryAt = %+v, %v, %v; want attempt 2 with a new token", claim2, ok, err)
 		}
@@ -78,11 +78,11 @@ func TestClaimTakesOverDeadHolders(t *testing.T) {
 		if err != nil || res.State != AssignmentReserved {
 			t.Fatal(res.State, err)
 		}
-		if _, ok, err := s.ClaimUnknownAssignment(ctx, time.Minute); err != nil || ok {
+		if _, ok, err := s.ClaimUnknownAssignment(ctx, clock.Now(), time.Minute); err != nil || ok {
 			t.Fatalf("claim of a live reservation: %v, %v", ok, err)
 		}
 		clock.Advance(time.Minute + time.Second)
-		claim, ok, err := s.ClaimUnknownAssignment(ctx, time.Minute)
+		claim, ok, err := s.ClaimUnknownAssignment(ctx, clock.Now(), time.Minute)
 		if err != nil || !ok || claim.Attempt != 1 {
 			t.Fatalf("claim of an expired reservation = %+v, %v, %v", claim, ok, err)
 		}
@@ -91,7 +91,7 @@ func TestClaimTakesOverDeadHolders(t *testing.T) {
 		}
 		// The claimer dies too.
 		clock.Advance(time.Minute + time.Second)
-		again, ok, err := s.ClaimUnknownAssignment(ctx, time.Minute)
+		again, ok, err := s.ClaimUnknownAssignment(ctx, clock.Now(), time.Minute)
 		if err != nil || !ok || again.Attempt != 2 {
 			t.Fatalf("claim after the claimer died = %+v, %v, %v", again, ok, err)
 		}
@@ -124,7 +124,7 @@ func TestClaimAssignmentOfOnePair(t *testing.T) {
 		}
 
 		// An operator's claim ignores the backoff.
-		first, _, _ := s.ClaimUnknownAssignment(ctx, time.Minute)
+		first, _, _ := s.ClaimUnknownAssignment(ctx, clock.Now(), time.Minute)
 		if err := s.DeferAssignment(ctx, first.Token, "still lost", clock.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func TestConcurrentClaimersNeverShareAPair(t *testing.T) {
 			for range claimersPerStore {
 				wg.Go(func() {
 					for {
-						claim, ok, err := s.ClaimUnknownAssignment(ctx, time.Hour)
+						claim, ok, err := s.ClaimUnknownAssignment(ctx, time.Now(), time.Hour)
 						if err != nil {
 							t.Error(err)
 							return

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // KeyTerms are what an assignment is for. (UserIdentifier, CustomerID) is
@@ -27,7 +29,27 @@ type Key struct {
 	PublicKeyHex string // lowercase
 	Fingerprint  string // lowercase hex SHA-256 of the DER
 	AssignedAt   time.Time
+	// Receipt is the enclave signature the key was verified with; zero for
+	// a key recorded before receipts were kept (migration 0007).
+	Receipt Receipt
 }
+
+// Receipt is the enclave's signature over a key as the upstream returned
+// it, kept so that the key can be verified again before every use, by
+// recoveryd and by its callers.
+type Receipt struct {
+	// Signature is the standard base64 of the ES256 signature.
+	Signature string
+	// SignedPayload is the signed bytes exactly as received.
+	SignedPayload string
+	// SigningKeyID is the kid of the verification key it verified against
+	// ("" for a PEM key without one).
+	SigningKeyID string
+}
+
+// maxReceiptLen bounds each field of a receipt: a signed payload with the
+// five fields recoveryd binds is under 1.5 KiB for an RSA-4096 key.
+const maxReceiptLen = 8192
 
 // AssignmentState is the state of the (user, customer) row found or made
 // by ReserveAssignment.
@@ -125,7 +147,7 @@ const maxReserveAttempts = 5
 
 const keyColumns = `id, user_identifier, customer_id, customer_name, package_id, package_name,
 	key_environment, caller, state, reason, reservation_token, reserved_at,
-	key_id, public_key_hex, fingerprint, assigned_at`
+	key_id, public_key_hex, fingerprint, assigned_at, signature, signed_payload, signing_key_id`
 
 // The SQL of ReserveAssignment, GetKey and GetKeyByPublicKey, prepared once
 // per Store (statements.go).
@@ -155,6 +177,7 @@ type keyRow struct {
 	publicKey   sql.NullString
 	fingerprint sql.NullString
 	assignedAt  dbTime
+	receipt     [3]sql.NullString // signature, signed_payload, signing_key_id
 }
 
 func scanKeyRow(sc interface{ Scan(...any) error }) (keyRow, error) {
@@ -162,7 +185,8 @@ func scanKeyRow(sc interface{ Scan(...any) error }) (keyRow, error) {
 	err := sc.Scan(&r.id, &r.terms.UserIdentifier, &r.terms.CustomerID, &r.terms.CustomerName,
 		&r.terms.PackageID, &r.terms.PackageName, &r.terms.KeyEnvironment, &r.terms.Caller,
 		&r.state, &r.reason, &r.token, &r.reservedAt,
-		&r.keyID, &r.publicKey, &r.fingerprint, &r.assignedAt)
+		&r.keyID, &r.publicKey, &r.fingerprint, &r.assignedAt,
+		&r.receipt[0], &r.receipt[1], &r.receipt[2])
 	return r, err
 }
 
@@ -174,6 +198,11 @@ func (r keyRow) key() *Key {
 		PublicKeyHex: r.publicKey.String,
 		Fingerprint:  r.fingerprint.String,
 		AssignedAt:   r.assignedAt.Time,
+		Receipt: Receipt{
+			Signature:     r.receipt[0].String,
+			SignedPayload: r.receipt[1].String,
+			SigningKeyID:  r.receipt[2].String,
+		},
 	}
 }
 
@@ -339,18 +368,44 @@ func (s *Store) CompleteAssignment(ctx context.Context, token string, key Key) (
 	if key.AssignedAt.IsZero() {
 		assignedAt = s.now()
 	}
+	if err := checkReceipt(key.Receipt); err != nil {
+		return err
+	}
 
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, `
 			UPDATE keys SET state = 'assigned', key_id = $1, public_key_hex = $2, fingerprint = $3,
-				assigned_at = $4, reservation_token = NULL, reason = ''
+				assigned_at = $4, reservation_token = NULL, reason = '',
+				signature = $6, signed_payload = $7, signing_key_id = $8
 			WHERE reservation_token = $5 AND state = 'pending'`,
-			key.KeyID, publicKey, fingerprint, s.dialect.timeArg(assignedAt), token)
+			key.KeyID, publicKey, fingerprint, s.dialect.timeArg(assignedAt), token,
+			nullable(key.Receipt.Signature), nullable(key.Receipt.SignedPayload), nullable(key.Receipt.SigningKeyID))
 		if s.dialect.uniqueViolation(err) {
 			return fmt.Errorf("%w: key id or public key is recorded for another assignment", ErrDuplicate)
 		}
 		return expectOneRow(r, err, "complete assignment")
 	})
+}
+
+// checkReceipt refuses receipt fields the backends would store
+// differently. The signed payload holds the whole public key, so it has a
+// bound of its own, above checkText's. An empty receipt is stored as none:
+// whether a key without one may be used is the service's decision (it
+// refuses it).
+func checkReceipt(r Receipt) error {
+	for _, f := range []struct{ name, value string }{
+		{"receipt signature", r.Signature},
+		{"receipt signed payload", r.SignedPayload},
+		{"receipt signing key id", r.SigningKeyID},
+	} {
+		switch {
+		case len(f.value) > maxReceiptLen:
+			return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidArgument, f.name, maxReceiptLen)
+		case !utf8.ValidString(f.value) || strings.ContainsRune(f.value, 0):
+			return fmt.Errorf("%w: %s is not valid UTF-8 without NUL", ErrInvalidArgument, f.name)
+		}
+	}
+	return nil
 }
 
 // ReleaseAssignment deletes the reservation: upstream certainly assigned

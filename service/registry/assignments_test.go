@@ -41,6 +41,7 @@ func TestAssignmentLifecycle(t *testing.T) {
 			PublicKeyHex: strings.ToLower(k.PublicKeyHex),
 			Fingerprint:  k.Fingerprint,
 			AssignedAt:   clock.Now().Truncate(time.Microsecond),
+			Receipt:      k.Receipt,
 		}
 
 		// A repeat, even with different terms, returns what was recorded;

@@ -195,6 +195,11 @@ func testKey(i int) Key {
 		KeyID:        fmt.Sprintf("key-%04d", i),
 		PublicKeyHex: fmt.Sprintf("%X", pub[:]),
 		Fingerprint:  hex.EncodeToString(fp[:]),
+		Receipt: Receipt{
+			Signature:     fmt.Sprintf("c2lnbmF0dXJl%04d", i),
+			SignedPayload: fmt.Sprintf(`{"key_id":"key-%04d","public_key":"%x"}`, i, pub[:]),
+			SigningKeyID:  "enclave-signing-key-v1",
+		},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io/fs"
 	"os"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -38,7 +39,7 @@ func TestMigrationErasesPlaintextDigests(t *testing.T) {
 		fileSum := digest("the encrypted file")
 
 		old := db.mustOpen(t, withMigrations(before))
-		key := assignKey(t, old, terms(8, 1), testKey(81))
+		key := insertOldKey(t, old, terms(8, 1), testKey(81))
 		// NOTE: as the older recoveryd wrote them, by SQL: today's
 		// RecordBackup refuses a data backup with a checksum.
 		insert := `INSERT INTO backups (state, idempotency_scope, idempotency_key, request_hash, reserved_at,
@@ -113,4 +114,25 @@ func readSQLiteFiles(t *testing.T, path string) []byte {
 		all = append(all, b...)
 	}
 	return all
+}
+
+// insertOldKey records k for tm by SQL, in the columns every schema
+// version has, as a registry older than the running code would hold it
+// (today's CompleteAssignment writes columns it may lack). It returns the
+// key as GetKey reads it back: without a receipt.
+func insertOldKey(t *testing.T, s *Store, tm KeyTerms, k Key) Key {
+	t.Helper()
+	now := s.now()
+	k.KeyTerms, k.AssignedAt, k.Receipt = tm, now, Receipt{}
+	k.PublicKeyHex = strings.ToLower(k.PublicKeyHex)
+	_, err := s.write.ExecContext(context.Background(), `
+		INSERT INTO keys (user_identifier, customer_id, customer_name, package_id, package_name,
+			key_environment, caller, state, reserved_at, key_id, public_key_hex, fingerprint, assigned_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'assigned', $8, $9, $10, $11, $8)`,
+		tm.UserIdentifier, tm.CustomerID, tm.CustomerName, tm.PackageID, tm.PackageName,
+		tm.KeyEnvironment, tm.Caller, s.dialect.timeArg(now), k.KeyID, k.PublicKeyHex, k.Fingerprint)
+	if err != nil {
+		t.Fatalf("inserting key %s: %v", k.KeyID, err)
+	}
+	return k
 }

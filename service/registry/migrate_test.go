@@ -207,7 +207,7 @@ func TestOrphanedMigrationKeepsData(t *testing.T) {
 			before[name] = &fstest.MapFile{Data: body}
 		}
 		old := db.mustOpen(t, withMigrations(before))
-		key := assignKey(t, old, terms(7, 1), testKey(71))
+		key := insertOldKey(t, old, terms(7, 1), testKey(71))
 		if err := old.RecordBackup(ctx, testBackup(71, key.KeyID)); err != nil {
 			t.Fatal(err)
 		}

@@ -99,6 +99,9 @@ type app struct {
 	// upstream is the adapter the service calls; shutdown abandons its
 	// calls in flight when the deadline nears.
 	upstream *upstream.Client
+	// reconciler resolves unknown assignments while the server runs; nil
+	// when --reconcile-interval is 0.
+	reconciler *service.Reconciler
 	// closers run in reverse order on close.
 	closers []func() error
 }
@@ -140,6 +143,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (err e
 		return err
 	}
 	defer func() { err = errors.Join(err, a.close()) }()
+	defer a.runReconciler(ctx)()
 	stopAdmin, err := startAdmin(ctx, cfg, log, tel, a.health, opts.AdminListener)
 	if err != nil {
 		return err
@@ -216,11 +220,14 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 		MaxFileBytes: cfg.MaxFileBytes,
 		CallTimeout:  cfg.UpstreamCallTimeout,
 		Logger:       log.With("component", "service"),
+
+		ReconcileInterval: cfg.ReconcileInterval,
 	}
 	if opts.Service != nil {
 		opts.Service(&svcConfig)
 	}
 	svc := service.New(svcConfig)
+	a.reconciler = svc.NewReconciler()
 	a.health = newHealthService()
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, overloadFromConfig(cfg), opts.CallFinished); err != nil {
 		return nil, err
@@ -268,6 +275,27 @@ func (a *app) startAudit(cfg Config, store *registry.Store) (*auditor, error) {
 		return w.Close(ctx)
 	})
 	return newAuditor(w, cfg.Environment == EnvProduction, a.log.With("component", "audit")), nil
+}
+
+// runReconciler starts the reconciler, if any, until ctx ends, and returns
+// the function that stops it: it stops claiming, abandons the re-send in
+// flight (every call has drained by then: the shutdown's hard bound holds)
+// and waits until that re-send has recorded what it knows.
+func (a *app) runReconciler(ctx context.Context) (stop func()) {
+	if a.reconciler == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.reconciler.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		a.upstream.Abandon()
+		<-done
+	}
 }
 
 // openRegistry opens PostgreSQL for a postgres:// --database-url (or

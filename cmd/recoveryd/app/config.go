@@ -64,6 +64,14 @@ const (
 	// minAuditRetention is the shortest --audit-retention: a prune runs
 	// hourly, and an audit trail kept for less is hardly one.
 	minAuditRetention = 24 * time.Hour
+	// defaultReconcileInterval is how often the reconciler looks for
+	// unknown assignments.
+	defaultReconcileInterval = 30 * time.Second
+	// minReconcileInterval and maxReconcileInterval bound
+	// --reconcile-interval (besides 0, off): shorter only loads the
+	// upstream, longer leaves customers waiting.
+	minReconcileInterval = time.Second
+	maxReconcileInterval = time.Hour
 	// redacted stands in for secrets wherever a Config is printed.
 	redacted = "[redacted]"
 )
@@ -136,6 +144,10 @@ type Config struct {
 	// StreamIdleTimeout is how long a SecureFile stream may wait between
 	// two messages before it is aborted, nothing stored.
 	StreamIdleTimeout time.Duration
+	// ReconcileInterval is how often the reconciler re-sends the
+	// assignments whose outcome is unknown (and the first step of its
+	// backoff per pair); 0 turns it off, which only development allows.
+	ReconcileInterval time.Duration
 
 	// CallerTokensFile is the callers file (see service/auth): who may call
 	// and for which organisations. "" turns caller authentication off, which
@@ -187,6 +199,7 @@ func DefaultConfig() Config {
 
 		UpstreamCallTimeout: defaultUpstreamCallTimeout,
 		StreamIdleTimeout:   defaultStreamIdleTimeout,
+		ReconcileInterval:   defaultReconcileInterval,
 	}
 }
 
@@ -251,6 +264,9 @@ func (c Config) validate(getenv func(string) string) error {
 	}
 	if c.AuditRetention < 0 || c.AuditRetention > 0 && c.AuditRetention < minAuditRetention {
 		bad("--audit-retention must be 0 (keep every audit record) or at least %s (got %s), e.g. 8760h for a year", minAuditRetention, c.AuditRetention)
+	}
+	if c.ReconcileInterval != 0 && (c.ReconcileInterval < minReconcileInterval || c.ReconcileInterval > maxReconcileInterval) {
+		bad("--reconcile-interval must be 0 (off, development only) or from %s to %s (got %s), e.g. %s", minReconcileInterval, maxReconcileInterval, c.ReconcileInterval, defaultReconcileInterval)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)

@@ -63,6 +63,8 @@ func TestValidate(t *testing.T) {
 		{name: "zero upstream call timeout", cfg: embedded(func(c *Config) { c.UpstreamCallTimeout = 0 }), want: []string{"--upstream-call-timeout must be positive and at most 5m0s (got 0s), e.g. 30s"}},
 		{name: "upstream call timeout over the cap", cfg: embedded(func(c *Config) { c.UpstreamCallTimeout = time.Hour }), want: []string{"--upstream-call-timeout must be positive and at most 5m0s (got 1h0m0s), e.g. 30s"}},
 		{name: "zero stream idle timeout", cfg: embedded(func(c *Config) { c.StreamIdleTimeout = 0 }), want: []string{"--stream-idle-timeout must be positive and at most 10m0s (got 0s), e.g. 30s"}},
+		{name: "reconciler off in development", cfg: embedded(func(c *Config) { c.ReconcileInterval = 0 })},
+		{name: "reconcile interval too short", cfg: embedded(func(c *Config) { c.ReconcileInterval = time.Millisecond }), want: []string{"--reconcile-interval must be 0 (off, development only) or from 1s to 1h0m0s (got 1ms), e.g. 30s"}},
 		{name: "stream idle timeout over the cap", cfg: embedded(func(c *Config) { c.StreamIdleTimeout = time.Hour }), want: []string{"--stream-idle-timeout must be positive and at most 10m0s (got 1h0m0s), e.g. 30s"}},
 		{name: "unsupported database", cfg: embedded(func(c *Config) { c.DatabaseURL = "mysql://u:hunter2@db/recovery" }), want: []string{`--database-url scheme "mysql" is not supported`}},
 		{name: "database not a URL", cfg: embedded(func(c *Config) { c.DatabaseURL = "host=db password=hunter2" }), want: []string{"--database-url is not a URL"}},

@@ -51,8 +51,11 @@ func TestEndToEndFlows(t *testing.T) {
 		Package:        &recoveryv1.Package{PackageId: testPackageID, PackageName: testPackageName},
 	}
 	if diff := cmp.Diff(want, key, protocmp.Transform(),
-		protocmp.IgnoreFields(&recoveryv1.RecoveryKey{}, "public_key_hex", "public_key_pem", "fingerprint_sha256", "assigned_at")); diff != "" {
+		protocmp.IgnoreFields(&recoveryv1.RecoveryKey{}, "public_key_hex", "public_key_pem", "fingerprint_sha256", "assigned_at", "receipt")); diff != "" {
 		t.Errorf("AssignKey key (-want +got):\n%s", diff)
+	}
+	if r := key.GetReceipt(); r.GetSignature() == "" || r.GetSignedPayload() == "" {
+		t.Errorf("AssignKey receipt = %v, want the enclave signature and its signed payload", r)
 	}
 	upstreamKeys := up.Inspect.Keys(t)
 	if len(upstreamKeys) != 1 || upstreamKeys[0].KeyID != key.GetKeyId() {

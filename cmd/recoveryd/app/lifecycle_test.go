@@ -81,7 +81,8 @@ func TestReflectionListsTheService(t *testing.T) {
 	up := startUpstream(t, t.TempDir(), log, nil)
 	srv := startReady(t, remoteConfig(t, up, t.TempDir()), log, Options{})
 	ctx := testCtx(t)
-	want := []string{"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", serviceName}
+	// Operators browse the admin service with grpcurl too.
+	want := []string{"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", recoveryv1.RecoveryAdminService_ServiceDesc.ServiceName, serviceName}
 
 	v1, err := reflectionv1.NewServerReflectionClient(srv.conn).ServerReflectionInfo(ctx)
 	if err != nil {

@@ -89,6 +89,9 @@ func (c Config) productionProblems(getenv func(string) string) []error {
 	if c.RegistryHMACKeyFile == "" {
 		bad("--registry-hmac-key-file is required in production: a file of at least %d random bytes (e.g. openssl rand -hex 32), the same for every replica; it keys the registry's idempotency hashes, so nothing derived from a plaintext is kept in clear", minRegistryHMACKeyBytes)
 	}
+	if c.ReconcileInterval == 0 {
+		bad("--reconcile-interval 0 turns the reconciler off: production needs it (e.g. %s), or customers whose assignment answer was lost stay stuck until an operator acts", defaultReconcileInterval)
+	}
 	errs = append(errs, c.productionDatabaseProblems(getenv)...)
 	return errs
 }

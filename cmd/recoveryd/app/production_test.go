@@ -106,6 +106,8 @@ func TestProductionGuard(t *testing.T) {
 		want []string
 	}{
 		{name: "behind a private https proxy", cfg: valid(nil)},
+		{name: "reconciler off", cfg: valid(func(c *Config) { c.ReconcileInterval = 0 }),
+			want: []string{"--reconcile-interval 0 turns the reconciler off: production needs it (e.g. 30s), or customers whose assignment answer was lost stay stuck until an operator acts"}},
 		{name: "the production host and its JWKS", cfg: valid(func(c *Config) {
 			c.UpstreamURL, c.JWKSURL = upstream.ProductionBaseURL, upstream.ProductionJWKSURL
 		})},

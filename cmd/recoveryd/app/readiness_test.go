@@ -119,7 +119,11 @@ func TestHealthFollowsTheRegistry(t *testing.T) {
 	cfg.DatabaseURL = db.url
 	srv := startReady(t, cfg, log, Options{ReadinessInterval: testProbeInterval})
 	admin := adminAddress(t, logs.String())
-	ctx := testCtx(t)
+	// One Watch spans every outage below, several probe cycles each: on a
+	// loaded machine that is longer than one call's testDeadline. The
+	// deadline only guards against a hang.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*testDeadline)
+	defer cancel()
 
 	watch, err := srv.health.Watch(ctx, &healthpb.HealthCheckRequest{Service: serviceName})
 	if err != nil {

@@ -194,6 +194,14 @@ const (
 	// never received. Retrying does not help; an operator must import the key
 	// the provider's support re-issues.
 	ErrorReason_ERROR_REASON_ASSIGNMENT_ORPHANED ErrorReason = 36
+	// ERROR_REASON_ASSIGNMENT_BEING_RESOLVED comes with UNAVAILABLE: an
+	// earlier assignment for this user_identifier and organisation was sent
+	// but its answer was lost (or the replica sending it died), so the
+	// upstream may hold a key for the pair. recoveryd's reconciler re-sends it
+	// until the upstream settles it: retry after the RetryInfo delay, with the
+	// same terms; the retry then gets the key (already_assigned) or
+	// ASSIGNMENT_ORPHANED. Nothing is lost by waiting.
+	ErrorReason_ERROR_REASON_ASSIGNMENT_BEING_RESOLVED ErrorReason = 38
 	// ERROR_REASON_RATE_LIMITED comes with RESOURCE_EXHAUSTED: the caller
 	// (or, without caller authentication, its peer address) is over one of
 	// recoveryd's overload limits, named in ErrorInfo metadata "limit": "rate"
@@ -215,6 +223,13 @@ const (
 	// The upload was aborted and nothing was stored. Retry the whole stream
 	// (with the same idempotency_key, if it had one), sending without pauses.
 	ErrorReason_ERROR_REASON_STREAM_IDLE_TIMEOUT ErrorReason = 40
+	// ERROR_REASON_KEY_RECEIPT_INVALID comes with FAILED_PRECONDITION: the
+	// recorded key no longer verifies against the enclave signature recorded
+	// with it (its public key, organisation, package or receipt was changed
+	// in the registry, or it was recorded before receipts were kept), so
+	// nothing is encrypted to it nor returned. Operators are alerted; a retry
+	// gets the same answer until an operator has acted.
+	ErrorReason_ERROR_REASON_KEY_RECEIPT_INVALID ErrorReason = 41
 	// ERROR_REASON_AUDIT_UNAVAILABLE comes with UNAVAILABLE: in production
 	// every call leaves an audit record, and this call's record could not be
 	// written (the audit writer is failing or too far behind). A call refused
@@ -266,9 +281,11 @@ var (
 		35: "ERROR_REASON_ORGANISATION_NOT_ALLOWED",
 		43: "ERROR_REASON_OPERATOR_ROLE_REQUIRED",
 		36: "ERROR_REASON_ASSIGNMENT_ORPHANED",
+		38: "ERROR_REASON_ASSIGNMENT_BEING_RESOLVED",
 		37: "ERROR_REASON_RATE_LIMITED",
 		39: "ERROR_REASON_CHUNK_TOO_SMALL",
 		40: "ERROR_REASON_STREAM_IDLE_TIMEOUT",
+		41: "ERROR_REASON_KEY_RECEIPT_INVALID",
 		42: "ERROR_REASON_AUDIT_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
@@ -310,9 +327,11 @@ var (
 		"ERROR_REASON_ORGANISATION_NOT_ALLOWED":      35,
 		"ERROR_REASON_OPERATOR_ROLE_REQUIRED":        43,
 		"ERROR_REASON_ASSIGNMENT_ORPHANED":           36,
+		"ERROR_REASON_ASSIGNMENT_BEING_RESOLVED":     38,
 		"ERROR_REASON_RATE_LIMITED":                  37,
 		"ERROR_REASON_CHUNK_TOO_SMALL":               39,
 		"ERROR_REASON_STREAM_IDLE_TIMEOUT":           40,
+		"ERROR_REASON_KEY_RECEIPT_INVALID":           41,
 		"ERROR_REASON_AUDIT_UNAVAILABLE":             42,
 	}
 )
@@ -348,7 +367,7 @@ var File_recovery_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xd4\f\n" +
+	"\x1erecovery/v1/error_reason.proto\x12\vrecovery.v1*\xa6\r\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cERROR_REASON_INVALID_REQUEST\x10\x01\x12$\n" +
@@ -388,10 +407,12 @@ const file_recovery_v1_error_reason_proto_rawDesc = "" +
 	"%ERROR_REASON_CALLER_NOT_AUTHENTICATED\x10\"\x12)\n" +
 	"%ERROR_REASON_ORGANISATION_NOT_ALLOWED\x10#\x12'\n" +
 	"#ERROR_REASON_OPERATOR_ROLE_REQUIRED\x10+\x12$\n" +
-	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$\x12\x1d\n" +
+	" ERROR_REASON_ASSIGNMENT_ORPHANED\x10$\x12*\n" +
+	"&ERROR_REASON_ASSIGNMENT_BEING_RESOLVED\x10&\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10%\x12 \n" +
 	"\x1cERROR_REASON_CHUNK_TOO_SMALL\x10'\x12$\n" +
-	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(\x12\"\n" +
+	" ERROR_REASON_STREAM_IDLE_TIMEOUT\x10(\x12$\n" +
+	" ERROR_REASON_KEY_RECEIPT_INVALID\x10)\x12\"\n" +
 	"\x1eERROR_REASON_AUDIT_UNAVAILABLE\x10*BFZDgithub.com/walletprovider/recoveryservice/gen/recovery/v1;recoveryv1b\x06proto3"
 
 var (

@@ -282,7 +282,16 @@ type RecoveryKey struct {
 	AssignedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
 	// Name of the authenticated caller that assigned the key ("" when caller
 	// authentication is off).
-	AssignedBy    string `protobuf:"bytes,10,opt,name=assigned_by,json=assignedBy,proto3" json:"assigned_by,omitempty"`
+	AssignedBy string `protobuf:"bytes,10,opt,name=assigned_by,json=assignedBy,proto3" json:"assigned_by,omitempty"`
+	// The enclave's signature over this key, as verified when it was
+	// assigned and again before every use, so that a caller can verify the
+	// key itself: signed_payload's public_key must equal public_key_hex, and
+	// its external_customer_id, external_package_id, key_id and
+	// key_fingerprint must equal this key's organisation.customer_id,
+	// package.package_id, key_id and fingerprint_sha256; the signature must
+	// verify over signed_payload with the provider's published key
+	// signing_key_id (the README shows how with openssl).
+	Receipt       *KeyReceipt `protobuf:"bytes,11,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -387,6 +396,85 @@ func (x *RecoveryKey) GetAssignedBy() string {
 	return ""
 }
 
+func (x *RecoveryKey) GetReceipt() *KeyReceipt {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+// KeyReceipt is the enclave's signature binding a recovery key to its
+// organisation, package and id (the Partner Key Service's assign-key
+// response, as received).
+type KeyReceipt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Standard base64 of the ASN.1 DER ECDSA P-256 (ES256) signature over the
+	// SHA-256 of signed_payload's exact bytes.
+	Signature string `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The signed bytes, exactly as the enclave signed them: RFC 8785
+	// canonical JSON holding public_key, external_customer_id,
+	// external_package_id, key_id and key_fingerprint. Verify these bytes as
+	// they are; never a re-serialisation.
+	SignedPayload string `protobuf:"bytes,2,opt,name=signed_payload,json=signedPayload,proto3" json:"signed_payload,omitempty"`
+	// The kid, in the provider's JWKS, of the enclave signing key the
+	// signature verified against ("" when the key came from a PEM file
+	// without one).
+	SigningKeyId  string `protobuf:"bytes,3,opt,name=signing_key_id,json=signingKeyId,proto3" json:"signing_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyReceipt) Reset() {
+	*x = KeyReceipt{}
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyReceipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyReceipt) ProtoMessage() {}
+
+func (x *KeyReceipt) ProtoReflect() protoreflect.Message {
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyReceipt.ProtoReflect.Descriptor instead.
+func (*KeyReceipt) Descriptor() ([]byte, []int) {
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KeyReceipt) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+func (x *KeyReceipt) GetSignedPayload() string {
+	if x != nil {
+		return x.SignedPayload
+	}
+	return ""
+}
+
+func (x *KeyReceipt) GetSigningKeyId() string {
+	if x != nil {
+		return x.SigningKeyId
+	}
+	return ""
+}
+
 // BackupMetadata describes a backup. It is stored upstream as sent; do not
 // put secrets in it.
 type BackupMetadata struct {
@@ -406,7 +494,7 @@ type BackupMetadata struct {
 
 func (x *BackupMetadata) Reset() {
 	*x = BackupMetadata{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[3]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +506,7 @@ func (x *BackupMetadata) String() string {
 func (*BackupMetadata) ProtoMessage() {}
 
 func (x *BackupMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[3]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +519,7 @@ func (x *BackupMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupMetadata.ProtoReflect.Descriptor instead.
 func (*BackupMetadata) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{3}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BackupMetadata) GetDescription() string {
@@ -489,7 +577,7 @@ type Backup struct {
 
 func (x *Backup) Reset() {
 	*x = Backup{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[4]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +589,7 @@ func (x *Backup) String() string {
 func (*Backup) ProtoMessage() {}
 
 func (x *Backup) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[4]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +602,7 @@ func (x *Backup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backup.ProtoReflect.Descriptor instead.
 func (*Backup) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{4}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Backup) GetBackupId() string {
@@ -607,7 +695,7 @@ type AssignKeyRequest struct {
 
 func (x *AssignKeyRequest) Reset() {
 	*x = AssignKeyRequest{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[5]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +707,7 @@ func (x *AssignKeyRequest) String() string {
 func (*AssignKeyRequest) ProtoMessage() {}
 
 func (x *AssignKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[5]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +720,7 @@ func (x *AssignKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignKeyRequest.ProtoReflect.Descriptor instead.
 func (*AssignKeyRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{5}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AssignKeyRequest) GetUserIdentifier() string {
@@ -677,7 +765,7 @@ type AssignKeyResponse struct {
 
 func (x *AssignKeyResponse) Reset() {
 	*x = AssignKeyResponse{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[6]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +777,7 @@ func (x *AssignKeyResponse) String() string {
 func (*AssignKeyResponse) ProtoMessage() {}
 
 func (x *AssignKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[6]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +790,7 @@ func (x *AssignKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignKeyResponse.ProtoReflect.Descriptor instead.
 func (*AssignKeyResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{6}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AssignKeyResponse) GetKey() *RecoveryKey {
@@ -734,7 +822,7 @@ type SealedPayload struct {
 
 func (x *SealedPayload) Reset() {
 	*x = SealedPayload{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[7]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +834,7 @@ func (x *SealedPayload) String() string {
 func (*SealedPayload) ProtoMessage() {}
 
 func (x *SealedPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[7]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +847,7 @@ func (x *SealedPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedPayload.ProtoReflect.Descriptor instead.
 func (*SealedPayload) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{7}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SealedPayload) GetCiphertext() []byte {
@@ -806,7 +894,7 @@ type SecureDataRequest struct {
 
 func (x *SecureDataRequest) Reset() {
 	*x = SecureDataRequest{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[8]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +906,7 @@ func (x *SecureDataRequest) String() string {
 func (*SecureDataRequest) ProtoMessage() {}
 
 func (x *SecureDataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[8]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +919,7 @@ func (x *SecureDataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureDataRequest.ProtoReflect.Descriptor instead.
 func (*SecureDataRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{8}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SecureDataRequest) GetKey() isSecureDataRequest_Key {
@@ -946,7 +1034,7 @@ type SecureDataResponse struct {
 
 func (x *SecureDataResponse) Reset() {
 	*x = SecureDataResponse{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[9]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1046,7 @@ func (x *SecureDataResponse) String() string {
 func (*SecureDataResponse) ProtoMessage() {}
 
 func (x *SecureDataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[9]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1059,7 @@ func (x *SecureDataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureDataResponse.ProtoReflect.Descriptor instead.
 func (*SecureDataResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{9}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SecureDataResponse) GetBackup() *Backup {
@@ -1008,7 +1096,7 @@ type SecureFileHeader struct {
 
 func (x *SecureFileHeader) Reset() {
 	*x = SecureFileHeader{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[10]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1108,7 @@ func (x *SecureFileHeader) String() string {
 func (*SecureFileHeader) ProtoMessage() {}
 
 func (x *SecureFileHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[10]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1121,7 @@ func (x *SecureFileHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureFileHeader.ProtoReflect.Descriptor instead.
 func (*SecureFileHeader) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{10}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SecureFileHeader) GetKey() isSecureFileHeader_Key {
@@ -1124,7 +1212,7 @@ type SecureFileRequest struct {
 
 func (x *SecureFileRequest) Reset() {
 	*x = SecureFileRequest{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[11]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1224,7 @@ func (x *SecureFileRequest) String() string {
 func (*SecureFileRequest) ProtoMessage() {}
 
 func (x *SecureFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[11]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1237,7 @@ func (x *SecureFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureFileRequest.ProtoReflect.Descriptor instead.
 func (*SecureFileRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{11}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SecureFileRequest) GetMsg() isSecureFileRequest_Msg {
@@ -1209,7 +1297,7 @@ type SecureFileResponse struct {
 
 func (x *SecureFileResponse) Reset() {
 	*x = SecureFileResponse{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[12]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1309,7 @@ func (x *SecureFileResponse) String() string {
 func (*SecureFileResponse) ProtoMessage() {}
 
 func (x *SecureFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[12]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1322,7 @@ func (x *SecureFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureFileResponse.ProtoReflect.Descriptor instead.
 func (*SecureFileResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{12}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SecureFileResponse) GetBackup() *Backup {
@@ -1255,7 +1343,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[13]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1355,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[13]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1368,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{13}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetKeyRequest) GetKeyId() string {
@@ -1301,7 +1389,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[14]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1401,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[14]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1414,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{14}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetKeyResponse) GetKey() *RecoveryKey {
@@ -1353,7 +1441,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[15]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1453,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[15]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1466,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{15}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListKeysRequest) GetCustomerId() string {
@@ -1422,7 +1510,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[16]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1522,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[16]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1535,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{16}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListKeysResponse) GetKeys() []*RecoveryKey {
@@ -1481,7 +1569,7 @@ type ListBackupsRequest struct {
 
 func (x *ListBackupsRequest) Reset() {
 	*x = ListBackupsRequest{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[17]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1581,7 @@ func (x *ListBackupsRequest) String() string {
 func (*ListBackupsRequest) ProtoMessage() {}
 
 func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[17]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1594,7 @@ func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{17}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListBackupsRequest) GetKeyId() string {
@@ -1550,7 +1638,7 @@ type ListBackupsResponse struct {
 
 func (x *ListBackupsResponse) Reset() {
 	*x = ListBackupsResponse{}
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[18]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1650,7 @@ func (x *ListBackupsResponse) String() string {
 func (*ListBackupsResponse) ProtoMessage() {}
 
 func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recovery_v1_recovery_service_proto_msgTypes[18]
+	mi := &file_recovery_v1_recovery_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1663,7 @@ func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{18}
+	return file_recovery_v1_recovery_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListBackupsResponse) GetBackups() []*Backup {
@@ -1604,7 +1692,7 @@ const file_recovery_v1_recovery_service_proto_rawDesc = "" +
 	"\aPackage\x12L\n" +
 	"\n" +
 	"package_id\x18\x01 \x01(\tB-\xbaH*r(\x10\x01\x18\x80\x012!^[A-Za-z0-9][A-Za-z0-9._:@+/=-]*$R\tpackageId\x12A\n" +
-	"\fpackage_name\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x022\x12^[^\\p{Cc}\\p{Cf}]+$R\vpackageName\"\xdb\x03\n" +
+	"\fpackage_name\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x022\x12^[^\\p{Cc}\\p{Cf}]+$R\vpackageName\"\x8e\x04\n" +
 	"\vRecoveryKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12$\n" +
 	"\x0epublic_key_hex\x18\x02 \x01(\tR\fpublicKeyHex\x12$\n" +
@@ -1618,7 +1706,13 @@ const file_recovery_v1_recovery_service_proto_rawDesc = "" +
 	"assignedAt\x12\x1f\n" +
 	"\vassigned_by\x18\n" +
 	" \x01(\tR\n" +
-	"assignedBy\"\xb2\x02\n" +
+	"assignedBy\x121\n" +
+	"\areceipt\x18\v \x01(\v2\x17.recovery.v1.KeyReceiptR\areceipt\"w\n" +
+	"\n" +
+	"KeyReceipt\x12\x1c\n" +
+	"\tsignature\x18\x01 \x01(\tR\tsignature\x12%\n" +
+	"\x0esigned_payload\x18\x02 \x01(\tR\rsignedPayload\x12$\n" +
+	"\x0esigning_key_id\x18\x03 \x01(\tR\fsigningKeyId\"\xb2\x02\n" +
 	"\x0eBackupMetadata\x12S\n" +
 	"\vdescription\x18\x01 \x01(\tB1\xbaH.r,\x18\x80\b2'^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F\\p{Cf}]*$R\vdescription\x12}\n" +
 	"\fcontent_type\x18\x02 \x01(\tBZ\xbaHWrU\x18\x80\x012P^([A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(;[ -~]*)?)?$R\vcontentType\x12L\n" +
@@ -1739,69 +1833,71 @@ func file_recovery_v1_recovery_service_proto_rawDescGZIP() []byte {
 }
 
 var file_recovery_v1_recovery_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_recovery_v1_recovery_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_recovery_v1_recovery_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_recovery_v1_recovery_service_proto_goTypes = []any{
 	(KeyEnvironment)(0),           // 0: recovery.v1.KeyEnvironment
 	(BackupType)(0),               // 1: recovery.v1.BackupType
 	(*Organisation)(nil),          // 2: recovery.v1.Organisation
 	(*Package)(nil),               // 3: recovery.v1.Package
 	(*RecoveryKey)(nil),           // 4: recovery.v1.RecoveryKey
-	(*BackupMetadata)(nil),        // 5: recovery.v1.BackupMetadata
-	(*Backup)(nil),                // 6: recovery.v1.Backup
-	(*AssignKeyRequest)(nil),      // 7: recovery.v1.AssignKeyRequest
-	(*AssignKeyResponse)(nil),     // 8: recovery.v1.AssignKeyResponse
-	(*SealedPayload)(nil),         // 9: recovery.v1.SealedPayload
-	(*SecureDataRequest)(nil),     // 10: recovery.v1.SecureDataRequest
-	(*SecureDataResponse)(nil),    // 11: recovery.v1.SecureDataResponse
-	(*SecureFileHeader)(nil),      // 12: recovery.v1.SecureFileHeader
-	(*SecureFileRequest)(nil),     // 13: recovery.v1.SecureFileRequest
-	(*SecureFileResponse)(nil),    // 14: recovery.v1.SecureFileResponse
-	(*GetKeyRequest)(nil),         // 15: recovery.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),        // 16: recovery.v1.GetKeyResponse
-	(*ListKeysRequest)(nil),       // 17: recovery.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),      // 18: recovery.v1.ListKeysResponse
-	(*ListBackupsRequest)(nil),    // 19: recovery.v1.ListBackupsRequest
-	(*ListBackupsResponse)(nil),   // 20: recovery.v1.ListBackupsResponse
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*KeyReceipt)(nil),            // 5: recovery.v1.KeyReceipt
+	(*BackupMetadata)(nil),        // 6: recovery.v1.BackupMetadata
+	(*Backup)(nil),                // 7: recovery.v1.Backup
+	(*AssignKeyRequest)(nil),      // 8: recovery.v1.AssignKeyRequest
+	(*AssignKeyResponse)(nil),     // 9: recovery.v1.AssignKeyResponse
+	(*SealedPayload)(nil),         // 10: recovery.v1.SealedPayload
+	(*SecureDataRequest)(nil),     // 11: recovery.v1.SecureDataRequest
+	(*SecureDataResponse)(nil),    // 12: recovery.v1.SecureDataResponse
+	(*SecureFileHeader)(nil),      // 13: recovery.v1.SecureFileHeader
+	(*SecureFileRequest)(nil),     // 14: recovery.v1.SecureFileRequest
+	(*SecureFileResponse)(nil),    // 15: recovery.v1.SecureFileResponse
+	(*GetKeyRequest)(nil),         // 16: recovery.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),        // 17: recovery.v1.GetKeyResponse
+	(*ListKeysRequest)(nil),       // 18: recovery.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),      // 19: recovery.v1.ListKeysResponse
+	(*ListBackupsRequest)(nil),    // 20: recovery.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),   // 21: recovery.v1.ListBackupsResponse
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_recovery_v1_recovery_service_proto_depIdxs = []int32{
 	0,  // 0: recovery.v1.RecoveryKey.key_environment:type_name -> recovery.v1.KeyEnvironment
 	2,  // 1: recovery.v1.RecoveryKey.organisation:type_name -> recovery.v1.Organisation
 	3,  // 2: recovery.v1.RecoveryKey.package:type_name -> recovery.v1.Package
-	21, // 3: recovery.v1.RecoveryKey.assigned_at:type_name -> google.protobuf.Timestamp
-	1,  // 4: recovery.v1.Backup.backup_type:type_name -> recovery.v1.BackupType
-	5,  // 5: recovery.v1.Backup.metadata:type_name -> recovery.v1.BackupMetadata
-	21, // 6: recovery.v1.Backup.stored_at:type_name -> google.protobuf.Timestamp
-	0,  // 7: recovery.v1.AssignKeyRequest.key_environment:type_name -> recovery.v1.KeyEnvironment
-	2,  // 8: recovery.v1.AssignKeyRequest.organisation:type_name -> recovery.v1.Organisation
-	3,  // 9: recovery.v1.AssignKeyRequest.package:type_name -> recovery.v1.Package
-	4,  // 10: recovery.v1.AssignKeyResponse.key:type_name -> recovery.v1.RecoveryKey
-	9,  // 11: recovery.v1.SecureDataRequest.sealed:type_name -> recovery.v1.SealedPayload
-	5,  // 12: recovery.v1.SecureDataRequest.metadata:type_name -> recovery.v1.BackupMetadata
-	6,  // 13: recovery.v1.SecureDataResponse.backup:type_name -> recovery.v1.Backup
-	5,  // 14: recovery.v1.SecureFileHeader.metadata:type_name -> recovery.v1.BackupMetadata
-	12, // 15: recovery.v1.SecureFileRequest.header:type_name -> recovery.v1.SecureFileHeader
-	6,  // 16: recovery.v1.SecureFileResponse.backup:type_name -> recovery.v1.Backup
-	4,  // 17: recovery.v1.GetKeyResponse.key:type_name -> recovery.v1.RecoveryKey
-	4,  // 18: recovery.v1.ListKeysResponse.keys:type_name -> recovery.v1.RecoveryKey
-	6,  // 19: recovery.v1.ListBackupsResponse.backups:type_name -> recovery.v1.Backup
-	7,  // 20: recovery.v1.RecoveryService.AssignKey:input_type -> recovery.v1.AssignKeyRequest
-	10, // 21: recovery.v1.RecoveryService.SecureData:input_type -> recovery.v1.SecureDataRequest
-	13, // 22: recovery.v1.RecoveryService.SecureFile:input_type -> recovery.v1.SecureFileRequest
-	15, // 23: recovery.v1.RecoveryService.GetKey:input_type -> recovery.v1.GetKeyRequest
-	17, // 24: recovery.v1.RecoveryService.ListKeys:input_type -> recovery.v1.ListKeysRequest
-	19, // 25: recovery.v1.RecoveryService.ListBackups:input_type -> recovery.v1.ListBackupsRequest
-	8,  // 26: recovery.v1.RecoveryService.AssignKey:output_type -> recovery.v1.AssignKeyResponse
-	11, // 27: recovery.v1.RecoveryService.SecureData:output_type -> recovery.v1.SecureDataResponse
-	14, // 28: recovery.v1.RecoveryService.SecureFile:output_type -> recovery.v1.SecureFileResponse
-	16, // 29: recovery.v1.RecoveryService.GetKey:output_type -> recovery.v1.GetKeyResponse
-	18, // 30: recovery.v1.RecoveryService.ListKeys:output_type -> recovery.v1.ListKeysResponse
-	20, // 31: recovery.v1.RecoveryService.ListBackups:output_type -> recovery.v1.ListBackupsResponse
-	26, // [26:32] is the sub-list for method output_type
-	20, // [20:26] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	22, // 3: recovery.v1.RecoveryKey.assigned_at:type_name -> google.protobuf.Timestamp
+	5,  // 4: recovery.v1.RecoveryKey.receipt:type_name -> recovery.v1.KeyReceipt
+	1,  // 5: recovery.v1.Backup.backup_type:type_name -> recovery.v1.BackupType
+	6,  // 6: recovery.v1.Backup.metadata:type_name -> recovery.v1.BackupMetadata
+	22, // 7: recovery.v1.Backup.stored_at:type_name -> google.protobuf.Timestamp
+	0,  // 8: recovery.v1.AssignKeyRequest.key_environment:type_name -> recovery.v1.KeyEnvironment
+	2,  // 9: recovery.v1.AssignKeyRequest.organisation:type_name -> recovery.v1.Organisation
+	3,  // 10: recovery.v1.AssignKeyRequest.package:type_name -> recovery.v1.Package
+	4,  // 11: recovery.v1.AssignKeyResponse.key:type_name -> recovery.v1.RecoveryKey
+	10, // 12: recovery.v1.SecureDataRequest.sealed:type_name -> recovery.v1.SealedPayload
+	6,  // 13: recovery.v1.SecureDataRequest.metadata:type_name -> recovery.v1.BackupMetadata
+	7,  // 14: recovery.v1.SecureDataResponse.backup:type_name -> recovery.v1.Backup
+	6,  // 15: recovery.v1.SecureFileHeader.metadata:type_name -> recovery.v1.BackupMetadata
+	13, // 16: recovery.v1.SecureFileRequest.header:type_name -> recovery.v1.SecureFileHeader
+	7,  // 17: recovery.v1.SecureFileResponse.backup:type_name -> recovery.v1.Backup
+	4,  // 18: recovery.v1.GetKeyResponse.key:type_name -> recovery.v1.RecoveryKey
+	4,  // 19: recovery.v1.ListKeysResponse.keys:type_name -> recovery.v1.RecoveryKey
+	7,  // 20: recovery.v1.ListBackupsResponse.backups:type_name -> recovery.v1.Backup
+	8,  // 21: recovery.v1.RecoveryService.AssignKey:input_type -> recovery.v1.AssignKeyRequest
+	11, // 22: recovery.v1.RecoveryService.SecureData:input_type -> recovery.v1.SecureDataRequest
+	14, // 23: recovery.v1.RecoveryService.SecureFile:input_type -> recovery.v1.SecureFileRequest
+	16, // 24: recovery.v1.RecoveryService.GetKey:input_type -> recovery.v1.GetKeyRequest
+	18, // 25: recovery.v1.RecoveryService.ListKeys:input_type -> recovery.v1.ListKeysRequest
+	20, // 26: recovery.v1.RecoveryService.ListBackups:input_type -> recovery.v1.ListBackupsRequest
+	9,  // 27: recovery.v1.RecoveryService.AssignKey:output_type -> recovery.v1.AssignKeyResponse
+	12, // 28: recovery.v1.RecoveryService.SecureData:output_type -> recovery.v1.SecureDataResponse
+	15, // 29: recovery.v1.RecoveryService.SecureFile:output_type -> recovery.v1.SecureFileResponse
+	17, // 30: recovery.v1.RecoveryService.GetKey:output_type -> recovery.v1.GetKeyResponse
+	19, // 31: recovery.v1.RecoveryService.ListKeys:output_type -> recovery.v1.ListKeysResponse
+	21, // 32: recovery.v1.RecoveryService.ListBackups:output_type -> recovery.v1.ListBackupsResponse
+	27, // [27:33] is the sub-list for method output_type
+	21, // [21:27] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_recovery_v1_recovery_service_proto_init() }
@@ -1809,17 +1905,17 @@ func file_recovery_v1_recovery_service_proto_init() {
 	if File_recovery_v1_recovery_service_proto != nil {
 		return
 	}
-	file_recovery_v1_recovery_service_proto_msgTypes[8].OneofWrappers = []any{
+	file_recovery_v1_recovery_service_proto_msgTypes[9].OneofWrappers = []any{
 		(*SecureDataRequest_KeyId)(nil),
 		(*SecureDataRequest_PublicKeyHex)(nil),
 		(*SecureDataRequest_Plaintext)(nil),
 		(*SecureDataRequest_Sealed)(nil),
 	}
-	file_recovery_v1_recovery_service_proto_msgTypes[10].OneofWrappers = []any{
+	file_recovery_v1_recovery_service_proto_msgTypes[11].OneofWrappers = []any{
 		(*SecureFileHeader_KeyId)(nil),
 		(*SecureFileHeader_PublicKeyHex)(nil),
 	}
-	file_recovery_v1_recovery_service_proto_msgTypes[11].OneofWrappers = []any{
+	file_recovery_v1_recovery_service_proto_msgTypes[12].OneofWrappers = []any{
 		(*SecureFileRequest_Header)(nil),
 		(*SecureFileRequest_Chunk)(nil),
 	}
@@ -1829,7 +1925,7 @@ func file_recovery_v1_recovery_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recovery_v1_recovery_service_proto_rawDesc), len(file_recovery_v1_recovery_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
