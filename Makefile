@@ -189,7 +189,7 @@ interop: $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(PROTOVALIDATE_PROTO) interop-deps 
 	interop/run.sh $(INTEROP_CLIENTS)
 
 .PHONY: bench
-bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~2-3 min; docs/benchmarks.md)
+bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.benchstat-$(BENCHSTAT_VERSION) ## benchmarks, each figure a ratio of a baseline run beside it (~20-30 min; docs/benchmarks.md)
 	bench/run.sh
 	bench/pairs.sh
 

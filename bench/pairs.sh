@@ -27,7 +27,8 @@
 # (2000), LATENCY_TOTAL (2560), FILE_TOTAL (40), ASSIGN_TOTAL (5000),
 # PAIR_MAX_SECONDS (180, the bound of each run), BENCH_OUT (bench/out),
 # RECOVERYD_BIN (another recoveryd binary to measure, e.g. a build of the
-# commit before a change).
+# commit before a change), RECOVERYD_GOMEMLIMIT (recoveryd's GOMEMLIMIT;
+# unset by default).
 # Smoke: PAIR_ROUNDS=1 DATA_TOTAL=100 LATENCY_TOTAL=256 FILE_TOTAL=4 ASSIGN_TOTAL=200 bench/pairs.sh
 set -euo pipefail
 
@@ -128,7 +129,7 @@ start_sandbox() {
 start_recoveryd() {
 	rm -rf "$work/data"
 	log="$OUT/pairs-recoveryd.log"
-	"$work/recoveryd" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn \
+	env ${RECOVERYD_GOMEMLIMIT:+GOMEMLIMIT=$RECOVERYD_GOMEMLIMIT} "$work/recoveryd" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn \
 		--upstream-url "http://127.0.0.1:$sport" --upstream-token-file "$work/token" \
 		--jwks-url "http://127.0.0.1:$sport/.well-known/jwks.json" "$@" >"$log" 2>&1 &
 	server=$!
@@ -257,7 +258,7 @@ vmhwm() { awk '/^VmHWM/ { print $2 }' "/proc/$server/status"; }
 {
 	echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo ' (working tree differs)')"
-	echo "recoveryd: ${RECOVERYD_BIN:-built from this tree}"
+	echo "recoveryd: ${RECOVERYD_BIN:-built from this tree}${RECOVERYD_GOMEMLIMIT:+, GOMEMLIMIT=$RECOVERYD_GOMEMLIMIT}"
 	echo "cpu:     $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg) at start"
 } | tee "$OUT/pairs.txt"
 : >"$work/conns.tsv"
@@ -281,6 +282,12 @@ for scenario in $PAIR_SCENARIOS; do
 			pair "$r" load_run "$scenario-direct-$r" direct-data 20 "$DATA_TOTAL" -- \
 				ghz_run "$scenario-ours-$r" 20 "$DATA_TOTAL" "$SERVICE/SecureData" "$(data_request)"
 		done
+		if [[ $scenario == data ]]; then
+			# The machine's RSA-4096 OAEP floor, under the same load: one
+			# rsa.EncryptOAEP of a 446-byte plaintext (keycrypto's baseline).
+			(cd "$ROOT" && go test -run '^$' -bench 'BenchmarkEncrypt/impl=baseline' -benchtime 300x ./keycrypto) |
+				awk '/^BenchmarkEncrypt/ { print $3; exit }' >"$work/oaep_ns"
+		fi
 		;;
 	latency)
 		start_sandbox memory --latency 50ms
@@ -354,6 +361,12 @@ median() {
 		errs=$(jq -s '[.[] | .count - .ok] | add' "$OUT"/pair-$s-ours-*.json "$OUT"/pair-$s-direct-*.json)
 		echo "  $s: failed calls, both sides, all rounds: $errs"
 	done
+	if [[ -s $work/oaep_ns ]]; then
+		awk -v ns="$(cat "$work/oaep_ns")" -v cores="$(nproc)" -v d="$(median rps "$OUT"/pair-data-direct-*.json)" -v o="$(median rps "$OUT"/pair-data-ours-*.json)" 'BEGIN {
+			floor = cores / (ns / 1e9)
+			printf "RSA-4096 OAEP floor: %d cores / %.0f us per rsa.EncryptOAEP = %.0f/s; SecureData c=20 reaches %.2f of it direct, %.2f through recoveryd\n", cores, ns / 1e3, floor, d / floor, o / floor
+		}'
+	fi
 	if ls "$OUT"/pair-file-ours-*.json >/dev/null 2>&1; then
 		row "SecureFile 10 MiB c=4 MB/s" "$(median bytes_per_sec "$OUT"/pair-file-direct-*.json)" "$(median bytes_per_sec "$OUT"/pair-file-ours-*.json)" 1e6
 	fi

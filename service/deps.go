@@ -84,8 +84,8 @@ type Registry interface {
 	Backups
 	Listings
 	AssignmentIssues
-	AuditTrail
 	Claims
+	AuditTrail
 }
 
 // Authorizer decides which organisations the call in a context may act for;

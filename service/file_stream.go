@@ -33,19 +33,32 @@ type received struct {
 // blocked Recv cannot be interrupted, so one goroutine receives and hands
 // each message over; the handler waits for it at most the idle timeout and
 // then returns, which ends the stream and with it that goroutine's Recv.
-// The goroutine holds at most one message the handler has not taken.
+// The goroutine receives only when the handler asks for the next message,
+// so a stream holds one decoded chunk at a time (the one being forwarded),
+// never a second one read ahead: with 1 MiB chunks that halved the memory
+// of many concurrent uploads. gRPC's flow-control window still lets the
+// caller send on meanwhile.
 type idleStream struct {
 	ctx     context.Context
+	want    chan struct{}
 	msgs    chan received
 	timeout time.Duration
+	// asked: a message was asked for and has not arrived (a Recv timed out).
+	asked bool
 }
 
-// newIdleStream starts receiving from stream until it fails or ctx (the
-// stream's context, which ends when the handler returns) ends.
+// newIdleStream starts the receiving goroutine, which ends when stream
+// fails or ctx (the stream's context, which ends when the handler returns)
+// ends.
 func newIdleStream(ctx context.Context, stream fileStream, timeout time.Duration) *idleStream {
-	s := &idleStream{ctx: ctx, msgs: make(chan received), timeout: timeout}
+	s := &idleStream{ctx: ctx, want: make(chan struct{}, 1), msgs: make(chan received), timeout: timeout}
 	go func() {
 		for {
+			select {
+			case <-s.want:
+			case <-ctx.Done():
+				return
+			}
 			msg, err := stream.Recv()
 			select {
 			case s.msgs <- received{msg, err}:
@@ -66,10 +79,15 @@ func newIdleStream(ctx context.Context, stream fileStream, timeout time.Duration
 // the receiving goroutine stops handing messages over then, so waiting
 // for one would hold the handler until the idle timeout.
 func (s *idleStream) Recv() (*recoveryv1.SecureFileRequest, error) {
+	if !s.asked {
+		s.want <- struct{}{}
+		s.asked = true
+	}
 	t := time.NewTimer(s.timeout)
 	defer t.Stop()
 	select {
 	case r := <-s.msgs:
+		s.asked = false
 		return r.msg, r.err
 	case <-s.ctx.Done():
 		return nil, context.Cause(s.ctx)

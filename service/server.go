@@ -103,8 +103,8 @@ type Server struct {
 	backups      Backups
 	listings     Listings
 	issues       AssignmentIssues
-	audit        AuditTrail
 	claims       Claims
+	audit        AuditTrail
 	authz        Authorizer
 	maxFileBytes int64
 	log          *slog.Logger
@@ -146,8 +146,8 @@ func New(cfg Config) *Server {
 		backups:      cfg.Registry,
 		listings:     cfg.Registry,
 		issues:       cfg.Registry,
-		audit:        cfg.Registry,
 		claims:       cfg.Registry,
+		audit:        cfg.Registry,
 		authz:        cfg.Authz,
 		maxFileBytes: cfg.MaxFileBytes,
 		log:          cfg.Logger,

@@ -245,6 +245,15 @@ func (s *Store) ReserveAssignment(ctx context.Context, terms KeyTerms, lease tim
 	if lease <= 0 {
 		return AssignmentReservation{}, fmt.Errorf("%w: lease must be positive", ErrInvalidArgument)
 	}
+	// A pair whose key is recorded is answered from the read pool: a repeat
+	// takes no write transaction (on SQLite, no turn of its one writer). An
+	// assigned row is final, so what the read finds is what the write
+	// transaction would; anything else, or a failed read, goes the write
+	// way.
+	row, err := scanKeyRow(s.stmts.findKeyRead.queryRow(ctx, terms.UserIdentifier, terms.CustomerID))
+	if err == nil && row.state == keyAssigned {
+		return AssignmentReservation{Terms: row.terms, Reason: row.reason, State: AssignmentRecorded, Key: row.key()}, nil
+	}
 	for range maxReserveAttempts {
 		var done bool
 		err := s.inTx(ctx, func(tx *sql.Tx) error {

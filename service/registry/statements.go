@@ -59,6 +59,7 @@ func (st *statement) execTx(ctx context.Context, tx *sql.Tx, args ...any) (sql.R
 type statements struct {
 	reserveKey     statement // ReserveAssignment's INSERT
 	findKey        statement // ReserveAssignment's SELECT of the pair
+	findKeyRead    statement // the same, on the read pool: a repeat's fast path
 	keyByID        statement // GetKey
 	keyByPublicKey statement // GetKeyByPublicKey
 	reserveBackup  statement // ReserveBackup's INSERT
@@ -75,6 +76,7 @@ func newStatements(write, read *sql.DB) statements {
 	return statements{
 		reserveKey:     statement{db: write, text: reserveKeySQL},
 		findKey:        statement{db: write, text: findKeySQL},
+		findKeyRead:    statement{db: read, text: findKeySQL},
 		keyByID:        statement{db: read, text: keyByIDSQL},
 		keyByPublicKey: statement{db: read, text: keyByPublicKeySQL},
 		reserveBackup:  statement{db: write, text: reserveBackupSQL},
@@ -88,7 +90,7 @@ func newStatements(write, read *sql.DB) statements {
 
 func (ss *statements) all() []*statement {
 	return []*statement{
-		&ss.reserveKey, &ss.findKey, &ss.keyByID, &ss.keyByPublicKey,
+		&ss.reserveKey, &ss.findKey, &ss.findKeyRead, &ss.keyByID, &ss.keyByPublicKey,
 		&ss.reserveBackup, &ss.findBackup, &ss.backupByRowID, &ss.backupKey,
 		&ss.completeBackup, &ss.recordBackup,
 	}

@@ -251,6 +251,27 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	return a, nil
 }
 
+// runReconciler starts the reconciler, if any, until ctx ends, and returns
+// the function that stops it: it stops claiming, abandons the re-send in
+// flight (every call has drained by then: the shutdown's hard bound holds)
+// and waits until that re-send has recorded what it knows.
+func (a *app) runReconciler(ctx context.Context) (stop func()) {
+	if a.reconciler == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.reconciler.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		a.upstream.Abandon()
+		<-done
+	}
+}
+
 // auditCloseTimeout bounds how long closing waits for the audit records
 // still queued to be committed.
 const auditCloseTimeout = 10 * time.Second
@@ -275,27 +296,6 @@ func (a *app) startAudit(cfg Config, store *registry.Store) (*auditor, error) {
 		return w.Close(ctx)
 	})
 	return newAuditor(w, cfg.Environment == EnvProduction, a.log.With("component", "audit")), nil
-}
-
-// runReconciler starts the reconciler, if any, until ctx ends, and returns
-// the function that stops it: it stops claiming, abandons the re-send in
-// flight (every call has drained by then: the shutdown's hard bound holds)
-// and waits until that re-send has recorded what it knows.
-func (a *app) runReconciler(ctx context.Context) (stop func()) {
-	if a.reconciler == nil {
-		return func() {}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.reconciler.Run(ctx)
-	}()
-	return func() {
-		cancel()
-		a.upstream.Abandon()
-		<-done
-	}
 }
 
 // openRegistry opens PostgreSQL for a postgres:// --database-url (or

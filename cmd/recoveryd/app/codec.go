@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"unicode/utf8"
 
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
@@ -42,6 +43,9 @@ func newRequestCodec() requestCodec {
 // Unmarshal decodes data into v, marking a RecoveryService request that does
 // not decode instead of failing.
 func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if req, ok := v.(*recoveryv1.SecureFileRequest); ok && decodeChunk(data, req) {
+		return nil
+	}
 	err := c.CodecV2.Unmarshal(data, v)
 	msg, ok := v.(proto.Message)
 	if !ok || !isRecoveryRequest(msg) {
@@ -55,6 +59,35 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	proto.Reset(msg)
 	markUndecodable(msg, problem, fields)
 	return nil
+}
+
+// chunkField is SecureFileRequest's chunk field, and chunkTag its first
+// byte on the wire.
+var (
+	chunkField = (&recoveryv1.SecureFileRequest{}).ProtoReflect().Descriptor().Fields().ByName("chunk").Number()
+	chunkTag   = protowire.AppendTag(nil, chunkField, protowire.BytesType)
+)
+
+// decodeChunk decodes a SecureFileRequest made of one chunk field and
+// nothing else (every message of a file after the header) with one copy of
+// its bytes instead of two: grpc-go's codec copies the message out of its
+// receive buffers into a pooled buffer, and protobuf copies the field out of
+// that. Here the message is copied once into a buffer of its own and the
+// chunk is that buffer. Anything else (the header, a malformed message)
+// reports false and takes the usual path.
+func decodeChunk(data mem.BufferSlice, req *recoveryv1.SecureFileRequest) bool {
+	if data.Len() < len(chunkTag) || !bytes.HasPrefix(data[0].ReadOnlyData(), chunkTag) {
+		return false
+	}
+	b := data.Materialize()
+	_, _, n := protowire.ConsumeTag(b)
+	v, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 || n+m != len(b) {
+		return false
+	}
+	proto.Reset(req)
+	req.Msg = &recoveryv1.SecureFileRequest_Chunk{Chunk: v}
+	return true
 }
 
 // recoveryPackage is the proto package whose messages requestCodec marks.

@@ -61,9 +61,6 @@ const (
 	// maxStreamIdleTimeout is the longest --stream-idle-timeout allowed:
 	// the upstream file timeout bounds the whole upload anyway.
 	maxStreamIdleTimeout = upstream.DefaultFileTimeout
-	// minAuditRetention is the shortest --audit-retention: a prune runs
-	// hourly, and an audit trail kept for less is hardly one.
-	minAuditRetention = 24 * time.Hour
 	// defaultReconcileInterval is how often the reconciler looks for
 	// unknown assignments.
 	defaultReconcileInterval = 30 * time.Second
@@ -72,6 +69,9 @@ const (
 	// upstream, longer leaves customers waiting.
 	minReconcileInterval = time.Second
 	maxReconcileInterval = time.Hour
+	// minAuditRetention is the shortest --audit-retention: a prune runs
+	// hourly, and an audit trail kept for less is hardly one.
+	minAuditRetention = 24 * time.Hour
 	// redacted stands in for secrets wherever a Config is printed.
 	redacted = "[redacted]"
 )
@@ -262,11 +262,11 @@ func (c Config) validate(getenv func(string) string) error {
 	if c.StreamIdleTimeout <= 0 || c.StreamIdleTimeout > maxStreamIdleTimeout {
 		bad("--stream-idle-timeout must be positive and at most %s (got %s), e.g. %s", maxStreamIdleTimeout, c.StreamIdleTimeout, defaultStreamIdleTimeout)
 	}
-	if c.AuditRetention < 0 || c.AuditRetention > 0 && c.AuditRetention < minAuditRetention {
-		bad("--audit-retention must be 0 (keep every audit record) or at least %s (got %s), e.g. 8760h for a year", minAuditRetention, c.AuditRetention)
-	}
 	if c.ReconcileInterval != 0 && (c.ReconcileInterval < minReconcileInterval || c.ReconcileInterval > maxReconcileInterval) {
 		bad("--reconcile-interval must be 0 (off, development only) or from %s to %s (got %s), e.g. %s", minReconcileInterval, maxReconcileInterval, c.ReconcileInterval, defaultReconcileInterval)
+	}
+	if c.AuditRetention < 0 || c.AuditRetention > 0 && c.AuditRetention < minAuditRetention {
+		bad("--audit-retention must be 0 (keep every audit record) or at least %s (got %s), e.g. 8760h for a year", minAuditRetention, c.AuditRetention)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("--shutdown-timeout must be positive (got %s), e.g. %s", c.ShutdownTimeout, defaultShutdownTimeout)
