@@ -162,6 +162,14 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 			t.Errorf("%s: %s%v grew by %v, want %v", tc.what, tc.family, tc.labels, got, tc.delta)
 		}
 	}
+	// Audit records: the three writes' records were committed before they
+	// were answered; the others may still wait in the group writer.
+	if got := after.value("recovery_audit_records_written_total", nil) - before.value("recovery_audit_records_written_total", nil); got < 3 {
+		t.Errorf("audit records written grew by %v, want at least the 3 writes'", got)
+	}
+	if got := after.value("recovery_audit_records_failed_total", nil) - before.value("recovery_audit_records_failed_total", nil); got != 0 {
+		t.Errorf("audit records failed: %v, want 0", got)
+	}
 	for _, runtime := range []string{"go_goroutine_count", "go_memory_used_bytes", "process_cpu_seconds_total"} {
 		if after[runtime] == nil {
 			t.Errorf("/metrics lacks the runtime metric %s", runtime)
