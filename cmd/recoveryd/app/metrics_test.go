@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -121,10 +122,9 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 	wantStatus(t, err, codes.InvalidArgument, "INVALID_REQUEST", "key_id")
 	_, err = srv.client.GetKey(testCtx(t), &recoveryv1.GetKeyRequest{KeyId: key.GetKeyId()})
 	wantStatus(t, err, codes.Unauthenticated, "CALLER_TOKEN_MISSING")
-	after := scrapeMetrics(t, addr)
 
 	const rpc = "recovery.v1.RecoveryService/"
-	for _, tc := range []struct {
+	expected := []struct {
 		what   string
 		family string
 		labels map[string]string
@@ -157,7 +157,22 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 		// metric; recovery_auth_decisions_total counts it.
 		{"gRPC calls per method and code (refused before the call)", "rpc_server_call_duration_seconds",
 			map[string]string{"rpc_method": rpc + "GetKey", "rpc_response_status_code": "UNAUTHENTICATED"}, 0},
-	} {
+	}
+	// A call's server-side measurement is recorded when the server ends
+	// the call, which may be just after the client has its answer: scrape
+	// until every figure has settled (or a bound passes), then compare.
+	var after scrape
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		after = scrapeMetrics(t, addr)
+		settled := true
+		for _, tc := range expected {
+			settled = settled && after.value(tc.family, tc.labels)-before.value(tc.family, tc.labels) == tc.delta
+		}
+		if settled || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, tc := range expected {
 		if got := after.value(tc.family, tc.labels) - before.value(tc.family, tc.labels); got != tc.delta {
 			t.Errorf("%s: %s%v grew by %v, want %v", tc.what, tc.family, tc.labels, got, tc.delta)
 		}
