@@ -130,7 +130,7 @@ var reasonSpecs = map[recoveryv1.ErrorReason]reasonSpec{
 	ReasonRequestInProgress: {codes.Aborted,
 		"a request with this idempotency_key is still in progress: retry after the RetryInfo delay", slog.LevelWarn},
 	ReasonBackupOutcomeUnknown: {codes.FailedPrecondition,
-		"the Partner Key Service may hold this backup, but recoveryd could not confirm or record it (or an earlier request with this idempotency_key ended so): do not treat it as stored nor as lost; check ListBackups, and retry with the same idempotency_key only to learn its outcome", slog.LevelError},
+		"the Partner Key Service may hold this backup, but recoveryd could not confirm or record it: do not treat it as stored nor as lost; retry with the same idempotency_key and the same request, which stores it again (the upstream may then hold an extra copy) and answers with the recorded backup", slog.LevelError},
 	ReasonFileTooLarge: {codes.ResourceExhausted,
 		"the file is larger than the size limit: nothing was stored", slog.LevelInfo},
 	ReasonDigestMismatch: {codes.InvalidArgument,

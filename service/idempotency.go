@@ -49,7 +49,13 @@ const autoKeyPrefix = "recoveryd-auto-"
 // written fails here, having changed nothing. A request without an
 // idempotency key gets one of its own, which nobody can repeat. It returns
 // the recorded backup on a repeat, or the reservation token to store with.
-func (s *Server) reserveBackup(ctx context.Context, scope, idempotencyKey, hash string, lease time.Duration) (*registry.Backup, string, error) {
+//
+// A repeat of a request whose outcome was unknown (BACKUP_OUTCOME_UNKNOWN)
+// gets a token too: the registry handed its row over, and the store is sent
+// again. The upstream may then hold an extra copy, which is acceptable
+// (issue 9 §2) where a backup acknowledged to nobody is not; it is logged
+// and counted as recovery.backups{outcome="resent_after_unknown"}.
+func (s *Server) reserveBackup(ctx context.Context, backupType, scope, idempotencyKey, hash string, lease time.Duration) (*registry.Backup, string, error) {
 	if idempotencyKey == "" {
 		idempotencyKey = autoKeyPrefix + rand.Text()
 	}
@@ -59,6 +65,12 @@ func (s *Server) reserveBackup(ctx context.Context, scope, idempotencyKey, hash 
 	}
 	switch res.State {
 	case registry.BackupReserved:
+		if res.AfterUnknown {
+			annotate(ctx, attribute.Bool("resent_after_unknown", true))
+			s.log.LogAttrs(ctx, slog.LevelWarn, "storing again a backup whose earlier outcome is unknown: the upstream may hold an extra copy",
+				slog.String("backup_type", backupType))
+			s.metrics.backup(ctx, backupType, outcomeResentAfterUnknown)
+		}
 		return nil, res.Token, nil
 	case registry.BackupRecorded:
 		if res.Backup == nil {
@@ -74,7 +86,9 @@ func (s *Server) reserveBackup(ctx context.Context, scope, idempotencyKey, hash 
 	case registry.BackupConflict:
 		return nil, "", fail(ReasonIdempotencyKeyReused, errors.New("idempotency key used for a different request"))
 	case registry.BackupUnknown:
-		return nil, "", fail(ReasonBackupOutcomeUnknown, errors.New("an earlier request with this idempotency key has an unknown outcome"))
+		// NOTE: only a row whose request hash migration 0005 erased: this
+		// request cannot be shown to be the one that row was reserved for.
+		return nil, "", fail(ReasonBackupOutcomeUnknown, errors.New("an earlier request with this idempotency key, recorded before migration 0005, has an unknown outcome"))
 	default:
 		return nil, "", fmt.Errorf("registry returned backup state %d", res.State)
 	}

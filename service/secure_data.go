@@ -60,7 +60,7 @@ func (s *Server) secureData(ctx context.Context, req *recoveryv1.SecureDataReque
 	}
 
 	hash := requestHash(s.requestHashKey, backupTypeData, key.KeyID, payload.checksum, meta)
-	recorded, token, err := s.reserveBackup(ctx, caller, backup.IdempotencyKey, hash, s.lease())
+	recorded, token, err := s.reserveBackup(ctx, backupTypeData, caller, backup.IdempotencyKey, hash, s.lease())
 	if err != nil {
 		return nil, err
 	}

@@ -382,9 +382,10 @@ func TestSecureDataIdempotency(t *testing.T) {
 
 func TestSecureDataLostResponse(t *testing.T) {
 	// The upstream stores the backup but its answer is lost: the caller is
-	// told the outcome is unknown (not "unavailable, retry", which would
-	// invite a duplicate), and so is a retry with the same idempotency key,
-	// instead of storing the material a second time.
+	// told the outcome is unknown (not "unavailable, retry"). A retry with
+	// the same idempotency key stores it again (an extra copy is
+	// acceptable, a lost backup is not); its answers are lost too, so it is
+	// unknown again, and nothing is recorded.
 	f := newFixture(t, fixtureOptions{wrap: loseResponse("/v1/partner/secure/data")})
 	key := f.mustAssign("user-1", "org-1")
 	req := func() *recoveryv1.SecureDataRequest {
@@ -398,11 +399,10 @@ func TestSecureDataLostResponse(t *testing.T) {
 	wantStatus(t, err, codes.FailedPrecondition, service.ReasonBackupOutcomeUnknown)
 	_, err = f.client.SecureData(t.Context(), req())
 	wantStatus(t, err, codes.FailedPrecondition, service.ReasonBackupOutcomeUnknown)
-	// The adapter retried its lost answers to its bound (the first attempt
-	// and two retries, extra copies being acceptable); the caller's retry
-	// with the idempotency key stored nothing more.
-	if n := len(f.inspect.Backups(t)); n != 3 {
-		t.Errorf("upstream holds %d backups, want 3 (the adapter's three attempts, none for the caller's retry)", n)
+	// The adapter retried its lost answers to its bound (the attempt and
+	// two retries) on each call.
+	if n := len(f.inspect.Backups(t)); n != 6 {
+		t.Errorf("upstream holds %d backups, want 6 (the adapter's three attempts for each call)", n)
 	}
 	if n := len(f.registryBackups()); n != 0 {
 		t.Errorf("registry recorded %d backups for an unknown outcome", n)

@@ -77,7 +77,7 @@ func (s *Server) secureFile(ctx context.Context, raw fileStream) (*registry.Back
 		IdempotencyKey: h.idempotency,
 	}
 	content := h.declaredSHA + "/" + strconv.FormatInt(h.declaredSize, 10)
-	recorded, token, err := s.reserveBackup(ctx, caller, h.idempotency,
+	recorded, token, err := s.reserveBackup(ctx, backupTypeFile, caller, h.idempotency,
 		requestHash(s.requestHashKey, backupTypeFile, h.key.KeyID, content, h.meta), fileUploadLease)
 	if err != nil || recorded != nil {
 		return recorded, err

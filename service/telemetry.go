@@ -23,6 +23,9 @@ const (
 	outcomeUnknown           = "unknown"
 	outcomeUntrusted         = "untrusted"
 	outcomeDifferentTerms    = "different_terms"
+	// outcomeResentAfterUnknown: a backup repeated under its idempotency
+	// key after an unknown outcome is stored again (a possible extra copy).
+	outcomeResentAfterUnknown = "resent_after_unknown"
 )
 
 // instruments are the package's metric instruments, made once per Server
@@ -48,7 +51,7 @@ func newInstruments() *instruments {
 	errs, _ := meter.Int64Counter("recovery.errors",
 		metric.WithDescription("Errors returned to callers by RPC, gRPC code and ErrorInfo reason."))
 	backups, _ := meter.Int64Counter("recovery.backups",
-		metric.WithDescription("Backups stored by type and outcome."))
+		metric.WithDescription("Backups by type and outcome: stored, repeat, unrecorded, resent_after_unknown (stored again after an unknown outcome: the upstream may hold an extra copy)."))
 	fileBytes, _ := meter.Int64Counter("recovery.secure_file.bytes",
 		metric.WithDescription("Bytes of the files SecureFile stored upstream."), metric.WithUnit("By"))
 	receipts, _ := meter.Int64Counter("recovery.key_receipt.checks",

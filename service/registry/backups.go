@@ -50,7 +50,9 @@ const (
 	// BackupConflict: the key was used for a request with a different
 	// request hash.
 	BackupConflict
-	// BackupUnknown: an earlier reservation's outcome is unknown.
+	// BackupUnknown: an earlier reservation's outcome is unknown and
+	// cannot be taken over (its request hash was erased by migration 0005,
+	// so this request cannot be shown to be the same one).
 	BackupUnknown
 )
 
@@ -77,6 +79,10 @@ type BackupReservation struct {
 	State  BackupState
 	Token  string
 	Backup *Backup
+	// AfterUnknown is set with BackupReserved when the reservation took
+	// over a row whose earlier request had an unknown outcome: the upstream
+	// may hold a copy already, and storing again may leave an extra one.
+	AfterUnknown bool
 }
 
 // erasedRequestHash is the request_hash migration 0005 left in place of
@@ -137,7 +143,13 @@ func scanBackup(sc interface{ Scan(...any) error }) (Backup, error) {
 
 // ReserveBackup finds or creates the idempotency row for (scope, key).
 // requestHash identifies the request's content; a repeat with another hash
-// is BackupConflict. A pending row older than lease becomes BackupUnknown.
+// is BackupConflict. A repeat of the same request (same hash) after an
+// unknown outcome, or after the pending row's lease ran out, takes the row
+// over: it is pending under a new token (BackupReserved with AfterUnknown),
+// so the request is stored again and recorded once; one conditional UPDATE
+// decides which of concurrent repeats takes it, the others find it pending
+// (BackupInProgress). Only a row whose hash migration 0005 erased cannot be
+// taken over: it stays BackupUnknown (a pending one once its lease ran out).
 //
 // scope is the authenticated caller ("" when auth is off), so two callers'
 // keys never collide.
@@ -210,6 +222,8 @@ func (s *Store) reserveBackup(ctx context.Context, tx *sql.Tx, scope, idempotenc
 	// alone, within its caller's scope, identifies the request.
 	case hash != requestHash && hash != erasedRequestHash:
 		return BackupReservation{State: BackupConflict}, true, nil
+	case state == backupUnknown && hash == requestHash:
+		return s.retakeBackup(ctx, tx, id, token, now)
 	case state == backupUnknown:
 		return BackupReservation{State: BackupUnknown}, true, nil
 	case state == backupStored:
@@ -224,6 +238,23 @@ func (s *Store) reserveBackup(ctx context.Context, tx *sql.Tx, scope, idempotenc
 		return BackupReservation{State: BackupInProgress}, true, nil
 	}
 
+	if hash == requestHash {
+		// The same request, its earlier attempt's lease spent: take the
+		// row over (the earlier attempt's token stops working).
+		r, err := tx.ExecContext(ctx, `
+			UPDATE backups SET reservation_token = $1, reserved_at = $2
+			WHERE id = $3 AND state = 'pending' AND reservation_token = $4`,
+			token, s.dialect.timeArg(now), id, rowToken.String)
+		if err != nil {
+			return res, false, fmt.Errorf("registry: retake expired backup reservation: %w", err)
+		}
+		if n, err := r.RowsAffected(); err != nil || n != 1 {
+			return res, false, err // completed, released or taken meanwhile: look again
+		}
+		s.log.WarnContext(ctx, "registry: backup reservation expired; taken over by a repeat of its request, upstream may hold an extra copy",
+			"reserved_at", reservedAt.Time, "lease", lease)
+		return BackupReservation{State: BackupReserved, Token: token, AfterUnknown: true}, true, nil
+	}
 	reason := fmt.Sprintf("reservation lease (%s) expired before the upstream outcome was recorded: upstream may hold the backup", lease)
 	r, err := tx.ExecContext(ctx, `
 		UPDATE backups SET state = 'unknown', reason = $1, reservation_token = NULL
@@ -238,6 +269,25 @@ func (s *Store) reserveBackup(ctx context.Context, tx *sql.Tx, scope, idempotenc
 	s.log.WarnContext(ctx, "registry: backup reservation expired; upstream outcome unknown",
 		"reserved_at", reservedAt.Time, "lease", lease)
 	return BackupReservation{State: BackupUnknown}, true, nil
+}
+
+// retakeBackup makes the unknown row id pending again under token. The
+// UPDATE is conditional on the row still being unknown: of two repeats
+// racing for it one takes it, and the other (0 rows) looks again and finds
+// it pending.
+func (s *Store) retakeBackup(ctx context.Context, tx *sql.Tx, id int64, token string, now time.Time) (BackupReservation, bool, error) {
+	r, err := tx.ExecContext(ctx, `
+		UPDATE backups SET state = 'pending', reason = '', reservation_token = $1, reserved_at = $2
+		WHERE id = $3 AND state = 'unknown'`,
+		token, s.dialect.timeArg(now), id)
+	if err != nil {
+		return BackupReservation{}, false, fmt.Errorf("registry: retake backup reservation: %w", err)
+	}
+	if n, err := r.RowsAffected(); err != nil || n != 1 {
+		return BackupReservation{}, false, err // taken meanwhile: look again
+	}
+	s.log.InfoContext(ctx, "registry: backup reservation with an unknown outcome taken over by a repeat of its request")
+	return BackupReservation{State: BackupReserved, Token: token, AfterUnknown: true}, true, nil
 }
 
 // checkBackup validates b and returns it normalised: lowercase checksum,
@@ -357,8 +407,9 @@ func (s *Store) ReleaseBackup(ctx context.Context, token string) (err error) {
 
 // FailBackup parks the reservation in state unknown with a reason for
 // operators: upstream's answer was lost, so it may or may not hold the
-// backup. Later ReserveBackup calls with the same key report BackupUnknown
-// rather than storing twice. The reason is stored as FailAssignment stores
+// backup. A later ReserveBackup of the same request (same key and hash)
+// takes the row over and stores again (an extra copy upstream is
+// acceptable; a lost backup is not). The reason is stored as FailAssignment stores
 // its own.
 func (s *Store) FailBackup(ctx context.Context, token, reason string) (err error) {
 	ctx, end := s.tel.start(ctx, "FailBackup")

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -79,16 +80,33 @@ func TestBackupIdempotency(t *testing.T) {
 			t.Errorf("second ReleaseBackup: %v, want ErrReservationLost", err)
 		}
 
-		// Fail: upstream's answer was lost; the key stays unknown.
+		// Fail: upstream's answer was lost. Another request under the key
+		// is still refused; a repeat of the same request takes the row
+		// over under a new token, is recorded once, and the failed
+		// request's token stays spent.
 		lost := reserve("wallet-api", "idem-2", "hash-a")
 		if err := s.FailBackup(ctx, lost.Token, "upstream timed out after the body was sent"); err != nil {
 			t.Fatalf("FailBackup: %v", err)
 		}
-		if got := reserve("wallet-api", "idem-2", "hash-a"); got.State != BackupUnknown {
-			t.Errorf("after FailBackup = %+v; want unknown", got)
+		if got := reserve("wallet-api", "idem-2", "hash-b"); got.State != BackupConflict {
+			t.Errorf("other request after FailBackup = %+v; want conflict", got)
+		}
+		retry := reserve("wallet-api", "idem-2", "hash-a")
+		if retry.State != BackupReserved || !retry.AfterUnknown || retry.Token == "" || retry.Token == lost.Token {
+			t.Fatalf("repeat after FailBackup = %+v; want reserved after unknown, with a new token", retry)
+		}
+		if got := reserve("wallet-api", "idem-2", "hash-a"); got.State != BackupInProgress {
+			t.Errorf("repeat while the retry is pending = %+v; want in progress", got)
 		}
 		if err := s.CompleteBackup(ctx, lost.Token, testBackup(3, key.KeyID)); !errors.Is(err, ErrReservationLost) {
 			t.Errorf("CompleteBackup after FailBackup: %v, want ErrReservationLost", err)
+		}
+		if err := s.CompleteBackup(ctx, retry.Token, testBackup(3, key.KeyID)); err != nil {
+			t.Fatalf("CompleteBackup of the retry: %v", err)
+		}
+		if got := reserve("wallet-api", "idem-2", "hash-a"); got.State != BackupRecorded || got.Backup == nil ||
+			got.Backup.BackupID != testBackup(3, key.KeyID).BackupID || got.Backup.IdempotencyKey != "idem-2" {
+			t.Errorf("repeat after the retry was recorded = %+v (%+v); want recorded %s", got, got.Backup, testBackup(3, key.KeyID).BackupID)
 		}
 
 		// Lease expiry: the next reserve marks the pending row unknown.
@@ -98,8 +116,15 @@ func TestBackupIdempotency(t *testing.T) {
 			t.Errorf("just inside the lease = %+v; want in progress", got)
 		}
 		clock.Advance(time.Microsecond)
-		if got := reserve("wallet-api", "idem-3", "hash-a"); got.State != BackupUnknown {
-			t.Errorf("at the lease's end = %+v; want unknown", got)
+		if got := reserve("wallet-api", "idem-3", "hash-b"); got.State != BackupConflict {
+			t.Errorf("other request at the lease's end = %+v; want conflict", got)
+		}
+		taken := reserve("wallet-api", "idem-3", "hash-a")
+		if taken.State != BackupReserved || !taken.AfterUnknown || taken.Token == stale.Token {
+			t.Errorf("repeat at the lease's end = %+v; want reserved after unknown, with a new token", taken)
+		}
+		if got := reserve("wallet-api", "idem-3", "hash-a"); got.State != BackupInProgress {
+			t.Errorf("repeat while the taken-over row is pending = %+v; want in progress", got)
 		}
 		if err := s.CompleteBackup(ctx, stale.Token, testBackup(4, key.KeyID)); !errors.Is(err, ErrReservationLost) {
 			t.Errorf("CompleteBackup after expiry: %v, want ErrReservationLost", err)
@@ -108,10 +133,10 @@ func TestBackupIdempotency(t *testing.T) {
 			t.Errorf("FailBackup after expiry: %v, want ErrReservationLost", err)
 		}
 
-		// Only the completed backup is listed: reservations never are.
+		// Only the completed backups are listed: reservations never are.
 		list, _, err := s.ListBackups(ctx, BackupFilter{}, Page{})
-		if err != nil || len(list) != 1 || list[0] != want {
-			t.Errorf("ListBackups = %+v, %v; want only %+v", list, err, want)
+		if err != nil || len(list) != 2 || !slices.Contains(list, want) {
+			t.Errorf("ListBackups = %+v, %v; want %+v and the retried backup", list, err, want)
 		}
 	})
 }
@@ -143,6 +168,49 @@ func TestConcurrentBackupReservationsMakeOneWinner(t *testing.T) {
 				t.Fatalf("caller %d: %v", i, errs[i])
 			}
 			counts[states[i]]++
+		}
+		if counts[BackupReserved] != 1 || counts[BackupInProgress] != callers-1 {
+			t.Errorf("states = %v; want exactly 1 reserved and %d in progress", counts, callers-1)
+		}
+	})
+}
+
+// TestConcurrentRetriesAfterUnknownMakeOneWinner: repeats of a request
+// whose outcome is unknown race for its row on two replicas; exactly one
+// takes it over (and stores again), the others find it in progress.
+func TestConcurrentRetriesAfterUnknownMakeOneWinner(t *testing.T) {
+	const callers = 50
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		replicas := []*Store{db.mustOpen(t), db.mustOpen(t)}
+		ctx := context.Background()
+		first, err := replicas[0].ReserveBackup(ctx, "wallet-api", "idem-unknown", "hash", time.Hour)
+		if err != nil || first.State != BackupReserved {
+			t.Fatalf("first ReserveBackup = %+v, %v", first, err)
+		}
+		if err := replicas[0].FailBackup(ctx, first.Token, "answer lost"); err != nil {
+			t.Fatal(err)
+		}
+		results := make([]BackupReservation, callers)
+		errs := make([]error, callers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = replicas[i%2].ReserveBackup(ctx, "wallet-api", "idem-unknown", "hash", time.Hour)
+			})
+		}
+		close(start)
+		wg.Wait()
+		counts := map[BackupState]int{}
+		for i, res := range results {
+			if errs[i] != nil {
+				t.Fatalf("caller %d: %v", i, errs[i])
+			}
+			if res.State == BackupReserved && !res.AfterUnknown {
+				t.Errorf("caller %d reserved without AfterUnknown", i)
+			}
+			counts[res.State]++
 		}
 		if counts[BackupReserved] != 1 || counts[BackupInProgress] != callers-1 {
 			t.Errorf("states = %v; want exactly 1 reserved and %d in progress", counts, callers-1)
@@ -252,6 +320,39 @@ func TestBackupReservationInputIsValidated(t *testing.T) {
 		} {
 			if err := call(); !errors.Is(err, ErrInvalidArgument) {
 				t.Errorf("%s with an empty token: %v, want ErrInvalidArgument", name, err)
+			}
+		}
+	})
+}
+
+// TestUnknownBackupWithAnErasedHashStaysUnknown: a row whose request hash
+// migration 0005 erased cannot show that a repeat is the same request, so
+// it is not taken over: unknown stays unknown, and a pending row whose
+// lease ran out becomes unknown.
+func TestUnknownBackupWithAnErasedHashStaysUnknown(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		clock := newTestClock()
+		s := db.mustOpen(t, WithClock(clock.Now))
+		ctx := context.Background()
+		const lease = time.Minute
+		failed, err := s.ReserveBackup(ctx, "wallet-api", "idem-failed", "hash", lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FailBackup(ctx, failed.Token, "answer lost"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ReserveBackup(ctx, "wallet-api", "idem-stale", "hash", lease); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.write.ExecContext(ctx, `UPDATE backups SET request_hash = $1`, erasedRequestHash); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(lease)
+		for _, idem := range []string{"idem-failed", "idem-stale", "idem-stale"} {
+			res, err := s.ReserveBackup(ctx, "wallet-api", idem, "hash", lease)
+			if err != nil || res.State != BackupUnknown {
+				t.Errorf("repeat of %s = %+v, %v; want unknown", idem, res, err)
 			}
 		}
 	})

@@ -120,11 +120,12 @@ const (
 	// returned.
 	ErrorReason_ERROR_REASON_ASSIGNMENT_OUTCOME_UNKNOWN ErrorReason = 19
 	// ERROR_REASON_BACKUP_OUTCOME_UNKNOWN comes with FAILED_PRECONDITION: this
-	// request (or an earlier one with the same idempotency_key) may or may not
-	// have been stored upstream: the upstream's answer was lost, or recoveryd
-	// could not record it. Do not count it as stored nor as lost: check
-	// ListBackups, or store again with a new idempotency_key. Distinct from
-	// UPSTREAM_UNAVAILABLE, which means nothing was stored.
+	// request may or may not have been stored upstream: the upstream's answer
+	// was lost, or recoveryd could not record it. Do not count it as stored
+	// nor as lost: retry with the same idempotency_key and the same request,
+	// which stores it again (the upstream may then hold an extra copy) and
+	// answers with the recorded backup. Distinct from UPSTREAM_UNAVAILABLE,
+	// which means nothing was stored.
 	ErrorReason_ERROR_REASON_BACKUP_OUTCOME_UNKNOWN ErrorReason = 20
 	// ERROR_REASON_VERIFICATION_KEYS_UNAVAILABLE comes with UNAVAILABLE: the
 	// enclave verification keys could not be loaded, so no key was assigned.
