@@ -402,6 +402,9 @@ const (
 	LimitConcurrentCalls = "concurrent_calls"
 	// LimitConcurrentFiles is the global cap on SecureFile streams in flight.
 	LimitConcurrentFiles = "concurrent_files"
+	// LimitQueuedCalls is the per-caller bound on calls waiting for
+	// admission while --max-active-calls calls are active.
+	LimitQueuedCalls = "queued_calls"
 )
 
 // RateLimitedStatus is the status of a call refused by one of recoveryd's

@@ -245,7 +245,7 @@ func TestStatusFromValidation(t *testing.T) {
 // TestRateLimitedStatus: an overload refusal tells the caller which limit
 // it hit and when to come back, and nothing else.
 func TestRateLimitedStatus(t *testing.T) {
-	for _, limit := range []string{service.LimitRate, service.LimitConcurrentCalls, service.LimitConcurrentFiles} {
+	for _, limit := range []string{service.LimitRate, service.LimitConcurrentCalls, service.LimitConcurrentFiles, service.LimitQueuedCalls} {
 		t.Run(limit, func(t *testing.T) {
 			d := wantStatus(t, service.RateLimitedStatus(limit, 1500*time.Millisecond), codes.ResourceExhausted, service.ReasonRateLimited)
 			if got := d.info.GetMetadata(); len(got) != 1 || got["limit"] != limit {

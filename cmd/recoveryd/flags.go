@@ -63,6 +63,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.IntVar(&cfg.MaxConcurrentCalls, "max-concurrent-calls", cfg.MaxConcurrentCalls, "calls each caller may have in flight at once (per peer host without caller authentication); 0 is off; the callers file may override it per caller")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "gRPC client connections served at once; one beyond it waits, accepted only when another closes")
 	fs.IntVar(&cfg.MaxConcurrentFiles, "max-concurrent-files", cfg.MaxConcurrentFiles, "SecureFile streams in flight at once, all callers together; 0 is off")
+	fs.IntVar(&cfg.MaxActiveCalls, "max-active-calls", cfg.MaxActiveCalls, "unary calls worked on at once, all callers together; the rest wait, and are admitted one caller at a time in turn; 0 is off")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "how often the reconciler re-sends assignments whose outcome is unknown (doubling per pair up to 30m); from 1s to 1h; 0 turns it off (development only)")
 	fs.DurationVar(&cfg.StreamIdleTimeout, "stream-idle-timeout", cfg.StreamIdleTimeout, "longest pause between two messages of a SecureFile stream (before the header, between chunks, before the close); a longer one aborts the upload, nothing stored (ABORTED, STREAM_IDLE_TIMEOUT); at most 10m")
 	// Security. NOTE: every secret comes from a file named here; no flag or

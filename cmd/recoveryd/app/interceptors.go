@@ -45,6 +45,10 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 	recoveryOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(panicToInternal(log))}
 	buckets := newCallerBuckets(limits)
 	inflight := newInFlight(limits)
+	var gate *fairGate
+	if limits.activeCalls > 0 {
+		gate = newFairGate(limits.activeCalls)
+	}
 	return []interceptor{
 		// logging is outermost so that it sees every call, including those
 		// rejected further in, with the final code (after validation and
@@ -93,6 +97,12 @@ func interceptorChain(log *slog.Logger, validator protovalidate.Validator, toSta
 		// held for the call's whole life (a SecureFile stream's included)
 		// and a refused call does no further work. Health is exempt.
 		{"concurrency", concurrencyUnary(inflight), concurrencyStream(inflight)},
+		// admission is inside concurrency, so a caller over its own cap
+		// never takes a place in the queue, and outside validation and the
+		// handler, so a waiting call holds nothing but its request; unary
+		// calls wait there for their caller's turn while --max-active-calls
+		// are active (fairGate). Streams and health pass.
+		{"admission", admissionUnary(gate, limits), passStream},
 		// validation rejects malformed requests before any handler code
 		// runs (for streams: every received message), so handlers only see
 		// well-formed input.

@@ -20,7 +20,8 @@ import (
 )
 
 // overloadLimits are recoveryd's default overload limits (the --rate-limit,
-// --rate-burst, --max-concurrent-calls and --max-concurrent-files flags); a
+// --rate-burst, --max-concurrent-calls, --max-concurrent-files and
+// --max-active-calls flags); a
 // caller's entry in the callers file may override the per-caller ones
 // (auth.Limits). The zero value limits nothing.
 type overloadLimits struct {
@@ -33,12 +34,16 @@ type overloadLimits struct {
 	// concurrentFiles caps the SecureFile streams in flight, all callers
 	// together; 0 is off. Never overridden per caller.
 	concurrentFiles int
+	// activeCalls caps the unary calls past admission, all callers
+	// together, the others waiting their caller's turn (fairGate); 0 is
+	// off. Never overridden per caller.
+	activeCalls int
 }
 
 // overloadFromConfig is the overload part of cfg.
 func overloadFromConfig(cfg Config) overloadLimits {
 	return overloadLimits{rate: cfg.RateLimit, burst: cfg.RateBurst,
-		concurrentCalls: cfg.MaxConcurrentCalls, concurrentFiles: cfg.MaxConcurrentFiles}
+		concurrentCalls: cfg.MaxConcurrentCalls, concurrentFiles: cfg.MaxConcurrentFiles, activeCalls: cfg.MaxActiveCalls}
 }
 
 // concurrencyRetryAfter is the RetryInfo of a concurrency refusal: unlike a

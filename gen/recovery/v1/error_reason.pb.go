@@ -217,8 +217,9 @@ const (
 	// ERROR_REASON_RATE_LIMITED comes with RESOURCE_EXHAUSTED: the caller
 	// (or, without caller authentication, its peer address) is over one of
 	// recoveryd's overload limits, named in ErrorInfo metadata "limit": "rate"
-	// (calls per second), "concurrent_calls" (calls in flight at once) or
-	// "concurrent_files" (SecureFile streams in flight, all callers together).
+	// (calls per second), "concurrent_calls" (calls in flight at once),
+	// "concurrent_files" (SecureFile streams in flight, all callers together)
+	// or "queued_calls" (calls already waiting for admission).
 	// The call was refused before any work: retry after the RetryInfo delay,
 	// with the same idempotency_key if it had one.
 	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 37
