@@ -91,11 +91,13 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 		return nil, fmt.Errorf("building the request validator: %w", err)
 	}
 	chain := interceptorChain(log, validator, toStatus, sec.authn, limits, sec.audit)
+	chunks := newChunkBuffers()
 	opts := []grpc.ServerOption{
 		// A RecoveryService request that does not decode (a string that is
 		// not UTF-8) reaches validation marked, for an InvalidArgument,
-		// instead of failing as Internal before any interceptor runs.
-		grpc.ForceServerCodecV2(newRequestCodec()),
+		// instead of failing as Internal before any interceptor runs. It
+		// decodes SecureFile chunks into buffers lent by chunks.
+		grpc.ForceServerCodecV2(newRequestCodec(chunks)),
 		// Traces (continuing the caller's traceparent) and per-method, per-code
 		// duration metrics; health and reflection are left out.
 		grpc.StatsHandler(telemetry.GRPCServerStatsHandler()),
@@ -119,6 +121,10 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 		}),
 		grpc.ChainUnaryInterceptor(unaryInterceptors(chain)...),
 		grpc.ChainStreamInterceptor(streamInterceptors(chain)...),
+		// NOTE: after the chain, so innermost: the stream that returns the
+		// chunks' buffers must see the handler's own receives and its
+		// return. It is no policy, so it is not a position of the chain.
+		grpc.ChainStreamInterceptor(chunks.streamInterceptor),
 	}
 	if sec.creds != nil {
 		opts = append(opts, sec.creds)
