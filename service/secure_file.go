@@ -161,6 +161,11 @@ func (s *Server) checkHeader(ctx context.Context, hdr *recoveryv1.SecureFileHead
 // them, and checks the result against the limit, the chunk minimum and the
 // header's declarations. On any failure it returns why; the caller aborts
 // the upload.
+//
+// NOTE: a chunk is done with (hashed, spooled, taken by the upload) before
+// the next message is asked for, and never kept after: recoveryd lends each
+// chunk's buffer from a pool and takes it back at the next receive (see
+// chunkBuffers in cmd/recoveryd/app).
 func (s *Server) pumpFile(stream fileStream, up io.Writer, h fileHeader) (size int64, sum string, err error) {
 	digest := sha256.New()
 	short := 0 // the previous chunk's size when below MinChunkBytes

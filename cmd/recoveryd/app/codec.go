@@ -33,17 +33,20 @@ import (
 // (health, reflection) keep grpc-go's behaviour.
 type requestCodec struct {
 	encoding.CodecV2
+	// chunks lends SecureFile chunks their buffers.
+	chunks *chunkBuffers
 }
 
-// newRequestCodec wraps grpc-go's registered proto codec.
-func newRequestCodec() requestCodec {
-	return requestCodec{CodecV2: encoding.GetCodecV2(grpcproto.Name)}
+// newRequestCodec wraps grpc-go's registered proto codec; chunks lends
+// SecureFile chunks their buffers (see chunkBuffers).
+func newRequestCodec(chunks *chunkBuffers) requestCodec {
+	return requestCodec{CodecV2: encoding.GetCodecV2(grpcproto.Name), chunks: chunks}
 }
 
 // Unmarshal decodes data into v, marking a RecoveryService request that does
 // not decode instead of failing.
 func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if req, ok := v.(*recoveryv1.SecureFileRequest); ok && decodeChunk(data, req) {
+	if req, ok := v.(*recoveryv1.SecureFileRequest); ok && c.decodeChunk(data, req) {
 		return nil
 	}
 	err := c.CodecV2.Unmarshal(data, v)
@@ -72,21 +75,32 @@ var (
 // nothing else (every message of a file after the header) with one copy of
 // its bytes instead of two: grpc-go's codec copies the message out of its
 // receive buffers into a pooled buffer, and protobuf copies the field out of
-// that. Here the message is copied once into a buffer of its own and the
-// chunk is that buffer. Anything else (the header, a malformed message)
-// reports false and takes the usual path.
-func decodeChunk(data mem.BufferSlice, req *recoveryv1.SecureFileRequest) bool {
+// that. Here the message is copied once into a buffer of its own, lent by
+// c.chunks when it can (see chunkBuffers), and the chunk is that buffer,
+// sliced so that it cannot grow past its own bytes. Anything else (the
+// header, a malformed message) reports false and takes the usual path.
+func (c requestCodec) decodeChunk(data mem.BufferSlice, req *recoveryv1.SecureFileRequest) bool {
 	if data.Len() < len(chunkTag) || !bytes.HasPrefix(data[0].ReadOnlyData(), chunkTag) {
 		return false
 	}
-	b := data.Materialize()
+	var b []byte
+	lent := false
+	if c.chunks != nil {
+		b, lent = c.chunks.borrow(req, data.Len())
+	} else {
+		b = make([]byte, data.Len())
+	}
+	data.CopyTo(b)
 	_, _, n := protowire.ConsumeTag(b)
 	v, m := protowire.ConsumeBytes(b[n:])
 	if m < 0 || n+m != len(b) {
+		if lent {
+			c.chunks.giveBack(req)
+		}
 		return false
 	}
 	proto.Reset(req)
-	req.Msg = &recoveryv1.SecureFileRequest_Chunk{Chunk: v}
+	req.Msg = &recoveryv1.SecureFileRequest_Chunk{Chunk: v[:len(v):len(v)]}
 	return true
 }
 

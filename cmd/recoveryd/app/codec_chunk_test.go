@@ -43,7 +43,7 @@ func TestChunkDecodingMatchesProtobuf(t *testing.T) {
 		"nothing":              {},
 		"length past the end":  {0x12, 0x7f, 1, 2},
 	}
-	codec := newRequestCodec()
+	codec := newRequestCodec(nil)
 	for name, wire := range cases {
 		t.Run(name, func(t *testing.T) {
 			want := &recoveryv1.SecureFileRequest{}

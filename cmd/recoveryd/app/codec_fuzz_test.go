@@ -36,7 +36,7 @@ func FuzzRequestCodec(f *testing.F) {
 		func() proto.Message { return &recoveryv1.SecureDataRequest{} },
 		func() proto.Message { return &recoveryv1.ListBackupsRequest{} },
 	}
-	codec := newRequestCodec()
+	codec := newRequestCodec(nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, newMsg := range messages {
 			got := newMsg()

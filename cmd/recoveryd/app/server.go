@@ -30,6 +30,27 @@ const (
 	// in a few hundred bytes. A larger header list resets the stream before
 	// any of it reaches recoveryd's code.
 	maxHeaderListBytes = 16 << 10
+	// streamWindowBytes is each call's HTTP/2 receive window: how much of a
+	// caller's next message may wait in recoveryd's memory, unread, while
+	// the handler is still forwarding the previous one. It is fixed at the
+	// smallest window grpc-go takes: left dynamic, grpc-go grows it with its
+	// bandwidth-delay estimate up to 16 MiB per call, so each SecureFile
+	// upload could park megabytes of chunks it has not asked for yet. A
+	// message larger than the window still arrives whole: when the handler
+	// starts reading one, grpc-go opens the window for all of it, so a
+	// 1 MiB chunk costs one window update, a round trip, not sixteen. The
+	// trade-off is a caller far away: it cannot send ahead more than this
+	// while a chunk is forwarded, so over a 50 ms WAN a stream moves about
+	// one chunk per round trip.
+	streamWindowBytes = 64 << 10
+	// connWindowBytes is each connection's HTTP/2 receive window. grpc-go
+	// acknowledges a connection's bytes as it reads them off the socket,
+	// not when a handler consumes them, so this bounds bytes on the wire,
+	// not memory (streamWindowBytes bounds that); 16 MiB is what the
+	// bandwidth-delay estimate could grow it to, so many calls sharing a
+	// connection are not slowed. Setting either window turns the estimate
+	// off for both.
+	connWindowBytes = 16 << 20
 	// maxConcurrentStreams bounds the calls one connection may have open,
 	// so one client cannot hold every upload slot.
 	maxConcurrentStreams = 256
@@ -70,16 +91,20 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 		return nil, fmt.Errorf("building the request validator: %w", err)
 	}
 	chain := interceptorChain(log, validator, toStatus, sec.authn, limits, sec.audit)
+	chunks := newChunkBuffers()
 	opts := []grpc.ServerOption{
 		// A RecoveryService request that does not decode (a string that is
 		// not UTF-8) reaches validation marked, for an InvalidArgument,
-		// instead of failing as Internal before any interceptor runs.
-		grpc.ForceServerCodecV2(newRequestCodec()),
+		// instead of failing as Internal before any interceptor runs. It
+		// decodes SecureFile chunks into buffers lent by chunks.
+		grpc.ForceServerCodecV2(newRequestCodec(chunks)),
 		// Traces (continuing the caller's traceparent) and per-method, per-code
 		// duration metrics; health and reflection are left out.
 		grpc.StatsHandler(telemetry.GRPCServerStatsHandler()),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
 		grpc.MaxSendMsgSize(maxSendMsgBytes),
+		grpc.StaticStreamWindowSize(streamWindowBytes),
+		grpc.StaticConnWindowSize(connWindowBytes),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.MaxHeaderListSize(maxHeaderListBytes),
 		grpc.ConnectionTimeout(connectionTimeout),
@@ -96,6 +121,10 @@ func newGRPCServer(log *slog.Logger, svc recoveryv1.RecoveryServiceServer, healt
 		}),
 		grpc.ChainUnaryInterceptor(unaryInterceptors(chain)...),
 		grpc.ChainStreamInterceptor(streamInterceptors(chain)...),
+		// NOTE: after the chain, so innermost: the stream that returns the
+		// chunks' buffers must see the handler's own receives and its
+		// return. It is no policy, so it is not a position of the chain.
+		grpc.ChainStreamInterceptor(chunks.streamInterceptor),
 	}
 	if sec.creds != nil {
 		opts = append(opts, sec.creds)
