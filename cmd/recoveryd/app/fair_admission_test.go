@@ -199,7 +199,9 @@ func TestAdmissionInTheChain(t *testing.T) {
 	}
 
 	stop()
-	<-held
+	if err := <-held; status.Code(err) != codes.Canceled {
+		t.Fatalf("the held call after its cancellation = %v, want CANCELED", err)
+	}
 	close(svc.release)
 	if err := getKey(withToken(ctx, otherOrgAPI.token))(); err != nil {
 		t.Fatalf("a call after the slot freed: %v", err)
