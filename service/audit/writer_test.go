@@ -32,9 +32,13 @@ type flakyStore struct {
 	*registry.Store
 	broken  atomic.Bool
 	release chan struct{} // when set, appends wait for it
+	entered chan struct{} // when set, told of each append before it waits
 }
 
 func (f *flakyStore) AppendAudit(ctx context.Context, c *registry.AuditChain, events []registry.AuditEvent, durable bool) error {
+	if f.entered != nil {
+		f.entered <- struct{}{}
+	}
 	if f.release != nil {
 		<-f.release
 	}
@@ -126,12 +130,24 @@ func TestFailingCommitsMakeTheWriterUnhealthyAndAreRetried(t *testing.T) {
 // TestAFullQueueRefusesRecords: a writer too far behind refuses records
 // rather than holding calls or memory.
 func TestAFullQueueRefusesRecords(t *testing.T) {
-	fs := &flakyStore{Store: openStore(t), release: make(chan struct{})}
+	fs := &flakyStore{Store: openStore(t), release: make(chan struct{}), entered: make(chan struct{}, 16)}
 	w := start(t, Config{Store: fs, WriterID: "w1", QueueSize: 4, MaxBatch: 1})
-	// One record is taken by the (stuck) commit; four fill the queue.
+	// NOTE: registered after start, so it runs before the writer's Close
+	// (which would wait for the stuck commit forever).
+	t.Cleanup(func() { close(fs.release) })
+	// One record is taken by the commit, which is stuck; then four fill
+	// the queue.
+	if err := w.Submit(call(0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fs.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the writer never began the first record's commit")
+	}
 	var refused error
 	for i := range 10 {
-		if err := w.Submit(call(i)); err != nil {
+		if err := w.Submit(call(i + 1)); err != nil {
 			refused = err
 			break
 		}
@@ -142,7 +158,6 @@ func TestAFullQueueRefusesRecords(t *testing.T) {
 	if err := w.Healthy(); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Healthy with a full queue: %v", err)
 	}
-	close(fs.release)
 }
 
 // TestPruneExportsToAPrivateFileAndTheRestVerifies: records past the
