@@ -18,7 +18,9 @@
 #
 # Knobs (environment): ISO_ROUNDS (3), ISO_B_TOTAL (200), ISO_B_RPS (20),
 # ISO_A_DATA_CONCURRENCY (200), ISO_A_FILE_CONCURRENCY (50), ISO_CAP (16),
-# ISO_LATENCY (20ms), ISO_FILE_KIB (64), BENCH_OUT (bench/out).
+# ISO_LATENCY (20ms), ISO_FILE_KIB (64), ISO_SANDBOX_STATE (persisted, or
+# memory: sandboxd without a data dir, so that its fsync per store under one
+# lock does not queue every caller's stores), BENCH_OUT (bench/out).
 # A quick smoke of the script:
 #   ISO_ROUNDS=1 ISO_B_TOTAL=20 bench/isolation.sh
 set -euo pipefail
@@ -34,6 +36,7 @@ ISO_A_FILE_CONCURRENCY=${ISO_A_FILE_CONCURRENCY:-50}
 ISO_CAP=${ISO_CAP:-16}
 ISO_LATENCY=${ISO_LATENCY:-20ms}
 ISO_FILE_KIB=${ISO_FILE_KIB:-64}
+ISO_SANDBOX_STATE=${ISO_SANDBOX_STATE:-persisted}
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 
 SERVICE=recovery.v1.RecoveryService
@@ -98,6 +101,7 @@ rm -f "$OUT"/iso-*.json "$OUT"/isolation.txt
 	echo "go:      $(go env GOVERSION); ghz $(sed -n 's/^GHZ_VERSION *:= *//p' "$ROOT/Makefile") (the Makefile's pin)"
 	echo "cpu:     $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown), $(nproc) cores"
 	echo "load:    $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (1, 5, 15 min) at start"
+	echo "sandbox: $ISO_SANDBOX_STATE state, --latency $ISO_LATENCY, --verify-data=false"
 } | tee "$OUT/isolation.txt"
 
 echo ">> building recoveryd and sandboxd"
@@ -105,8 +109,14 @@ echo ">> building recoveryd and sandboxd"
 
 # --- sandboxd -------------------------------------------------------------------
 
+sandbox_state=(--data-dir "$work/sandbox")
+case $ISO_SANDBOX_STATE in
+persisted) ;;
+memory) sandbox_state=() ;;
+*) fail "ISO_SANDBOX_STATE must be persisted or memory, not $ISO_SANDBOX_STATE" ;;
+esac
 "$work/sandboxd" --listen 127.0.0.1:0 --test-keys --log-level warn --latency "$ISO_LATENCY" \
-	--verify-data=false --data-dir "$work/sandbox" >"$work/sandboxd.out" 2>"$work/sandboxd.log" &
+	--verify-data=false "${sandbox_state[@]}" >"$work/sandboxd.out" 2>"$work/sandboxd.log" &
 pids+=($!)
 sandbox_pid=$!
 upstream=""

@@ -81,7 +81,9 @@ type fixtureOptions struct {
 	// streamIdleTimeout is recoveryd's --stream-idle-timeout (0: default).
 	streamIdleTimeout time.Duration
 	// reconcileInterval is the service's reconciler interval (0: no
-	// reconciler, unknown outcomes stay ASSIGNMENT_OUTCOME_UNKNOWN).
+	// reconciler, unknown outcomes stay ASSIGNMENT_OUTCOME_UNKNOWN; else
+	// they are ASSIGNMENT_BEING_RESOLVED). The fixture runs no reconciler
+	// loop: the tests drive its passes (resolver).
 	reconcileInterval time.Duration
 }
 
@@ -188,6 +190,8 @@ func newFixture(t *testing.T, opts fixtureOptions) *fixture {
 			c.ReconcileInterval = opts.reconcileInterval
 		},
 		CallFinished: func(method string) { f.finished <- method },
+		// The reconciler tests drive passes themselves (resolver).
+		NoReconcilerLoop: true,
 	}, nil)
 	if err != nil {
 		t.Fatalf("app.StartTestServer: %v", err)

@@ -87,20 +87,22 @@ func (s *Server) NewReconciler() *Reconciler {
 	return &Reconciler{s: s, interval: s.reconcileInterval}
 }
 
-// Run makes a pass every interval until ctx ends. A pass under way when ctx
-// ends finishes the re-send it has started (its record keeps the pair
+// Run makes a pass at once and then every interval until ctx ends: pairs
+// a killed process left unknown (their lease run out) are resolved when a
+// replica starts, not an interval later. A pass under way when ctx ends
+// finishes the re-send it has started (its record keeps the pair
 // exactly-once) and claims nothing more.
 func (r *Reconciler) Run(ctx context.Context) {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	for {
+		if _, err := r.Pass(ctx); err != nil && ctx.Err() == nil {
+			r.s.log.LogAttrs(ctx, slog.LevelWarn, "reconciler pass failed; trying again at the next", slog.String("error", err.Error()))
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if _, err := r.Pass(ctx); err != nil && ctx.Err() == nil {
-			r.s.log.LogAttrs(ctx, slog.LevelWarn, "reconciler pass failed; trying again at the next", slog.String("error", err.Error()))
 		}
 	}
 }

@@ -72,6 +72,7 @@ func TestAdminServiceNeedsTheOperatorRole(t *testing.T) {
 	up := startUpstream(t, t.TempDir(), log, nil)
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI, operatorCaller)
+	cfg.ReconcileInterval = 0 // no reconciler: its first pass, at start, would resolve the unknown pair
 	store := openTestRegistry(t)
 	parkPair(t, store, "user-unknown", testCustomerID, registry.AssignmentUnknown)
 	parkPair(t, store, "user-orphaned", "other-org", registry.AssignmentOrphaned)
@@ -157,7 +158,7 @@ func TestResolveAssignment(t *testing.T) {
 	up := startUpstream(t, t.TempDir(), log, nil)
 	cfg := remoteConfig(t, up, t.TempDir())
 	cfg.CallerTokensFile = writeCallersFile(t, filepath.Join(t.TempDir(), "callers.json"), walletAPI, operatorCaller)
-	cfg.ReconcileInterval = time.Hour
+	cfg.ReconcileInterval = 0 // no reconciler: its first pass, at start, would resolve the pair first
 	store := openTestRegistry(t)
 	parkPair(t, store, "user-unknown", testCustomerID, registry.AssignmentUnknown)
 	parkPair(t, store, "user-orphaned", testCustomerID, registry.AssignmentOrphaned)

@@ -76,6 +76,11 @@ type Options struct {
 	// DisableAudit runs without the audit trail: only for the benchmark
 	// that measures what auditing costs against a server without it.
 	DisableAudit bool
+	// NoReconcilerLoop starts no background reconciler even when the
+	// service has a reconcile interval (its answers still say
+	// ASSIGNMENT_BEING_RESOLVED): for tests that drive Reconciler passes
+	// themselves and must not race the loop's pass at start.
+	NoReconcilerLoop bool
 }
 
 // ConfigError is Run's refusal of a configuration: nothing was started.
@@ -227,7 +232,9 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 		opts.Service(&svcConfig)
 	}
 	svc := service.New(svcConfig)
-	a.reconciler = svc.NewReconciler()
+	if !opts.NoReconcilerLoop {
+		a.reconciler = svc.NewReconciler()
+	}
 	a.health = newHealthService()
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, overloadFromConfig(cfg), opts.CallFinished); err != nil {
 		return nil, err
