@@ -41,19 +41,16 @@ func (s *Server) AssignKey(ctx context.Context, req *recoveryv1.AssignKeyRequest
 	}
 	annotate(ctx, attribute.String("key_environment", terms.KeyEnvironment))
 	key, repeat, err := s.assignKey(ctx, terms)
+	var verified *verifiedKey
 	if err == nil {
 		// A repeat returns the recorded row: it must still verify.
-		err = s.checkKeyReceipt(ctx, key)
+		verified, err = s.checkKeyReceipt(ctx, key)
 	}
 	if err != nil {
 		return nil, s.statusFromError(ctx, "AssignKey", err)
 	}
 	annotate(ctx, attribute.String("key_id", key.KeyID), attribute.Bool("already_assigned", repeat))
-	out, err := keyToProto(key)
-	if err != nil {
-		return nil, s.statusFromError(ctx, "AssignKey", err)
-	}
-	return &recoveryv1.AssignKeyResponse{Key: out, AlreadyAssigned: repeat}, nil
+	return &recoveryv1.AssignKeyResponse{Key: keyToProtoPEM(key, verified.pem), AlreadyAssigned: repeat}, nil
 }
 
 // assignKey runs the exactly-once flow; repeat reports a key returned from

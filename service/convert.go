@@ -90,6 +90,12 @@ func keyToProto(k *registry.Key) (*recoveryv1.RecoveryKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recorded key %s has an unusable public key: %w", k.KeyID, err)
 	}
+	return keyToProtoPEM(k, pem), nil
+}
+
+// keyToProtoPEM is keyToProto with the key's PEM already made (the receipt
+// check's, for a key it verified).
+func keyToProtoPEM(k *registry.Key, pem string) *recoveryv1.RecoveryKey {
 	return &recoveryv1.RecoveryKey{
 		KeyId:          k.KeyID,
 		PublicKeyHex:   k.PublicKeyHex,
@@ -108,7 +114,7 @@ func keyToProto(k *registry.Key) (*recoveryv1.RecoveryKey, error) {
 		AssignedAt:        timestamp(k.AssignedAt),
 		AssignedBy:        k.Caller,
 		Receipt:           receiptToProto(k.Receipt),
-	}, nil
+	}
 }
 
 // receiptToProto is nil for a key recorded without a receipt.

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -58,15 +57,12 @@ func (s *Server) resolveKey(ctx context.Context, keyID, publicKeyHex, fieldPrefi
 	}
 	// NOTE: after authorizing, so another organisation's key is
 	// KEY_NOT_FOUND whatever its receipt; before anything is encrypted.
-	if err := s.checkKeyReceipt(ctx, key); err != nil {
+	verified, err := s.checkKeyReceipt(ctx, key)
+	if err != nil {
 		return nil, nil, err
 	}
-	pub, err := keycrypto.ParsePublicKeyHex(key.PublicKeyHex)
-	if err != nil {
-		return nil, nil, fmt.Errorf("recorded key %s has an unusable public key: %w", key.KeyID, err)
-	}
 	annotate(ctx, attribute.String("key_id", key.KeyID), attribute.String("key_environment", key.KeyEnvironment))
-	return key, pub, nil
+	return key, verified.pub, nil
 }
 
 // authorizeKey checks the call may act for the organisation that owns key.

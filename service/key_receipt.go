@@ -30,13 +30,23 @@ const (
 	receiptKeysUnavailable  = "keys_unavailable"
 )
 
-// receiptCache remembers, per key id, the digest of the recorded row that
-// last verified. A recorded key never changes, so a row whose digest
-// differs was changed in the registry and is verified again (and fails).
-type receiptCache = lru.Cache[string, [sha256.Size]byte]
+// receiptCache remembers, per key id, the recorded row that last verified:
+// its digest, and its public key parsed and as PEM, so that a key in use is
+// parsed once rather than on every SecureData, AssignKey or GetKey. A
+// recorded key never changes, so a row whose digest differs was changed in
+// the registry and is verified again (and fails); the cached key is only
+// ever the verified row's.
+type receiptCache = lru.Cache[string, *verifiedKey]
+
+// verifiedKey is a recorded row whose receipt verified.
+type verifiedKey struct {
+	digest [sha256.Size]byte
+	pub    *keycrypto.PublicKey
+	pem    string
+}
 
 func newReceiptCache() *receiptCache {
-	c, err := lru.New[string, [sha256.Size]byte](receiptCacheSize)
+	c, err := lru.New[string, *verifiedKey](receiptCacheSize)
 	if err != nil {
 		panic(err) // only for a size < 1
 	}
@@ -50,21 +60,23 @@ func newReceiptCache() *receiptCache {
 // package, key id and fingerprint. A row whose public key (or anything
 // bound) was changed in the database, or that has no receipt (recorded
 // before migration 0007), is refused with KEY_RECEIPT_INVALID, logged at
-// ERROR and counted; it is never used.
-func (s *Server) checkKeyReceipt(ctx context.Context, key *registry.Key) error {
+// ERROR and counted; it is never used. It returns the verified row's
+// public key, parsed, and its PEM.
+func (s *Server) checkKeyReceipt(ctx context.Context, key *registry.Key) (*verifiedKey, error) {
 	digest := rowDigest(key)
-	if d, ok := s.receipts.Get(key.KeyID); ok && d == digest {
+	if v, ok := s.receipts.Get(key.KeyID); ok && v.digest == digest {
 		s.metrics.receiptCheck(ctx, receiptCached)
-		return nil
+		return v, nil
 	}
-	result, err := s.verifyReceipt(ctx, key)
+	pub, result, err := s.verifyReceipt(ctx, key)
 	s.metrics.receiptCheck(ctx, result)
 	switch {
 	case err == nil:
-		s.receipts.Add(key.KeyID, digest)
-		return nil
+		v := &verifiedKey{digest: digest, pub: pub, pem: pub.PEM()}
+		s.receipts.Add(key.KeyID, v)
+		return v, nil
 	case result == receiptKeysUnavailable:
-		return fail(ReasonVerificationKeysUnavailable, err)
+		return nil, fail(ReasonVerificationKeysUnavailable, err)
 	}
 	s.log.LogAttrs(ctx, slog.LevelError, "recorded key does not verify against its receipt: key refused",
 		slog.String("key_id", key.KeyID),
@@ -73,18 +85,19 @@ func (s *Server) checkKeyReceipt(ctx context.Context, key *registry.Key) error {
 		slog.String("error", err.Error()))
 	f := fail(ReasonKeyReceiptInvalid, fmt.Errorf("key %s: %s: %w", key.KeyID, result, err))
 	f.metadata = map[string]string{"key_id": key.KeyID}
-	return f
+	return nil, f
 }
 
-// verifyReceipt runs the checks in order and names the first that fails.
-func (s *Server) verifyReceipt(ctx context.Context, key *registry.Key) (string, error) {
+// verifyReceipt runs the checks in order and names the first that fails;
+// it returns the row's public key, parsed, when all pass.
+func (s *Server) verifyReceipt(ctx context.Context, key *registry.Key) (*keycrypto.PublicKey, string, error) {
 	r := key.Receipt
 	if r.Signature == "" {
-		return receiptMissing, errors.New("the key was recorded without its enclave signature (before receipts were kept): an operator must re-import it")
+		return nil, receiptMissing, errors.New("the key was recorded without its enclave signature (before receipts were kept): an operator must re-import it")
 	}
 	pub, err := keycrypto.ParsePublicKeyHex(key.PublicKeyHex)
 	if err != nil {
-		return receiptInvalidPublicKey, err
+		return nil, receiptInvalidPublicKey, err
 	}
 	signed := keycrypto.SignedAssignment{
 		PublicKeyHex:  key.PublicKeyHex,
@@ -94,24 +107,24 @@ func (s *Server) verifyReceipt(ctx context.Context, key *registry.Key) (string, 
 	}
 	keys, err := s.keys.Keys(ctx)
 	if err != nil {
-		return receiptKeysUnavailable, err
+		return nil, receiptKeysUnavailable, err
 	}
 	_, err = keycrypto.VerifySignatureKey(withKID(keys, r.SigningKeyID), signed)
 	if errors.Is(err, keycrypto.ErrSignatureInvalid) || errors.Is(err, keycrypto.ErrNoVerificationKey) {
 		// As at assignment: the cached set may predate the signing key.
 		refreshed, rerr := s.keys.Refresh(ctx)
 		if rerr != nil {
-			return receiptKeysUnavailable, fmt.Errorf("%w (refreshing the verification keys failed: %w)", err, rerr)
+			return nil, receiptKeysUnavailable, fmt.Errorf("%w (refreshing the verification keys failed: %w)", err, rerr)
 		}
 		_, err = keycrypto.VerifySignatureKey(withKID(refreshed, r.SigningKeyID), signed)
 	}
 	if err != nil {
-		return receiptInvalidSignature, err
+		return nil, receiptInvalidSignature, err
 	}
 	// NOTE: the fingerprint is computed from the row's public key, never
 	// read from the row: both must be what the enclave signed.
 	if pub.Fingerprint() != key.Fingerprint {
-		return receiptBindingMismatch, errors.New("the recorded fingerprint is not the recorded public key's")
+		return nil, receiptBindingMismatch, errors.New("the recorded fingerprint is not the recorded public key's")
 	}
 	err = keycrypto.CheckBinding(signed, keycrypto.Binding{
 		Fields: signWith,
@@ -123,9 +136,9 @@ func (s *Server) verifyReceipt(ctx context.Context, key *registry.Key) (string, 
 		},
 	})
 	if err != nil {
-		return receiptBindingMismatch, err
+		return nil, receiptBindingMismatch, err
 	}
-	return receiptValid, nil
+	return pub, receiptValid, nil
 }
 
 // withKID is the keys whose kid is kid; all of them when kid is "" (a PEM

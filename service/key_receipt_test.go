@@ -148,3 +148,47 @@ func TestSwappedKeyIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifiedKeyIsReusedForItsOwnKey: once a key's receipt has verified,
+// its later uses are answered from the receipt cache (the parsed key and
+// its PEM, parsed once), and each use still gets its own key: the emulator
+// decrypts every SecureData with the private key of the key named, and
+// GetKey and a repeat AssignKey return each key's own PEM.
+func TestVerifiedKeyIsReusedForItsOwnKey(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	keys := []*recoveryv1.RecoveryKey{f.mustAssign("alice", "acme"), f.mustAssign("bob", "acme")}
+	before := f.metrics(t)
+	for round := range 2 {
+		for i, k := range keys {
+			wantPEM, err := keycrypto.HexToPEM(k.GetPublicKeyHex())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k.GetPublicKeyPem() != wantPEM {
+				t.Errorf("AssignKey %d: PEM is not its own key's", i)
+			}
+			if _, err := f.client.SecureData(t.Context(), &recoveryv1.SecureDataRequest{
+				Key:     &recoveryv1.SecureDataRequest_KeyId{KeyId: k.GetKeyId()},
+				Payload: &recoveryv1.SecureDataRequest_Plaintext{Plaintext: []byte("correct horse battery staple")},
+			}); err != nil {
+				t.Fatalf("round %d, key %d: SecureData: %v", round, i, err)
+			}
+			got, err := f.client.GetKey(t.Context(), &recoveryv1.GetKeyRequest{KeyId: k.GetKeyId()})
+			if err != nil || got.GetKey().GetPublicKeyPem() != wantPEM {
+				t.Errorf("round %d, key %d: GetKey PEM is not its own key's (err %v)", round, i, err)
+			}
+			user := []string{"alice", "bob"}[i]
+			again, err := f.client.AssignKey(t.Context(), assignRequest(user, "acme"))
+			if err != nil || !again.GetAlreadyAssigned() || again.GetKey().GetPublicKeyPem() != wantPEM {
+				t.Errorf("round %d, key %d: repeat AssignKey = %v, %v; want its own PEM", round, i, again, err)
+			}
+		}
+	}
+	after := f.metrics(t)
+	labels := map[string]string{"result": "cached"}
+	// Every use but none is a cache hit: both keys were verified when
+	// AssignKey recorded them.
+	if d := after.counter("recovery_key_receipt_checks_total", labels) - before.counter("recovery_key_receipt_checks_total", labels); d != 12 {
+		t.Errorf("recovery_key_receipt_checks_total{result=\"cached\"} rose by %v, want 12 (2 rounds x 2 keys x 3 uses)", d)
+	}
+}

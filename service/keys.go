@@ -29,14 +29,11 @@ func (s *Server) GetKey(ctx context.Context, req *recoveryv1.GetKeyRequest) (*re
 	if err := s.authorizeKey(ctx, key, notFound); err != nil {
 		return nil, s.statusFromError(ctx, "GetKey", err)
 	}
-	if err := s.checkKeyReceipt(ctx, key); err != nil {
-		return nil, s.statusFromError(ctx, "GetKey", err)
-	}
-	out, err := keyToProto(key)
+	verified, err := s.checkKeyReceipt(ctx, key)
 	if err != nil {
 		return nil, s.statusFromError(ctx, "GetKey", err)
 	}
-	return &recoveryv1.GetKeyResponse{Key: out}, nil
+	return &recoveryv1.GetKeyResponse{Key: keyToProtoPEM(key, verified.pem)}, nil
 }
 
 // ListKeys pages through recorded key assignments, newest first, of the

@@ -227,6 +227,11 @@ func scanAuditRow(rows interface{ Scan(...any) error }) (auditRow, error) {
 	return r, err
 }
 
+// appendAuditSQL inserts one audit record (insertAuditRows).
+const appendAuditSQL = `INSERT INTO audit_events (writer_id, seq, kind, at, caller, method,
+	organisations, key_id, backup_id, package_id, code, reason, trace_id, peer, anchors, prev_hash, hash)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`
+
 // insertAuditRows chains rows onto (seq, prev) and inserts them in tx; it
 // returns the new head.
 func (s *Store) insertAuditRows(ctx context.Context, tx *sql.Tx, writerID string, seq int64, prev string, rows []auditRow) (int64, string, error) {
@@ -236,9 +241,7 @@ func (s *Store) insertAuditRows(ctx context.Context, tx *sql.Tx, writerID string
 		r.writerID, r.seq, r.prevHash = writerID, seq, prev
 		r.hash = r.digest()
 		prev = r.hash
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_events (writer_id, seq, kind, at, caller, method,
-			organisations, key_id, backup_id, package_id, code, reason, trace_id, peer, anchors, prev_hash, hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		if _, err := s.stmts.appendAudit.execTx(ctx, tx,
 			r.writerID, r.seq, r.kind, s.dialect.timeArg(r.at), r.caller, r.method, r.organisations,
 			r.keyID, r.backupID, r.packageID, r.code, r.reason, r.traceID, r.peer, r.anchors,
 			r.prevHash, r.hash); err != nil {

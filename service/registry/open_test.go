@@ -40,6 +40,7 @@ func TestOpenSQLiteMakesAPrivateWALDatabase(t *testing.T) {
 		{"write", "foreign_keys", "1"},
 		{"write", "busy_timeout", fmt.Sprint(sqliteBusyTimeout.Milliseconds())},
 		{"write", "synchronous", "2"}, // FULL
+		{"write", "temp_store", "2"},  // MEMORY: savepoints' sub-journals stay off disk
 		{"read", "foreign_keys", "1"},
 		{"read", "query_only", "1"},
 		{"read", "busy_timeout", fmt.Sprint(sqliteBusyTimeout.Milliseconds())},

@@ -53,7 +53,7 @@ func (st *statement) execTx(ctx context.Context, tx *sql.Tx, args ...any) (sql.R
 }
 
 // statements are the Store's hot-path statements: what a repeat AssignKey,
-// a key lookup and a backup run every time. Rarer statements (completing,
+// a key lookup, a backup and every call's audit record run every time. Rarer statements (completing,
 // releasing or failing a reservation, expiring a lease, listings) are sent as
 // text.
 type statements struct {
@@ -68,6 +68,7 @@ type statements struct {
 	backupKey      statement // CompleteBackup's and RecordBackup's key check
 	completeBackup statement // CompleteBackup's UPDATE
 	recordBackup   statement // RecordBackup's INSERT
+	appendAudit    statement // AppendAudit's INSERT, once per audit record
 }
 
 // newStatements returns the statements as text on their pools; prepare
@@ -85,6 +86,7 @@ func newStatements(write, read *sql.DB) statements {
 		backupKey:      statement{db: write, text: backupKeySQL},
 		completeBackup: statement{db: write, text: completeBackupSQL},
 		recordBackup:   statement{db: write, text: recordBackupSQL},
+		appendAudit:    statement{db: write, text: appendAuditSQL},
 	}
 }
 
@@ -92,7 +94,7 @@ func (ss *statements) all() []*statement {
 	return []*statement{
 		&ss.reserveKey, &ss.findKey, &ss.findKeyRead, &ss.keyByID, &ss.keyByPublicKey,
 		&ss.reserveBackup, &ss.findBackup, &ss.backupByRowID, &ss.backupKey,
-		&ss.completeBackup, &ss.recordBackup,
+		&ss.completeBackup, &ss.recordBackup, &ss.appendAudit,
 	}
 }
 
