@@ -40,14 +40,13 @@ const (
 	// without a cap a burst of slow uploads holds every connection and
 	// goroutine the server can spare.
 	defaultMaxConcurrentFiles = 64
-	// defaultMaxActiveCalls bounds the unary calls being worked on at once;
-	// the rest wait their caller's turn (fairGate). Past admission every
-	// stage serves calls first come, first served, so this is how many
-	// calls a newcomer can find ahead of it. It is well above what the
-	// upstream's latency needs (at 50 ms, 64 calls carry 1,280 calls/s),
-	// so it costs no throughput, and well below what a flooding caller
-	// can send.
-	defaultMaxActiveCalls = 64
+	// defaultMaxActiveCalls is off: measured on 2 cores (docs/benchmarks.md),
+	// a gate of 64 made another caller's SecureData under a flood about a
+	// quarter faster but cut SecureData at c=256 against a 50 ms upstream
+	// by a third. suggestedMaxActiveCalls is the value to start from where
+	// several callers share a replica.
+	defaultMaxActiveCalls   = 0
+	suggestedMaxActiveCalls = 64
 	// defaultMaxConnections caps the client connections served at once:
 	// each idle HTTP/2 connection holds buffers and goroutines, and without
 	// a cap thousands of them were all held. Connections beyond it wait in
@@ -349,7 +348,7 @@ func (c Config) overloadProblems() []error {
 		bad("--max-concurrent-files must be from 0 (off) to %d (got %d), e.g. %d", auth.MaxLimit, c.MaxConcurrentFiles, defaultMaxConcurrentFiles)
 	}
 	if c.MaxActiveCalls < 0 || c.MaxActiveCalls > auth.MaxLimit {
-		bad("--max-active-calls must be from 0 (off) to %d (got %d), e.g. %d", auth.MaxLimit, c.MaxActiveCalls, defaultMaxActiveCalls)
+		bad("--max-active-calls must be from 0 (off) to %d (got %d), e.g. %d", auth.MaxLimit, c.MaxActiveCalls, suggestedMaxActiveCalls)
 	}
 	if c.MaxConnections < 1 || c.MaxConnections > auth.MaxLimit {
 		bad("--max-connections must be from 1 to %d (got %d), e.g. %d", auth.MaxLimit, c.MaxConnections, defaultMaxConnections)
