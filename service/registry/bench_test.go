@@ -45,36 +45,23 @@ func BenchmarkAssignment(b *testing.B) {
 // preparing saves. PostgreSQL is left out: it prepares nothing itself (pgx
 // caches statements per connection), so both halves would be the same path.
 func BenchmarkReserveAssignmentRecorded(b *testing.B) {
-	for _, impl := range []struct {
-		name string
-		opts []Option
-	}{
-		{"baseline", []Option{withTextStatements()}},
-		{"ours", nil},
-	} {
-		b.Run("impl="+impl.name, func(b *testing.B) {
-			s, err := newSQLiteDB(b).open(append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, impl.opts...)...)
-			if err != nil {
-				b.Fatal(err)
+	preparedAndText(b, func(b *testing.B, s *Store) {
+		ctx := context.Background()
+		tm := terms(1, 1)
+		res, err := s.ReserveAssignment(ctx, tm, time.Minute)
+		if err != nil || res.State != AssignmentReserved {
+			b.Fatalf("reserve: %+v, %v", res, err)
+		}
+		if err := s.CompleteAssignment(ctx, res.Token, testKey(1)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if res, err := s.ReserveAssignment(ctx, tm, time.Minute); err != nil || res.State != AssignmentRecorded {
+				b.Fatalf("repeat: %+v, %v", res, err)
 			}
-			defer s.Close()
-			ctx := context.Background()
-			tm := terms(1, 1)
-			res, err := s.ReserveAssignment(ctx, tm, time.Minute)
-			if err != nil || res.State != AssignmentReserved {
-				b.Fatalf("reserve: %+v, %v", res, err)
-			}
-			if err := s.CompleteAssignment(ctx, res.Token, testKey(1)); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if res, err := s.ReserveAssignment(ctx, tm, time.Minute); err != nil || res.State != AssignmentRecorded {
-					b.Fatalf("repeat: %+v, %v", res, err)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // BenchmarkAppendAudit appends a batch of 16 audit records per commit, not
@@ -83,6 +70,32 @@ func BenchmarkReserveAssignmentRecorded(b *testing.B) {
 // the INSERT prepared once (impl=ours) against the same Store sending its
 // text each time (impl=baseline). One op is one batch.
 func BenchmarkAppendAudit(b *testing.B) {
+	preparedAndText(b, func(b *testing.B, s *Store) {
+		c, err := NewAuditChain("bench-writer")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		at := time.Now()
+		batch := make([]AuditEvent, 16)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			for j := range batch {
+				i++
+				batch[j] = auditCall(at, "bench-caller", "bench-co", i)
+			}
+			if err := s.AppendAudit(ctx, c, batch, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// preparedAndText runs bench on SQLite twice, as impl=baseline with every
+// statement's text sent each time and as impl=ours with the hot-path
+// statements prepared once, each on a fresh Store.
+func preparedAndText(b *testing.B, bench func(b *testing.B, s *Store)) {
 	for _, impl := range []struct {
 		name string
 		opts []Option
@@ -96,24 +109,7 @@ func BenchmarkAppendAudit(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			c, err := NewAuditChain("bench-writer")
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx := context.Background()
-			at := time.Now()
-			batch := make([]AuditEvent, 16)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				for j := range batch {
-					i++
-					batch[j] = auditCall(at, "bench-caller", "bench-co", i)
-				}
-				if err := s.AppendAudit(ctx, c, batch, false); err != nil {
-					b.Fatal(err)
-				}
-			}
+			bench(b, s)
 		})
 	}
 }

@@ -126,17 +126,16 @@ func TestOversizedHeadersRefused(t *testing.T) {
 	}
 }
 
-// rawGetKey sends one GetKey over a fresh HTTP/2 connection, with
-// walletAPI's token and paddingKiB headers of 1 KiB each, ignoring the server's
-// advertised header list limit, and says how the stream ended: "grpc-status
-// N" or "RST_STREAM <code>".
-func rawGetKey(t *testing.T, addr string, paddingKiB int) string {
+// dialRawHTTP2 opens a plain TCP connection to addr, bounded by the test's
+// deadline and closed when the test ends, sends the HTTP/2 client preface
+// and empty SETTINGS, and returns a framer on it that decodes headers.
+func dialRawHTTP2(t *testing.T, addr string) *http2.Framer {
 	t.Helper()
 	conn, err := (&net.Dialer{}).DialContext(testCtx(t), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { _ = conn.Close() })
 	if dl, ok := testCtx(t).Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -148,6 +147,16 @@ func rawGetKey(t *testing.T, addr string, paddingKiB int) string {
 	if err := fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
+	return fr
+}
+
+// rawGetKey sends one GetKey over a fresh HTTP/2 connection, with
+// walletAPI's token and paddingKiB headers of 1 KiB each, ignoring the server's
+// advertised header list limit, and says how the stream ended: "grpc-status
+// N" or "RST_STREAM <code>".
+func rawGetKey(t *testing.T, addr string, paddingKiB int) string {
+	t.Helper()
+	fr := dialRawHTTP2(t, addr)
 	var block bytes.Buffer
 	enc := hpack.NewEncoder(&block)
 	fields := [][2]string{
@@ -169,7 +178,7 @@ func rawGetKey(t *testing.T, addr string, paddingKiB int) string {
 	b = b[len(first):]
 	// NOTE: a write may fail once the server has given up on the
 	// connection; what it sent before closing says why.
-	err = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndHeaders: len(b) == 0})
+	err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndHeaders: len(b) == 0})
 	for err == nil && len(b) > 0 {
 		chunk := b[:min(len(b), frameMax)]
 		b = b[len(chunk):]

@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
 	"net"
 	"testing"
 
@@ -31,22 +30,7 @@ func TestFlowControlWindowsAreFixed(t *testing.T) {
 	}
 	startReady(t, remoteConfig(t, up, t.TempDir()), log, Options{Listener: lis})
 
-	conn, err := (&net.Dialer{}).DialContext(testCtx(t), "tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if dl, ok := testCtx(t).Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(conn, conn)
-	fr.ReadMetaHeaders = hpack.NewDecoder(64<<10, nil)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
+	fr := dialRawHTTP2(t, lis.Addr().String())
 
 	// The server's preface opens with its SETTINGS.
 	var streamWindow uint32
