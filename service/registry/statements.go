@@ -53,9 +53,9 @@ func (st *statement) execTx(ctx context.Context, tx *sql.Tx, args ...any) (sql.R
 }
 
 // statements are the Store's hot-path statements: what a repeat AssignKey,
-// a key lookup, a backup and every call's audit record run every time. Rarer statements (completing,
-// releasing or failing a reservation, expiring a lease, listings) are sent as
-// text.
+// a key lookup, a backup and every call's audit record run every time.
+// Rarer statements (completing, releasing or failing a reservation,
+// expiring a lease, listings) are sent as text.
 type statements struct {
 	reserveKey     statement // ReserveAssignment's INSERT
 	findKey        statement // ReserveAssignment's SELECT of the pair
