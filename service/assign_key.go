@@ -188,7 +188,9 @@ func (s *Server) newAssignment(ctx context.Context, terms registry.KeyTerms, tok
 		return nil, fail(ReasonEnclaveSignatureInvalid, err)
 	}
 
-	if err := s.assignments.CompleteAssignment(work, token, *key); err != nil {
+	// The key commits together with the call's audit record.
+	write := recordedWrite(work, WriteSubject{CustomerID: terms.CustomerID, PackageID: terms.PackageID, KeyID: key.KeyID})
+	if err := s.assignments.CompleteAssignment(write, token, *key); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "verified key assigned upstream but not recorded",
 			slog.String("key_id", key.KeyID), slog.String("customer_id", terms.CustomerID),
 			slog.String("error", err.Error()))

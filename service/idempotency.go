@@ -98,20 +98,32 @@ func (s *Server) reserveBackup(ctx context.Context, backupType, scope, idempoten
 // confirmed. Only a complete record is acknowledged: when it cannot be
 // written the caller is told the outcome is unknown (the upstream holds the
 // backup, recoveryd has no record of it), never OK.
+//
+// The record commits together with the call's audit record (recordedWrite).
 func (s *Server) recordBackup(ctx context.Context, token string, b *registry.Backup) error {
-	err := s.backups.CompleteBackup(ctx, token, *b)
+	write := recordedWrite(ctx, WriteSubject{CustomerID: b.CustomerID, PackageID: b.PackageID, KeyID: b.KeyID, BackupID: b.BackupID})
+	err := s.backups.CompleteBackup(write, token, *b)
 	if errors.Is(err, registry.ErrReservationLost) {
 		// The lease ran out mid-request; keep at least the record of the
 		// backup, without the idempotency key it no longer owns.
 		unkeyed := *b
 		unkeyed.IdempotencyKey = ""
-		err = s.backups.RecordBackup(ctx, unkeyed)
+		err = s.backups.RecordBackup(write, unkeyed)
 	}
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "backup stored upstream but not recorded",
 			slog.String("backup_id", b.BackupID), slog.String("key_id", b.KeyID),
 			slog.String("customer_id", b.CustomerID), slog.String("error", err.Error()))
 		s.metrics.backup(ctx, b.BackupType, "unrecorded")
+		// Park the reservation as unknown, so that a retry under the same
+		// key stores again at once rather than after the lease; if this
+		// fails too, the row turns unknown when its lease ends.
+		if token != "" {
+			if ferr := s.backups.FailBackup(ctx, token, fmt.Sprintf("stored upstream as %s but not recorded: %v", b.BackupID, err)); ferr != nil && !errors.Is(ferr, registry.ErrReservationLost) {
+				s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
+					slog.String("error", ferr.Error()))
+			}
+		}
 		return fail(ReasonBackupOutcomeUnknown, fmt.Errorf("recording backup %s: %w", b.BackupID, err))
 	}
 	s.metrics.backup(ctx, b.BackupType, "stored")

@@ -30,7 +30,7 @@ import (
 
 // Store is what the writer needs of the registry.
 type Store interface {
-	AppendAudit(ctx context.Context, c *registry.AuditChain, events []registry.AuditEvent, durable bool) error
+	AppendAuditWrites(ctx context.Context, c *registry.AuditChain, entries []registry.AuditEntry, durable bool) ([]error, error)
 	CheckpointAudit(ctx context.Context, c *registry.AuditChain, since time.Time) (registry.AuditEvent, error)
 	PruneAudit(ctx context.Context, c *registry.AuditChain, before time.Time, export io.Writer, sync func() error) (registry.AuditPruned, error)
 }
@@ -87,9 +87,13 @@ type Config struct {
 }
 
 // item is one record waiting, and who waits for its commit (nil: nobody).
+// An item with a write commits that write with its record (CommitWrite);
+// ctx is then its caller's, which may leave before its turn.
 type item struct {
 	event registry.AuditEvent
 	done  chan error
+	write *registry.TxWrite
+	ctx   context.Context
 }
 
 // Writer appends records to this process's chain.
@@ -233,6 +237,25 @@ func (w *Writer) SubmitAndWait(ctx context.Context, e registry.AuditEvent) error
 	}
 }
 
+// CommitWrite commits w, a registry write, and e, the audit record of the
+// call making it, in one durable transaction, and returns once it has
+// committed (nil) or failed: the write's own error (a reservation lost, a
+// duplicate) as the registry returned it, or an error wrapping
+// ErrUnavailable when the record could not go with it (the writer
+// refused it, or the transaction or the record's insert failed). Either
+// way a failed write is not committed, then or later.
+//
+// NOTE: once queued it waits for its commit whatever ctx says, as the
+// registry's own writes do: a caller told "failed" must not find the write
+// committed. A write whose ctx ended before its turn is not run.
+func (w *Writer) CommitWrite(ctx context.Context, e registry.AuditEvent, tw registry.TxWrite) error {
+	it := item{event: e, done: make(chan error, 1), write: &tw, ctx: ctx}
+	if err := w.enqueue(it); err != nil {
+		return err
+	}
+	return <-it.done
+}
+
 // Offer queues e unless the queue is at least half full: for records of
 // calls refused before their caller was authenticated, so that a flood of
 // them can never make the writer too far behind for authenticated calls.
@@ -343,28 +366,30 @@ func (w *Writer) linger(batch []item) []item {
 }
 
 // commit appends batch in one transaction, retrying until it succeeds or
-// the writer is closed; waiters learn of the first failure at once.
+// the writer is closed; waiters learn of the first failure at once. Writes
+// are never retried: a write's caller is told of its failure and the write
+// leaves the batch, so it cannot commit after all.
 func (w *Writer) commit(batch []item) {
-	events := make([]registry.AuditEvent, len(batch))
-	durable := false
-	for i, it := range batch {
-		events[i] = it.event
-		durable = durable || it.done != nil
-	}
+	batch = w.dropDeparted(batch)
 	delay := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; len(batch) > 0; attempt++ {
+		entries := make([]registry.AuditEntry, len(batch))
+		durable := false
+		for i, it := range batch {
+			entries[i] = registry.AuditEntry{Event: it.event, Write: it.write}
+			durable = durable || it.done != nil
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := w.cfg.Store.AppendAudit(ctx, w.chain, events, durable)
+		errs, err := w.cfg.Store.AppendAuditWrites(ctx, w.chain, entries, durable)
 		cancel()
 		w.mu.Lock()
 		w.failing = err
 		w.mu.Unlock()
 		if err == nil {
-			w.written.Add(context.Background(), int64(len(batch)))
+			w.committed(batch, errs)
 			if attempt > 0 {
 				w.log.Warn("audit writer recovered", "attempts", attempt+1, "records", len(batch))
 			}
-			notify(batch, nil)
 			return
 		}
 		w.countFailed("commit", len(batch))
@@ -372,6 +397,7 @@ func (w *Writer) commit(batch []item) {
 			w.log.Error("audit records could not be committed: retrying", "records", len(batch), "error", err)
 			notify(batch, fmt.Errorf("%w: commit failed: %w", ErrUnavailable, err))
 		}
+		batch = withoutWrites(batch)
 		select {
 		case <-w.stop:
 			// NOTE: a last attempt was just made; what is left is lost and
@@ -382,6 +408,55 @@ func (w *Writer) commit(batch []item) {
 		}
 		delay = min(2*delay, maxRetryDelay)
 	}
+}
+
+// dropDeparted answers and removes the writes whose caller left before
+// their turn: they are not run.
+func (w *Writer) dropDeparted(batch []item) []item {
+	kept := batch[:0]
+	for _, it := range batch {
+		if it.write != nil {
+			if err := it.ctx.Err(); err != nil {
+				it.done <- err
+				continue
+			}
+		}
+		kept = append(kept, it)
+	}
+	return kept
+}
+
+// committed answers a committed batch's waiters: a write that failed on
+// its own gets its error, and its record was not written.
+func (w *Writer) committed(batch []item, errs []error) {
+	written := 0
+	for i := range batch {
+		err := errs[i]
+		if errors.Is(err, registry.ErrAuditAppend) {
+			w.log.Error("an audit record and the write it records could not be committed", "error", err)
+			w.countFailed("commit", 1)
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if err == nil {
+			written++
+		}
+		if batch[i].done != nil {
+			batch[i].done <- err
+			batch[i].done = nil
+		}
+	}
+	w.written.Add(context.Background(), int64(written))
+}
+
+// withoutWrites is batch less its writes (their callers are answered).
+func withoutWrites(batch []item) []item {
+	kept := batch[:0]
+	for _, it := range batch {
+		if it.write == nil {
+			kept = append(kept, it)
+		}
+	}
+	return kept
 }
 
 func notify(batch []item, err error) {

@@ -35,7 +35,7 @@ type flakyStore struct {
 	entered chan struct{} // when set, told of each append before it waits
 }
 
-func (f *flakyStore) AppendAudit(ctx context.Context, c *registry.AuditChain, events []registry.AuditEvent, durable bool) error {
+func (f *flakyStore) AppendAuditWrites(ctx context.Context, c *registry.AuditChain, entries []registry.AuditEntry, durable bool) ([]error, error) {
 	if f.entered != nil {
 		f.entered <- struct{}{}
 	}
@@ -43,9 +43,9 @@ func (f *flakyStore) AppendAudit(ctx context.Context, c *registry.AuditChain, ev
 		<-f.release
 	}
 	if f.broken.Load() {
-		return errors.New("disk I/O error")
+		return nil, errors.New("disk I/O error")
 	}
-	return f.Store.AppendAudit(ctx, c, events, durable)
+	return f.Store.AppendAuditWrites(ctx, c, entries, durable)
 }
 
 func start(t *testing.T, cfg Config) *Writer {

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -261,44 +262,104 @@ func (s *Store) insertAuditRows(ctx context.Context, tx *sql.Tx, writerID string
 // lose the last such commits, and the next durable commit of the database
 // (any registry write) makes them durable too. It is for records nobody
 // waits on; a write's record is appended durable.
-func (s *Store) AppendAudit(ctx context.Context, c *AuditChain, events []AuditEvent, durable bool) (err error) {
-	if len(events) == 0 {
-		return nil
+func (s *Store) AppendAudit(ctx context.Context, c *AuditChain, events []AuditEvent, durable bool) error {
+	entries := make([]AuditEntry, len(events))
+	for i, e := range events {
+		entries[i].Event = e
+	}
+	_, err := s.AppendAuditWrites(ctx, c, entries, durable)
+	return err
+}
+
+// AuditEntry is one record to append and, when Write is set, the registry
+// write it records: the two commit together or not at all.
+type AuditEntry struct {
+	Event AuditEvent
+	Write *TxWrite
+}
+
+// ErrAuditAppend wraps the failure to insert an entry's record: its write,
+// if any, was undone with it.
+var ErrAuditAppend = errors.New("registry: audit record not appended")
+
+// AppendAuditWrites is AppendAudit for entries, some of which carry the
+// write they record. Each such entry runs its write and then inserts its
+// record inside a savepoint of its own, so that a write that fails (a
+// reservation lost, a duplicate) is undone with its record, reported in
+// errs at its index, and leaves the other entries to commit. err is the
+// failure of the transaction itself: then nothing committed, every write
+// included. A transaction carrying a write is always durable.
+func (s *Store) AppendAuditWrites(ctx context.Context, c *AuditChain, entries []AuditEntry, durable bool) (errs []error, err error) {
+	if len(entries) == 0 {
+		return nil, nil
 	}
 	ctx, end := s.tel.start(ctx, "AppendAudit")
 	defer func() { end(err, "") }()
-	rows := make([]auditRow, len(events))
-	for i, e := range events {
-		if rows[i], err = rowFromEvent(e); err != nil {
-			return err
+	rows := make([]auditRow, len(entries))
+	for i := range entries {
+		if rows[i], err = rowFromEvent(entries[i].Event); err != nil {
+			return nil, err
 		}
 		if rows[i].kind != AuditKindCall {
-			return fmt.Errorf("%w: audit kind %q is written by Checkpoint and PruneAudit only", ErrInvalidArgument, rows[i].kind)
+			return nil, fmt.Errorf("%w: audit kind %q is written by Checkpoint and PruneAudit only", ErrInvalidArgument, rows[i].kind)
 		}
+		durable = durable || entries[i].Write != nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var seq int64
 	var head string
 	err = s.auditTx(ctx, durable, func(tx *sql.Tx) error {
-		var err error
-		seq, head, err = s.insertAuditRows(ctx, tx, c.writerID, c.seq, c.head, rows)
-		return err
+		// NOTE: set afresh on every run of this function, so that a
+		// transaction begun again starts from the chain's committed head.
+		seq, head = c.seq, c.head
+		errs = make([]error, len(entries))
+		for i := range entries {
+			appendRow := func(tx *sql.Tx) error {
+				n, h, err := s.insertAuditRows(ctx, tx, c.writerID, seq, head, rows[i:i+1])
+				if err != nil {
+					return fmt.Errorf("%w: %w", ErrAuditAppend, err)
+				}
+				seq, head = n, h
+				return nil
+			}
+			w := entries[i].Write
+			if w == nil {
+				if err := appendRow(tx); err != nil {
+					return err
+				}
+				continue
+			}
+			var fatal error
+			errs[i], fatal = inSavepoint(ctx, tx, func(tx *sql.Tx) error {
+				if err := w.fn(tx); err != nil {
+					return err
+				}
+				return appendRow(tx)
+			})
+			if fatal != nil {
+				return fatal
+			}
+			// NOTE: an entry undone by its savepoint took no number:
+			// appendRow moves the head only once its insert succeeded, and
+			// nothing runs after that insert inside the savepoint.
+		}
+		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.seq, c.head = seq, head
-	return nil
+	return errs, nil
 }
 
 // auditTx runs fn in a write transaction, durable or not (AppendAudit).
 func (s *Store) auditTx(ctx context.Context, durable bool, fn func(tx *sql.Tx) error) error {
 	if durable {
-		return s.inTx(ctx, fn)
+		return s.commit(ctx, fn)
 	}
 	if _, ok := s.dialect.(postgresDialect); ok {
-		return s.inTx(ctx, func(tx *sql.Tx) error {
+		return s.commit(ctx, func(tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
 				return fmt.Errorf("registry: audit commit mode: %w", err)
 			}
@@ -348,7 +409,7 @@ func (s *Store) CheckpointAudit(ctx context.Context, c *AuditChain, since time.T
 	var row auditRow
 	var seq int64
 	var head string
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.commit(ctx, func(tx *sql.Tx) error {
 		var anchors []AuditAnchor
 		err := queryEachOn(ctx, tx, `SELECT a.writer_id, a.seq, a.hash FROM audit_events a
 			JOIN (SELECT writer_id, MAX(seq) AS seq FROM audit_events
@@ -482,7 +543,7 @@ func (s *Store) PruneAudit(ctx context.Context, c *AuditChain, before time.Time,
 	defer c.mu.Unlock()
 	var seq int64
 	var head string
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.commit(ctx, func(tx *sql.Tx) error {
 		for _, p := range prefixes {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE writer_id = $1 AND seq <= $2`, p.writerID, p.upTo); err != nil {
 				return fmt.Errorf("registry: prune audit records: %w", err)

@@ -187,7 +187,17 @@ func (s *Store) ProbeWrite(ctx context.Context) (err error) {
 // inTx runs fn in a write transaction and commits it when fn returns nil.
 // On SQLite the transaction may be shared with other writes waiting at the
 // same time (batch.go): fn must do nothing but its statements on tx.
+//
+// Under WithCommitHook the hook commits fn instead (audit_writes.go).
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if h := commitHookFrom(ctx); h != nil {
+		return h(TxWrite{fn: fn})
+	}
+	return s.commit(ctx, fn)
+}
+
+// commit runs fn in a write transaction of the store's own.
+func (s *Store) commit(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if s.batch != nil {
 		return s.batch.do(ctx, fn)
 	}

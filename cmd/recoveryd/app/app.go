@@ -76,6 +76,9 @@ type Options struct {
 	// DisableAudit runs without the audit trail: only for the benchmark
 	// that measures what auditing costs against a server without it.
 	DisableAudit bool
+	// AuditStore, when set, wraps the registry as the audit writer sees it
+	// (appends that fail, as a full disk makes them).
+	AuditStore func(audit.Store) audit.Store
 	// NoReconcilerLoop starts no background reconciler even when the
 	// service has a reconcile interval (its answers still say
 	// ASSIGNMENT_BEING_RESOLVED): for tests that drive Reconciler passes
@@ -199,7 +202,7 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 		return nil, err
 	}
 	if !opts.DisableAudit {
-		if sec.audit, err = a.startAudit(cfg, store); err != nil {
+		if sec.audit, err = a.startAudit(cfg, store, opts.AuditStore); err != nil {
 			return nil, err
 		}
 	}
@@ -287,9 +290,13 @@ const auditCloseTimeout = 10 * time.Second
 // registry) and returns the chain's audit position: enforcing in
 // production, warning in development. The writer is closed, its queue
 // committed, after the gRPC server has stopped.
-func (a *app) startAudit(cfg Config, store *registry.Store) (*auditor, error) {
+func (a *app) startAudit(cfg Config, store *registry.Store, wrap func(audit.Store) audit.Store) (*auditor, error) {
+	var appends audit.Store = store
+	if wrap != nil {
+		appends = wrap(appends)
+	}
 	w, err := audit.Start(audit.Config{
-		Store:     store,
+		Store:     appends,
 		Retention: cfg.AuditRetention,
 		ExportDir: filepath.Join(cfg.DataDir, auditExportDirName),
 		Logger:    a.log,
@@ -302,7 +309,7 @@ func (a *app) startAudit(cfg Config, store *registry.Store) (*auditor, error) {
 		defer cancel()
 		return w.Close(ctx)
 	})
-	return newAuditor(w, cfg.Environment == EnvProduction, a.log.With("component", "audit")), nil
+	return newAuditor(w, store, cfg.Environment == EnvProduction, a.log.With("component", "audit")), nil
 }
 
 // openRegistry opens PostgreSQL for a postgres:// --database-url (or

@@ -47,19 +47,28 @@ const (
 // refused. enforce (production) fails a call whose record cannot be
 // written; otherwise it is only logged.
 type auditor struct {
-	w        *audit.Writer
+	w *audit.Writer
+	// writes commits a write alone, when development goes on without its
+	// record.
+	writes   writeCommitter
 	enforce  bool
 	log      *slog.Logger
 	lastWarn atomic.Int64 // unix nanoseconds of the last development warning
 }
 
+// writeCommitter commits a registry write on its own; a *registry.Store is
+// one.
+type writeCommitter interface {
+	CommitWrite(ctx context.Context, w registry.TxWrite) error
+}
+
 // newAuditor returns nil for a nil writer: its positions then pass calls
 // through.
-func newAuditor(w *audit.Writer, enforce bool, log *slog.Logger) *auditor {
+func newAuditor(w *audit.Writer, writes writeCommitter, enforce bool, log *slog.Logger) *auditor {
 	if w == nil {
 		return nil
 	}
-	return &auditor{w: w, enforce: enforce, log: log}
+	return &auditor{w: w, writes: writes, enforce: enforce, log: log}
 }
 
 // auditExempt reports whether fullMethod leaves no record: health probes,
@@ -69,7 +78,8 @@ func auditExempt(fullMethod string) bool {
 }
 
 // auditWrites are the methods that change the registry: their record is
-// committed before the caller is answered.
+// committed before the caller is answered, in the write's own transaction
+// (callRecord) when the call made one.
 var auditWrites = map[string]bool{
 	recoveryv1.RecoveryService_AssignKey_FullMethodName:  true,
 	recoveryv1.RecoveryService_SecureData_FullMethodName: true,
@@ -100,9 +110,18 @@ func (a *auditor) before(ctx context.Context, method string) error {
 	return nil
 }
 
-// after writes the call's record and returns the call's final error: err,
-// or AUDIT_UNAVAILABLE in production when the record cannot be written.
-func (a *auditor) after(ctx context.Context, method string, start time.Time, req, resp any, err error) error {
+// after writes the call's record, unless its write already committed it,
+// and returns the call's final error: err, or AUDIT_UNAVAILABLE in
+// production when the record cannot be written.
+//
+// NOTE: a call whose write committed with its record has that record only,
+// saying OK, even should the call fail after it (its answer lost on the
+// way): the write it records did happen.
+func (a *auditor) after(ctx context.Context, rec *callRecord, resp any, err error) error {
+	if rec.written.Load() {
+		return err
+	}
+	method, start, req := rec.method, rec.start, rec.req
 	ev := auditEvent(ctx, method, start, req, resp, err)
 	var werr error
 	if err == nil && auditWrites[method] && !alreadyAssigned(resp) {
@@ -137,8 +156,9 @@ func (a *auditor) unary() grpc.UnaryServerInterceptor {
 			_ = a.w.Submit(auditEvent(ctx, info.FullMethod, start, req, nil, refusal))
 			return nil, refusal
 		}
-		resp, err := handler(ctx, req)
-		if final := a.after(ctx, info.FullMethod, start, req, resp, err); final != err { //nolint:errorlint // identity: was the call's error replaced?
+		rec := &callRecord{a: a, method: info.FullMethod, start: start, req: req}
+		resp, err := handler(service.WithCallRecorder(ctx, rec), req)
+		if final := a.after(ctx, rec, resp, err); final != err { //nolint:errorlint // identity: was the call's error replaced?
 			return nil, final
 		}
 		return resp, err
@@ -158,17 +178,76 @@ func (a *auditor) stream() grpc.StreamServerInterceptor {
 			_ = a.w.Submit(auditEvent(ctx, info.FullMethod, start, nil, nil, refusal))
 			return refusal
 		}
-		as := &auditStream{ServerStream: ss}
+		rec := &callRecord{a: a, method: info.FullMethod, start: start}
+		as := &auditStream{ServerStream: ss, ctx: service.WithCallRecorder(ctx, rec)}
 		err := handler(srv, as)
-		return a.after(ctx, info.FullMethod, start, nil, as.sent.Load(), err)
+		return a.after(ctx, rec, as.sent.Load(), err)
 	}
 }
 
-// auditStream remembers the last message sent.
+// callRecord is one call's record in the making: what after writes, unless
+// the call's write committed it first (CommitHook).
+type callRecord struct {
+	a      *auditor
+	method string
+	start  time.Time
+	req    any
+	// written: the record committed with the call's write.
+	written atomic.Bool
+}
+
+// CommitHook commits the call's write and its record in one transaction
+// (audit.Writer.CommitWrite). When the record cannot go with it,
+// production fails the write (it is not committed) and development commits
+// it alone, warning, as it serves calls it cannot audit.
+func (r *callRecord) CommitHook(ctx context.Context, subject service.WriteSubject) registry.CommitHook {
+	return func(w registry.TxWrite) error {
+		ev := withSubject(auditEvent(ctx, r.method, r.start, r.req, nil, nil), subject)
+		err := r.a.w.CommitWrite(ctx, ev, w)
+		switch {
+		case err == nil:
+			r.written.Store(true)
+			return nil
+		case !errors.Is(err, audit.ErrUnavailable):
+			return err // the write's own failure
+		case r.a.unavailable(ctx, r.method, err) != nil, r.a.writes == nil:
+			return err
+		}
+		return r.a.writes.CommitWrite(ctx, w)
+	}
+}
+
+// withSubject adds to ev what the write touches.
+func withSubject(ev registry.AuditEvent, s service.WriteSubject) registry.AuditEvent {
+	orgs := newOrgSet()
+	for _, o := range ev.Organisations {
+		orgs.add(o)
+	}
+	orgs.add(s.CustomerID)
+	ev.Organisations = orgs.list
+	for _, f := range [...]struct {
+		to *string
+		v  string
+	}{
+		{&ev.PackageID, s.PackageID}, {&ev.KeyID, s.KeyID}, {&ev.BackupID, s.BackupID},
+	} {
+		if v := printable(f.v); v != "" {
+			*f.to = v
+		}
+	}
+	return ev
+}
+
+// auditStream remembers the last message sent, and gives the handler the
+// context that carries the call's record.
 type auditStream struct {
 	grpc.ServerStream
+	ctx  context.Context
 	sent atomicMessage
 }
+
+// Context is the call's context with its record.
+func (s *auditStream) Context() context.Context { return s.ctx }
 
 // SendMsg remembers m and sends it.
 func (s *auditStream) SendMsg(m any) error {

@@ -177,8 +177,8 @@ func TestEveryCallLeavesOneAuditRecord(t *testing.T) {
 // full disk or a lost database would make them.
 type failingAuditStore struct{ *registry.Store }
 
-func (failingAuditStore) AppendAudit(context.Context, *registry.AuditChain, []registry.AuditEvent, bool) error {
-	return errors.New("disk I/O error")
+func (failingAuditStore) AppendAuditWrites(context.Context, *registry.AuditChain, []registry.AuditEntry, bool) ([]error, error) {
+	return nil, errors.New("disk I/O error")
 }
 
 // countingService counts the GetKey calls that reach it.
@@ -223,7 +223,7 @@ func TestAuditUnavailableFailsCallsInProductionOnly(t *testing.T) {
 			}
 			t.Cleanup(stopWatch)
 			svc := countingService{calls: make(chan struct{}, 10)}
-			sec := serverSecurity{authn: authn, audit: newAuditor(w, enforce, log)}
+			sec := serverSecurity{authn: authn, audit: newAuditor(w, nil, enforce, log)}
 			srv, err := newGRPCServer(log, svc, newHealthService(), service.StatusFromValidation, sec, overloadLimits{}, nil)
 			if err != nil {
 				t.Fatal(err)
