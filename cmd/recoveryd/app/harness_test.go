@@ -59,6 +59,10 @@ type upstreamOptions struct {
 	// tls serves https:// with httptest's self-signed certificate;
 	// remoteConfig then trusts it through --upstream-ca-file.
 	tls bool
+	// skipDataVerification is sandboxd's --verify-data=false: for
+	// benchmarks whose two halves need not pay the emulator's RSA
+	// decryption.
+	skipDataVerification bool
 }
 
 // startUpstreamWith is startUpstream with every option.
@@ -69,6 +73,8 @@ func startUpstreamWith(t testing.TB, o upstreamOptions) *sandboxtest.Sandbox {
 			DataDir:   o.dir,
 			Misbehave: o.misbehave,
 			Logger:    o.log.With("component", "test-upstream"),
+
+			SkipDataVerification: o.skipDataVerification,
 		},
 		Wrap: o.wrap,
 		TLS:  o.tls,

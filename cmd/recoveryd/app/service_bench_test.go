@@ -212,25 +212,37 @@ func BenchmarkSecureFile(b *testing.B) {
 	})
 }
 
+// auditPair starts two servers on one emulator (which skips its RSA
+// check of secure/data, the same for both), each with its own SQLite
+// registry: plain with auditing off, audited with every call audited. Each
+// has a key assigned to a user of its own; the AssignKey requests that
+// assigned them are returned too.
+func auditPair(b *testing.B) (plain, audited *testServer, plainReq, auditedReq *recoveryv1.AssignKeyRequest, plainKey, auditedKey *recoveryv1.RecoveryKey) {
+	b.Helper()
+	log := NewLogger(io.Discard, slog.LevelInfo)
+	up := startUpstreamWith(b, upstreamOptions{log: log, skipDataVerification: true})
+	start := func(disableAudit bool, user string) (*testServer, *recoveryv1.AssignKeyRequest, *recoveryv1.RecoveryKey) {
+		cfg := remoteConfig(b, up, b.TempDir())
+		cfg.AdminListen = ""
+		srv := startReady(b, cfg, log, Options{DisableAudit: disableAudit})
+		req := assignKeyRequest(user, recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT)
+		resp, err := srv.client.AssignKey(b.Context(), req)
+		if err != nil {
+			b.Fatalf("AssignKey: %v", err)
+		}
+		return srv, req, resp.GetKey()
+	}
+	plain, plainReq, plainKey = start(true, benchUser+"-unaudited")
+	audited, auditedReq, auditedKey = start(false, benchUser+"-audited")
+	return plain, audited, plainReq, auditedReq, plainKey, auditedKey
+}
+
 // BenchmarkAssignKeyRepeatAudit is what the audit trail costs a repeat
 // AssignKey: impl=ours on a server that audits every call (the group
 // writer commits the records), impl=baseline on one that does not, both on
 // the same emulator, each with its own SQLite registry and its own user.
 func BenchmarkAssignKeyRepeatAudit(b *testing.B) {
-	log := NewLogger(io.Discard, slog.LevelInfo)
-	up := startUpstream(b, "", log, nil)
-	start := func(disableAudit bool, user string) (*testServer, *recoveryv1.AssignKeyRequest) {
-		cfg := remoteConfig(b, up, b.TempDir())
-		cfg.AdminListen = ""
-		srv := startReady(b, cfg, log, Options{DisableAudit: disableAudit})
-		req := assignKeyRequest(user, recoveryv1.KeyEnvironment_KEY_ENVIRONMENT_HOT)
-		if _, err := srv.client.AssignKey(b.Context(), req); err != nil {
-			b.Fatalf("AssignKey: %v", err)
-		}
-		return srv, req
-	}
-	plain, plainReq := start(true, benchUser+"-unaudited")
-	audited, auditedReq := start(false, benchUser+"-audited")
+	plain, audited, plainReq, auditedReq, _, _ := auditPair(b)
 	run := func(srv *testServer, req *recoveryv1.AssignKeyRequest) func(b *testing.B) {
 		return func(b *testing.B) {
 			ctx := b.Context()
@@ -245,4 +257,43 @@ func BenchmarkAssignKeyRepeatAudit(b *testing.B) {
 	}
 	b.Run("impl=baseline", run(plain, plainReq))
 	b.Run("impl=ours", run(audited, auditedReq))
+}
+
+// BenchmarkSecureDataAudit is what the audit trail costs a write: a
+// SecureData of a sealed block (one backup recorded, durably) on a server
+// that audits every call, where the backup and the call's record commit
+// in one transaction, against the same on a server with auditing off.
+func BenchmarkSecureDataAudit(b *testing.B) {
+	plain, audited, _, _, plainKey, auditedKey := auditPair(b)
+	secret := []byte("share 2 of 3: 8f1c0b7e 4d2a9c61 e07b3f58")
+	checksum := keycrypto.Checksum(secret)
+	run := func(srv *testServer, key *recoveryv1.RecoveryKey) func(b *testing.B) {
+		return func(b *testing.B) {
+			pub, err := keycrypto.ParsePublicKeyHex(key.GetPublicKeyHex())
+			if err != nil {
+				b.Fatal(err)
+			}
+			ciphertext, err := keycrypto.Encrypt(rand.Reader, pub, secret)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := &recoveryv1.SecureDataRequest{
+				Key: &recoveryv1.SecureDataRequest_KeyId{KeyId: key.GetKeyId()},
+				Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: &recoveryv1.SealedPayload{
+					Ciphertext: ciphertext, ChecksumSha256: checksum,
+				}},
+				Metadata: &recoveryv1.BackupMetadata{Description: "seed phrase", ContentType: "text/plain"},
+			}
+			ctx := b.Context()
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := srv.client.SecureData(ctx, req)
+				if err != nil || resp.GetBackup().GetBackupId() == "" {
+					b.Fatalf("SecureData: %v, %v", resp, err)
+				}
+			}
+		}
+	}
+	b.Run("impl=baseline", run(plain, plainKey))
+	b.Run("impl=ours", run(audited, auditedKey))
 }
