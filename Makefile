@@ -194,7 +194,7 @@ bench: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) $(BIN)/.ben
 	bench/pairs.sh
 
 .PHONY: bench-isolation
-bench-isolation: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) ## one caller's load against another's SecureData latency, with and without a per-caller cap (~5 min; docs/benchmarks.md)
+bench-isolation: $(BIN)/.ghz-$(GHZ_VERSION) $(BIN)/.grpcurl-$(GRPCURL_VERSION) ## one caller's load against another's SecureData latency: A sent straight to sandboxd (the machine's floor), through recoveryd, and with a per-caller cap (~8 min; docs/benchmarks.md)
 	bench/isolation.sh
 
 # NOTE: not part of `make test`: a few minutes of load. bench/soak is a Go

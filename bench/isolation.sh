@@ -6,7 +6,11 @@
 # ISO_ROUNDS rounds. The figure is B's p50 and p99 under A's load divided by
 # B's alone (1.00: no effect). Then the same again with A held to
 # --max-concurrent-calls by its callers-file entry (ISO_CAP, applied with a
-# SIGHUP reload), to see what the per-caller cap buys B.
+# SIGHUP reload), to see what the per-caller cap buys B. First of all, B
+# under the same load from A sent straight to sandboxd by bench/load (the
+# integrator's own client, no recoveryd): what remains of B's slowdown then
+# is the machine's, the cores and the emulator A and B share, a floor no
+# admission policy inside recoveryd can go below.
 #
 # The parts are real: sandboxd (the emulator as an HTTP server, --latency
 # ISO_LATENCY as a WAN upstream, --verify-data=false so that its RSA
@@ -105,7 +109,8 @@ rm -f "$OUT"/iso-*.json "$OUT"/isolation.txt
 } | tee "$OUT/isolation.txt"
 
 echo ">> building recoveryd and sandboxd"
-(cd "$ROOT" && go build -o "$work/recoveryd" ./cmd/recoveryd && go build -o "$work/sandboxd" ./cmd/sandboxd)
+(cd "$ROOT" && go build -o "$work/recoveryd" ./cmd/recoveryd && go build -o "$work/sandboxd" ./cmd/sandboxd &&
+	go build -o "$work/load" ./bench/load)
 
 # --- sandboxd -------------------------------------------------------------------
 
@@ -185,6 +190,9 @@ assign() {
 key_a=$(assign user-a "$token_a")
 key_b=$(assign user-b "$token_b")
 [[ -n $key_a && -n $key_b ]] || fail "AssignKey returned no key: $(tail -5 "$log")"
+pub_a=$(grpcurl -plaintext -max-time 30 -H "authorization: Bearer $token_a" -d "{\"key_id\": \"$key_a\"}" \
+	"$addr" "$SERVICE/GetKey" | jq -r '.key.publicKeyHex // empty')
+[[ -n $pub_a ]] || fail "GetKey returned no public key for A's key"
 
 plaintext=$(printf 'a share of about forty bytes, no more..' | base64 -w0)
 data_a="{\"key_id\":\"$key_a\",\"plaintext\":\"$plaintext\"}"
@@ -242,10 +250,37 @@ run_loaded() {
 	ghz_wait "$a_file"
 }
 
+# direct_load REPORT ARGS...: bench/load against sandboxd as caller A would
+# without recoveryd, bounded by its -max-duration and by timeout(1), in the
+# background; its PID in $last.
+direct_load() {
+	local report=$1
+	shift
+	timeout --kill-after=5 "$GHZ_MAX_SECONDS" "$work/load" -target "$upstream" -public-key-hex "$pub_a" \
+		-n 1000000 -max-duration "${A_SECONDS}s" -timeout 30s "$@" >"$report" 2>"$report.err" &
+	last=$!
+	pids+=("$last")
+}
+
+# run_direct NAME ROUND: A's load sent straight to sandboxd, B's stream
+# through recoveryd LEAD seconds in.
+run_direct() {
+	local a_data a_file
+	direct_load "$OUT/iso-$1-a-data-$2.json" -mode direct-data -c "$ISO_A_DATA_CONCURRENCY"
+	a_data=$last
+	direct_load "$OUT/iso-$1-a-file-$2.json" -mode direct-file -c "$ISO_A_FILE_CONCURRENCY" -size $((ISO_FILE_KIB * 1024))
+	a_file=$last
+	sleep "$LEAD"
+	run_b "$1" "$2"
+	kill -0 "$a_data" 2>/dev/null || echo "isolation: warning: A's direct SecureData load ended before B's run did" >&2
+	ghz_wait "$a_data"
+	ghz_wait "$a_file"
+}
+
 # Warm up both callers' paths (connections, caches, the SQLite file).
 ISO_B_TOTAL=$((ISO_B_TOTAL < 20 ? ISO_B_TOTAL : 20)) run_b warmup 0
 
-for phase in uncapped capped; do
+for phase in direct uncapped capped; do
 	if [[ $phase == capped ]]; then
 		write_callers "$ISO_CAP"
 		kill -HUP "$server"
@@ -259,7 +294,11 @@ for phase in uncapped capped; do
 	for round in $(seq "$ISO_ROUNDS"); do
 		echo "   round $round/$ISO_ROUNDS"
 		run_b "$phase-alone" "$round"
-		run_loaded "$phase-loaded" "$round"
+		if [[ $phase == direct ]]; then
+			run_direct "$phase-loaded" "$round"
+		else
+			run_loaded "$phase-loaded" "$round"
+		fi
 	done
 done
 
@@ -271,8 +310,13 @@ stats() {
 		[(map(pct(50)) | median), (map(pct(99)) | median)] | @tsv
 	' "$OUT"/iso-"$1"-[0-9]*.json
 }
-# a_stats NAME: A's calls: "rps ok refused_rate_limited other" summed over rounds.
+# a_stats NAME: A's calls: "rps ok refused_rate_limited other" summed over
+# rounds, from ghz's reports or (the direct phase) bench/load's.
 a_stats() {
+	if [[ $1 == direct-* ]]; then
+		jq -s -r '[(map(.rps) | add / length | floor), (map(.ok) | add), 0, (map(.count - .ok) | add)] | @tsv' "$OUT"/iso-"$1"-*.json
+		return
+	fi
 	jq -s -r '
 		[(map(.rps) | add / length | floor),
 		 (map(.statusCodeDistribution.OK // 0) | add),
@@ -286,11 +330,14 @@ a_stats() {
 	echo "B's SecureData (paced at $ISO_B_RPS/s, $ISO_B_TOTAL calls) under caller A's load vs B alone;"
 	echo "median of $ISO_ROUNDS alternating rounds; sandboxd latency $ISO_LATENCY; ratio = loaded / alone"
 	printf '%-34s %10s %10s %10s %10s %8s %8s\n' "A's limits" "alone p50" "alone p99" "loaded p50" "loaded p99" "p50 x" "p99 x"
-	for phase in uncapped capped; do
+	for phase in direct uncapped capped; do
 		read -r a50 a99 < <(stats "$phase-alone")
 		read -r l50 l99 < <(stats "$phase-loaded")
-		label="none"
-		[[ $phase == capped ]] && label="max_concurrent_calls $ISO_CAP"
+		case $phase in
+		direct) label="A direct to sandboxd (the floor)" ;;
+		uncapped) label="none" ;;
+		capped) label="max_concurrent_calls $ISO_CAP" ;;
+		esac
 		awk -v l="$label" -v a50="$a50" -v a99="$a99" -v l50="$l50" -v l99="$l99" 'BEGIN {
 			printf "%-34s %8.1fms %8.1fms %8.1fms %8.1fms %7.2fx %7.2fx\n", l, a50/1e6, a99/1e6, l50/1e6, l99/1e6, l50/a50, l99/a99
 		}'
@@ -298,7 +345,7 @@ a_stats() {
 	echo
 	echo "A's calls during the loaded runs (rps averaged, counts summed over rounds):"
 	printf '%-34s %-11s %8s %8s %18s %8s\n' "A's limits" "call" "rps" "OK" "RESOURCE_EXHAUSTED" "other"
-	for phase in uncapped capped; do
+	for phase in direct uncapped capped; do
 		for kind in data file; do
 			read -r rps ok re other < <(a_stats "$phase-loaded-a-$kind")
 			printf '%-34s %-11s %8s %8s %18s %8s\n' "$phase" "$([[ $kind == data ]] && echo SecureData || echo SecureFile)" "$rps" "$ok" "$re" "$other"
