@@ -164,7 +164,7 @@ func Start(cfg Config) (*Writer, error) {
 		otel.Handle(err)
 	}
 	failed, err := meter.Int64Counter("recovery.audit.records.failed",
-		metric.WithDescription("Audit records not written: refused (writer failing, too far behind or closed, by reason) or in a failed commit attempt (reason commit; retried)."),
+		metric.WithDescription("Audit records not written: refused (writer failing, too far behind or closed, by reason) or in a failed commit attempt (reason commit; retried, but for a write's record, which fails with its write)."),
 		metric.WithUnit("{record}"))
 	if err != nil {
 		otel.Handle(err)
