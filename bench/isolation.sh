@@ -231,10 +231,10 @@ run_b() {
 		fail "B's run $1 (round $2): not every call succeeded: $(jq -c '{count, statusCodeDistribution, errorDistribution}' "$report" 2>/dev/null || cat "$report.err")"
 }
 
-# run_loaded NAME ROUND: A's load (SecureData at ISO_A_DATA_CONCURRENCY and
-# ISO_A_FILE_CONCURRENCY uploads), B's stream LEAD seconds in.
-run_loaded() {
-	local a_data a_file
+# start_a_recoveryd NAME ROUND: A's load through recoveryd (SecureData at
+# ISO_A_DATA_CONCURRENCY and ISO_A_FILE_CONCURRENCY uploads), by ghz; the
+# PIDs in $a_data and $a_file.
+start_a_recoveryd() {
 	ghz_run "$OUT/iso-$1-a-data-$2.json" --call "$SERVICE/SecureData" -d "$data_a" \
 		--metadata "{\"authorization\":\"Bearer $token_a\"}" --duration "${A_SECONDS}s" \
 		--concurrency "$ISO_A_DATA_CONCURRENCY" --connections 4
@@ -243,11 +243,6 @@ run_loaded() {
 		--metadata "{\"authorization\":\"Bearer $token_a\"}" --duration "${A_SECONDS}s" \
 		--concurrency "$ISO_A_FILE_CONCURRENCY" --connections 1
 	a_file=$last
-	sleep "$LEAD"
-	run_b "$1" "$2"
-	kill -0 "$a_data" 2>/dev/null || echo "isolation: warning: A's SecureData load ended before B's run did" >&2
-	ghz_wait "$a_data"
-	ghz_wait "$a_file"
 }
 
 # direct_load REPORT ARGS...: bench/load against sandboxd as caller A would
@@ -262,17 +257,22 @@ direct_load() {
 	pids+=("$last")
 }
 
-# run_direct NAME ROUND: A's load sent straight to sandboxd, B's stream
-# through recoveryd LEAD seconds in.
-run_direct() {
-	local a_data a_file
+# start_a_direct NAME ROUND: the same load sent straight to sandboxd.
+start_a_direct() {
 	direct_load "$OUT/iso-$1-a-data-$2.json" -mode direct-data -c "$ISO_A_DATA_CONCURRENCY"
 	a_data=$last
 	direct_load "$OUT/iso-$1-a-file-$2.json" -mode direct-file -c "$ISO_A_FILE_CONCURRENCY" -size $((ISO_FILE_KIB * 1024))
 	a_file=$last
+}
+
+# run_loaded NAME ROUND START: A's load started by START (start_a_recoveryd
+# or start_a_direct), B's stream through recoveryd LEAD seconds in.
+run_loaded() {
+	local a_data a_file
+	"$3" "$1" "$2"
 	sleep "$LEAD"
 	run_b "$1" "$2"
-	kill -0 "$a_data" 2>/dev/null || echo "isolation: warning: A's direct SecureData load ended before B's run did" >&2
+	kill -0 "$a_data" 2>/dev/null || echo "isolation: warning: A's SecureData load ended before B's run did" >&2
 	ghz_wait "$a_data"
 	ghz_wait "$a_file"
 }
@@ -295,9 +295,9 @@ for phase in direct uncapped capped; do
 		echo "   round $round/$ISO_ROUNDS"
 		run_b "$phase-alone" "$round"
 		if [[ $phase == direct ]]; then
-			run_direct "$phase-loaded" "$round"
+			run_loaded "$phase-loaded" "$round" start_a_direct
 		else
-			run_loaded "$phase-loaded" "$round"
+			run_loaded "$phase-loaded" "$round" start_a_recoveryd
 		fi
 	done
 done

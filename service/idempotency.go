@@ -118,11 +118,9 @@ func (s *Server) recordBackup(ctx context.Context, token string, b *registry.Bac
 		// Park the reservation as unknown, so that a retry under the same
 		// key stores again at once rather than after the lease; if this
 		// fails too, the row turns unknown when its lease ends.
-		if token != "" {
-			if ferr := s.backups.FailBackup(ctx, token, fmt.Sprintf("stored upstream as %s but not recorded: %v", b.BackupID, err)); ferr != nil && !errors.Is(ferr, registry.ErrReservationLost) {
-				s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
-					slog.String("error", ferr.Error()))
-			}
+		if ferr := s.backups.FailBackup(ctx, token, fmt.Sprintf("stored upstream as %s but not recorded: %v", b.BackupID, err)); ferr != nil && !errors.Is(ferr, registry.ErrReservationLost) {
+			s.log.LogAttrs(ctx, slog.LevelError, "parking a backup reservation failed",
+				slog.String("error", ferr.Error()))
 		}
 		return fail(ReasonBackupOutcomeUnknown, fmt.Errorf("recording backup %s: %w", b.BackupID, err))
 	}

@@ -310,22 +310,22 @@ func (s *Store) AppendAuditWrites(ctx context.Context, c *AuditChain, entries []
 	var seq int64
 	var head string
 	err = s.auditTx(ctx, durable, func(tx *sql.Tx) error {
-		// NOTE: set afresh on every run of this function, so that a
-		// transaction begun again starts from the chain's committed head.
-		seq, head = c.seq, c.head
+		seq, head = c.seq, c.head // the committed head; c.mu is held
+		// appendRow chains entry i's record onto (seq, head) and moves the
+		// head only once its insert succeeded.
+		appendRow := func(tx *sql.Tx, i int) error {
+			n, h, err := s.insertAuditRows(ctx, tx, c.writerID, seq, head, rows[i:i+1])
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrAuditAppend, err)
+			}
+			seq, head = n, h
+			return nil
+		}
 		errs = make([]error, len(entries))
 		for i := range entries {
-			appendRow := func(tx *sql.Tx) error {
-				n, h, err := s.insertAuditRows(ctx, tx, c.writerID, seq, head, rows[i:i+1])
-				if err != nil {
-					return fmt.Errorf("%w: %w", ErrAuditAppend, err)
-				}
-				seq, head = n, h
-				return nil
-			}
 			w := entries[i].Write
 			if w == nil {
-				if err := appendRow(tx); err != nil {
+				if err := appendRow(tx, i); err != nil {
 					return err
 				}
 				continue
@@ -335,14 +335,13 @@ func (s *Store) AppendAuditWrites(ctx context.Context, c *AuditChain, entries []
 				if err := w.fn(tx); err != nil {
 					return err
 				}
-				return appendRow(tx)
+				return appendRow(tx, i)
 			})
 			if fatal != nil {
 				return fatal
 			}
-			// NOTE: an entry undone by its savepoint took no number:
-			// appendRow moves the head only once its insert succeeded, and
-			// nothing runs after that insert inside the savepoint.
+			// NOTE: an entry undone by its savepoint took no number: its
+			// insert is the last statement inside the savepoint.
 		}
 		return nil
 	})

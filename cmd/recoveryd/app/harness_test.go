@@ -70,10 +70,9 @@ func startUpstreamWith(t testing.TB, o upstreamOptions) *sandboxtest.Sandbox {
 	t.Helper()
 	return sandboxtest.Start(t, sandboxtest.Options{
 		Config: sandbox.Config{
-			DataDir:   o.dir,
-			Misbehave: o.misbehave,
-			Logger:    o.log.With("component", "test-upstream"),
-
+			DataDir:              o.dir,
+			Misbehave:            o.misbehave,
+			Logger:               o.log.With("component", "test-upstream"),
 			SkipDataVerification: o.skipDataVerification,
 		},
 		Wrap: o.wrap,

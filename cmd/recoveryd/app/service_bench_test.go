@@ -212,16 +212,23 @@ func BenchmarkSecureFile(b *testing.B) {
 	})
 }
 
-// auditPair starts two servers on one emulator (which skips its RSA
-// check of secure/data, the same for both), each with its own SQLite
-// registry: plain with auditing off, audited with every call audited. Each
-// has a key assigned to a user of its own; the AssignKey requests that
-// assigned them are returned too.
-func auditPair(b *testing.B) (plain, audited *testServer, plainReq, auditedReq *recoveryv1.AssignKeyRequest, plainKey, auditedKey *recoveryv1.RecoveryKey) {
+// auditSide is one half of an audit pair: a server, the AssignKey request
+// that assigned its user a key, and that key.
+type auditSide struct {
+	srv    *testServer
+	assign *recoveryv1.AssignKeyRequest
+	key    *recoveryv1.RecoveryKey
+}
+
+// auditPair starts two servers on one emulator (which skips its RSA check
+// of secure/data, the same for both), each with its own SQLite registry
+// and a user of its own with a key: plain with auditing off, audited with
+// every call audited.
+func auditPair(b *testing.B) (plain, audited auditSide) {
 	b.Helper()
 	log := NewLogger(io.Discard, slog.LevelInfo)
 	up := startUpstreamWith(b, upstreamOptions{log: log, skipDataVerification: true})
-	start := func(disableAudit bool, user string) (*testServer, *recoveryv1.AssignKeyRequest, *recoveryv1.RecoveryKey) {
+	start := func(disableAudit bool, user string) auditSide {
 		cfg := remoteConfig(b, up, b.TempDir())
 		cfg.AdminListen = ""
 		srv := startReady(b, cfg, log, Options{DisableAudit: disableAudit})
@@ -230,11 +237,9 @@ func auditPair(b *testing.B) (plain, audited *testServer, plainReq, auditedReq *
 		if err != nil {
 			b.Fatalf("AssignKey: %v", err)
 		}
-		return srv, req, resp.GetKey()
+		return auditSide{srv: srv, assign: req, key: resp.GetKey()}
 	}
-	plain, plainReq, plainKey = start(true, benchUser+"-unaudited")
-	audited, auditedReq, auditedKey = start(false, benchUser+"-audited")
-	return plain, audited, plainReq, auditedReq, plainKey, auditedKey
+	return start(true, benchUser+"-unaudited"), start(false, benchUser+"-audited")
 }
 
 // BenchmarkAssignKeyRepeatAudit is what the audit trail costs a repeat
@@ -242,21 +247,21 @@ func auditPair(b *testing.B) (plain, audited *testServer, plainReq, auditedReq *
 // writer commits the records), impl=baseline on one that does not, both on
 // the same emulator, each with its own SQLite registry and its own user.
 func BenchmarkAssignKeyRepeatAudit(b *testing.B) {
-	plain, audited, plainReq, auditedReq, _, _ := auditPair(b)
-	run := func(srv *testServer, req *recoveryv1.AssignKeyRequest) func(b *testing.B) {
+	plain, audited := auditPair(b)
+	run := func(side auditSide) func(b *testing.B) {
 		return func(b *testing.B) {
 			ctx := b.Context()
 			b.ReportAllocs()
 			for b.Loop() {
-				resp, err := srv.client.AssignKey(ctx, req)
+				resp, err := side.srv.client.AssignKey(ctx, side.assign)
 				if err != nil || !resp.GetAlreadyAssigned() {
 					b.Fatalf("repeat AssignKey: %v, %v", resp, err)
 				}
 			}
 		}
 	}
-	b.Run("impl=baseline", run(plain, plainReq))
-	b.Run("impl=ours", run(audited, auditedReq))
+	b.Run("impl=baseline", run(plain))
+	b.Run("impl=ours", run(audited))
 }
 
 // BenchmarkSecureDataAudit is what the audit trail costs a write: a
@@ -264,12 +269,12 @@ func BenchmarkAssignKeyRepeatAudit(b *testing.B) {
 // that audits every call, where the backup and the call's record commit
 // in one transaction, against the same on a server with auditing off.
 func BenchmarkSecureDataAudit(b *testing.B) {
-	plain, audited, _, _, plainKey, auditedKey := auditPair(b)
+	plain, audited := auditPair(b)
 	secret := []byte("share 2 of 3: 8f1c0b7e 4d2a9c61 e07b3f58")
 	checksum := keycrypto.Checksum(secret)
-	run := func(srv *testServer, key *recoveryv1.RecoveryKey) func(b *testing.B) {
+	run := func(side auditSide) func(b *testing.B) {
 		return func(b *testing.B) {
-			pub, err := keycrypto.ParsePublicKeyHex(key.GetPublicKeyHex())
+			pub, err := keycrypto.ParsePublicKeyHex(side.key.GetPublicKeyHex())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -278,7 +283,7 @@ func BenchmarkSecureDataAudit(b *testing.B) {
 				b.Fatal(err)
 			}
 			req := &recoveryv1.SecureDataRequest{
-				Key: &recoveryv1.SecureDataRequest_KeyId{KeyId: key.GetKeyId()},
+				Key: &recoveryv1.SecureDataRequest_KeyId{KeyId: side.key.GetKeyId()},
 				Payload: &recoveryv1.SecureDataRequest_Sealed{Sealed: &recoveryv1.SealedPayload{
 					Ciphertext: ciphertext, ChecksumSha256: checksum,
 				}},
@@ -287,13 +292,13 @@ func BenchmarkSecureDataAudit(b *testing.B) {
 			ctx := b.Context()
 			b.ReportAllocs()
 			for b.Loop() {
-				resp, err := srv.client.SecureData(ctx, req)
+				resp, err := side.srv.client.SecureData(ctx, req)
 				if err != nil || resp.GetBackup().GetBackupId() == "" {
 					b.Fatalf("SecureData: %v, %v", resp, err)
 				}
 			}
 		}
 	}
-	b.Run("impl=baseline", run(plain, plainKey))
-	b.Run("impl=ours", run(audited, auditedKey))
+	b.Run("impl=baseline", run(plain))
+	b.Run("impl=ours", run(audited))
 }
