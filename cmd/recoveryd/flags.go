@@ -45,6 +45,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (ap
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC listen address, host:port")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "admin HTTP address for /metrics, /healthz and /readyz, host:port; empty (--admin-listen=) disables it")
 	fs.BoolVar(&cfg.AdminListenPublic, "admin-listen-public", cfg.AdminListenPublic, "allow a non-loopback --admin-listen: its endpoints need no credentials, so say so only where a network policy decides who reaches it")
+	fs.BoolVar(&cfg.AdminPprof, "admin-pprof", cfg.AdminPprof, "also serve Go's runtime profiles (CPU, heap, allocations, blocking, mutexes, goroutines) under /debug/pprof/ on a loopback --admin-listen, for profiling under load")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the SQLite registry and the embedded sandbox's state")
 	fs.StringVar(&cfg.Environment, "environment", cfg.Environment, "development or production (production refuses http:// upstreams and the embedded sandbox)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "minimum log level: debug, info, warn or error")

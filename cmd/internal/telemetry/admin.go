@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -103,4 +104,20 @@ func ServeAdminListener(ctx context.Context, ln net.Listener, h http.Handler) er
 		return fmt.Errorf("telemetry: stopping the admin server on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// WithProfiling serves Go's runtime profiles (net/http/pprof: CPU, heap,
+// allocations, blocking, mutexes, goroutines, execution traces) under
+// /debug/pprof/ beside admin. Profiles hold code locations and sizes, never
+// request data, but taking one costs CPU, so it is for a loopback admin port
+// that an operator turned it on for.
+func WithProfiling(admin http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // the named profiles: heap, allocs, block, goroutine, …
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", admin)
+	return mux
 }

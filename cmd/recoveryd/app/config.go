@@ -96,6 +96,10 @@ type Config struct {
 	// endpoints need no credentials, so serving them beyond the host is a
 	// decision an operator states (a network policy limits who reaches it).
 	AdminListenPublic bool
+	// AdminPprof serves Go's runtime profiles under /debug/pprof/ on the
+	// admin server, for profiling under load; only on a loopback
+	// AdminListen, since taking a profile costs CPU.
+	AdminPprof bool
 	// DataDir holds the SQLite registry and the embedded sandbox's state.
 	DataDir string
 	// Environment is envDevelopment or envProduction.
@@ -255,6 +259,13 @@ func (c Config) validate(getenv func(string) string) error {
 			bad("--admin-listen %q is not host:port (e.g. %s), or empty to disable the admin server", c.AdminListen, defaultAdminListen)
 		} else if reachable, _ := beyondLoopback(c.AdminListen); reachable && !c.AdminListenPublic {
 			bad("--admin-listen %s is reachable beyond this host and /metrics, /healthz and /readyz need no credentials: listen on loopback (e.g. %s), or set --admin-listen-public when a network policy decides who reaches it", c.AdminListen, defaultAdminListen)
+		}
+	}
+	if c.AdminPprof {
+		if c.AdminListen == "" {
+			bad("--admin-pprof is set but the admin server is off (--admin-listen is empty): give a loopback --admin-listen (e.g. %s) to serve /debug/pprof/", defaultAdminListen)
+		} else if reachable, ok := beyondLoopback(c.AdminListen); ok && reachable {
+			bad("--admin-pprof serves runtime profiles, which anyone reaching the port could take at the cost of CPU: use it only with a loopback --admin-listen (e.g. %s), not %s", defaultAdminListen, c.AdminListen)
 		}
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
@@ -480,6 +491,7 @@ func (c Config) attrs() []slog.Attr {
 		slog.String("listen", c.Listen),
 		slog.String("admin_listen", c.AdminListen),
 		slog.Bool("admin_listen_public", c.AdminListenPublic),
+		slog.Bool("admin_pprof", c.AdminPprof),
 		slog.String("data_dir", c.DataDir),
 		slog.String("environment", c.Environment),
 		slog.String("log_level", c.LogLevel.String()),

@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -207,5 +208,51 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 		if strings.HasPrefix(name, "recovery_") && !strings.Contains(string(readme), "`"+name+"`") {
 			t.Errorf("README's metrics table lacks %s", name)
 		}
+	}
+}
+
+// TestAdminPprofServesProfilesOnlyWhenAsked: with --admin-pprof the admin
+// server also serves Go's runtime profiles (here the goroutine profile,
+// which names recoveryd's own serving loop); without it /debug/pprof/ is
+// not there, and /metrics answers either way.
+func TestAdminPprofServesProfilesOnlyWhenAsked(t *testing.T) {
+	upLog, _ := newTestLogger(t)
+	up := startUpstream(t, t.TempDir(), upLog, nil)
+	get := func(addr, path string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(body)
+	}
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pprof=%t", on), func(t *testing.T) {
+			log, logs := newTestLogger(t)
+			cfg := authenticatedConfig(t, up)
+			cfg.AdminPprof = on
+			startReady(t, cfg, log, Options{})
+			addr := adminAddress(t, logs.String())
+
+			code, body := get(addr, "/debug/pprof/goroutine?debug=1")
+			switch {
+			case on && (code != http.StatusOK || !strings.Contains(body, "goroutine profile:") || !strings.Contains(body, "google.golang.org/grpc.(*Server).Serve")):
+				t.Errorf("GET /debug/pprof/goroutine with --admin-pprof: %d, want 200 and a goroutine profile naming grpc's Serve:\n%.400s", code, body)
+			case !on && code != http.StatusNotFound:
+				t.Errorf("GET /debug/pprof/goroutine without --admin-pprof: %d, want 404", code)
+			}
+			if code, _ := get(addr, "/metrics"); code != http.StatusOK {
+				t.Errorf("GET /metrics: %d, want 200", code)
+			}
+		})
 	}
 }

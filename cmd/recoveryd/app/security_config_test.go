@@ -65,6 +65,11 @@ func TestValidateSecurityFlags(t *testing.T) {
 			"--listen :50051 is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. 127.0.0.1:50051)"}},
 		{name: "a host name may resolve anywhere", cfg: base(func(c *Config) { c.Listen = "recoveryd.internal:50051" }), want: []string{
 			"--listen recoveryd.internal:50051 is reachable beyond this host but callers need not authenticate: set --caller-tokens-file (and/or --client-ca), or listen on loopback (e.g. 127.0.0.1:50051)"}},
+		{name: "profiles on the loopback admin server", cfg: base(func(c *Config) { c.AdminPprof = true })},
+		{name: "profiles without the admin server", cfg: base(func(c *Config) { c.AdminListen, c.AdminPprof = "", true }), want: []string{
+			"--admin-pprof is set but the admin server is off (--admin-listen is empty): give a loopback --admin-listen (e.g. 127.0.0.1:9464) to serve /debug/pprof/"}},
+		{name: "profiles beyond loopback, even said public", cfg: base(func(c *Config) { c.AdminListen, c.AdminListenPublic, c.AdminPprof = "0.0.0.0:9464", true, true }), want: []string{
+			"--admin-pprof serves runtime profiles, which anyone reaching the port could take at the cost of CPU: use it only with a loopback --admin-listen (e.g. 127.0.0.1:9464), not 0.0.0.0:9464"}},
 		{name: "admin on every interface", cfg: base(func(c *Config) { c.AdminListen, c.CallerTokensFile = "[::]:9464", callers }), want: []string{
 			"--admin-listen [::]:9464 is reachable beyond this host and /metrics, /healthz and /readyz need no credentials: listen on loopback (e.g. 127.0.0.1:9464), or set --admin-listen-public when a network policy decides who reaches it"}},
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -60,8 +61,17 @@ func startAdmin(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetr
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- telemetry.ServeAdminListener(ctx, ln, tel.AdminHandler(healthReady(hs))) }()
-	log.Info("serving admin endpoints", "address", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	handler, paths := tel.AdminHandler(healthReady(hs)), "/metrics /healthz /readyz"
+	if cfg.AdminPprof {
+		handler, paths = telemetry.WithProfiling(handler), paths+" /debug/pprof/"
+		// Sampled, so that the block and mutex profiles have something to
+		// show: a blocking event about every 100 µs spent blocked, one
+		// contended mutex in 100.
+		runtime.SetBlockProfileRate(int((100 * time.Microsecond).Nanoseconds()))
+		runtime.SetMutexProfileFraction(100)
+	}
+	go func() { served <- telemetry.ServeAdminListener(ctx, ln, handler) }()
+	log.Info("serving admin endpoints", "address", ln.Addr().String(), "paths", paths)
 	return func() error {
 		cancel()
 		return <-served
