@@ -28,7 +28,11 @@
 # PAIR_MAX_SECONDS (180, the bound of each run), BENCH_OUT (bench/out),
 # RECOVERYD_BIN (another recoveryd binary to measure, e.g. a build of the
 # commit before a change), RECOVERYD_GOMEMLIMIT (recoveryd's GOMEMLIMIT;
-# unset by default).
+# unset by default), PAIR_PROFILE (seconds: start recoveryd with
+# --admin-pprof and take a CPU profile of that length at the start of each
+# measured recoveryd run, into $BENCH_OUT/profile-NAME.pb.gz; unset, none).
+# Every report also has each process's CPU per call (cpu_ms_per_call: the
+# client, recoveryd, sandboxd), from /proc and the shell's child times.
 # Smoke: PAIR_ROUNDS=1 DATA_TOTAL=100 LATENCY_TOTAL=256 FILE_TOTAL=4 ASSIGN_TOTAL=200 bench/pairs.sh
 set -euo pipefail
 
@@ -42,6 +46,7 @@ LATENCY_TOTAL=${LATENCY_TOTAL:-2560}
 FILE_TOTAL=${FILE_TOTAL:-40}
 ASSIGN_TOTAL=${ASSIGN_TOTAL:-5000}
 PAIR_MAX_SECONDS=${PAIR_MAX_SECONDS:-180}
+PAIR_PROFILE=${PAIR_PROFILE:-}
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 SERVICE=recovery.v1.RecoveryService
 TOKEN=sandbox-partner-token
@@ -131,7 +136,7 @@ start_recoveryd() {
 	log="$OUT/pairs-recoveryd.log"
 	env ${RECOVERYD_GOMEMLIMIT:+GOMEMLIMIT=$RECOVERYD_GOMEMLIMIT} "$work/recoveryd" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn \
 		--upstream-url "http://127.0.0.1:$sport" --upstream-token-file "$work/token" \
-		--jwks-url "http://127.0.0.1:$sport/.well-known/jwks.json" "$@" >"$log" 2>&1 &
+		--jwks-url "http://127.0.0.1:$sport/.well-known/jwks.json" ${PAIR_PROFILE:+--admin-pprof} "$@" >"$log" 2>&1 &
 	server=$!
 	addr="" admin=""
 	# The addresses are logged at info; warn hides them, so ask the kernel.
@@ -219,23 +224,66 @@ stats_after() {
 	printf '%s\t%s\t%s\t%s\n' "$1" "$g" "$est" "$seen" >>"$work/conns.tsv"
 }
 
+# CPU per call: a process's utime+stime in clock ticks; the shell's
+# waited-for children's user+sys seconds (the client of a run).
+proc_ticks() { if [[ -n $1 ]]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
+# NOTE: times must run in this shell, not in a $(...) subshell, whose
+# children are not the run's.
+child_seconds() {
+	times >"$work/times"
+	awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$work/times"
+}
+cpu_before() {
+	child_seconds >"$work/cpu0"
+	cpu0=("$(cat "$work/cpu0")" "$(proc_ticks "$server")" "$(proc_ticks "$sandbox")")
+}
+# cpu_after REPORT CALLS: adds cpu_ms_per_call to the report.
+cpu_after() {
+	local hz
+	hz=$(getconf CLK_TCK)
+	child_seconds >"$work/cpu1"
+	jq --argjson c "$(cat "$work/cpu1")" --argjson r "$(proc_ticks "$server")" --argjson s "$(proc_ticks "$sandbox")" \
+		--argjson c0 "${cpu0[0]}" --argjson r0 "${cpu0[1]}" --argjson s0 "${cpu0[2]}" --argjson hz "$hz" --argjson n "$2" \
+		'. + {cpu_ms_per_call: {client: (($c - $c0) * 1000 / $n), recoveryd: (($r - $r0) * 1000 / $hz / $n), sandboxd: (($s - $s0) * 1000 / $hz / $n)}}' \
+		"$1" >"$1.tmp" && mv "$1.tmp" "$1"
+}
+# profile_start NAME: with PAIR_PROFILE, a CPU profile of recoveryd taken
+# in the background while the run goes on; profile_wait collects it.
+profiler=""
+profile_start() {
+	[[ -n $PAIR_PROFILE && $1 != *warm* ]] || return 0
+	curl -fsS -o "$OUT/profile-$1.pb.gz" "http://$admin/debug/pprof/profile?seconds=$PAIR_PROFILE" &
+	profiler=$!
+}
+profile_wait() {
+	[[ -n $profiler ]] || return 0
+	wait "$profiler" || echo "bench/pairs: warning: no profile for $1 (did the run end first?)" >&2
+	profiler=""
+}
+
 ghz_run() { # NAME CONCURRENCY TOTAL CALL DATA
 	local report="$OUT/pair-$1.json"
 	start_sampler
+	profile_start "$1"
+	cpu_before
 	tracked timeout --kill-after=5 "$PAIR_MAX_SECONDS" ghz --insecure --call "$4" -d "$5" --total "$3" \
 		--concurrency "$2" --connections $((($2 + 255) / 256)) --timeout 60s --format json "$addr" >"$report" ||
 		fail "ghz $1 failed or ran past ${PAIR_MAX_SECONDS}s"
 	jq '{rps, p50_ns: (.latencyDistribution[] | select(.percentage == 50) | .latency), p99_ns: (.latencyDistribution[] | select(.percentage == 99) | .latency), count, ok: (.statusCodeDistribution.OK // 0), errors: .errorDistribution}' \
 		"$report" >"$report.tmp" && mv "$report.tmp" "$report"
+	cpu_after "$report" "$3"
+	profile_wait "$1"
 	stats_after "$1"
 }
 load_run() { # NAME MODE CONCURRENCY TOTAL
 	local report="$OUT/pair-$1.json" target="http://127.0.0.1:$sport"
-	[[ $2 == grpc-* ]] && { target=$addr; start_sampler; }
+	[[ $2 == grpc-* ]] && { target=$addr; start_sampler; profile_start "$1"; }
+	cpu_before
 	tracked timeout --kill-after=5 "$PAIR_MAX_SECONDS" "$work/load" -mode "$2" -target "$target" -c "$3" -n "$4" \
 		-public-key-hex "$key_hex" -key-id "$key_id" -size "$FILE_BYTES" -max-duration "${PAIR_MAX_SECONDS}s" >"$report" ||
 		fail "load $1 failed: $(cat "$report")"
-	[[ $2 == grpc-* ]] && stats_after "$1"
+	cpu_after "$report" "$4"
+	[[ $2 == grpc-* ]] && { profile_wait "$1"; stats_after "$1"; }
 	return 0
 }
 
@@ -351,6 +399,17 @@ median() {
 		awk -v l="$1" -v d="$2" -v o="$3" -v s="${4:-1}" -v u="${5:-}" \
 			'BEGIN { printf "%-44s %13.1f%s %13.1f%s %7.2fx\n", l, d / s, u, o / s, u, (d > 0 ? o / d : 0) }'
 	}
+	# cpu_row SCENARIO LABEL: median CPU ms per call of each process, each side.
+	cpu_row() {
+		local side who
+		for side in direct ours; do
+			printf '  %s, %s: CPU ms per call:' "${2% rps}" "$([[ $side == direct ]] && echo direct || echo recoveryd)"
+			for who in client recoveryd sandboxd; do
+				printf ' %s %.3f' "$who" "$(jq -s "map(.cpu_ms_per_call.$who) | sort | .[(length - 1) / 2 | floor]" "$OUT"/pair-$1-$side-*.json)"
+			done
+			echo
+		done
+	}
 	for s in data data-pg latency; do
 		ls "$OUT"/pair-$s-ours-*.json >/dev/null 2>&1 || continue
 		label="SecureData c=20 rps"
@@ -358,6 +417,7 @@ median() {
 		[[ $s == latency ]] && label="SecureData 50ms c=256 rps"
 		row "$label" "$(median rps "$OUT"/pair-$s-direct-*.json)" "$(median rps "$OUT"/pair-$s-ours-*.json)"
 		[[ $s == latency ]] && row "SecureData 50ms c=256 p99" "$(median p99_ns "$OUT"/pair-$s-direct-*.json)" "$(median p99_ns "$OUT"/pair-$s-ours-*.json)" 1e6 ms
+		cpu_row "$s" "$label"
 		errs=$(jq -s '[.[] | .count - .ok] | add' "$OUT"/pair-$s-ours-*.json "$OUT"/pair-$s-direct-*.json)
 		echo "  $s: failed calls, both sides, all rounds: $errs"
 	done
@@ -369,9 +429,11 @@ median() {
 	fi
 	if ls "$OUT"/pair-file-ours-*.json >/dev/null 2>&1; then
 		row "SecureFile 10 MiB c=4 MB/s" "$(median bytes_per_sec "$OUT"/pair-file-direct-*.json)" "$(median bytes_per_sec "$OUT"/pair-file-ours-*.json)" 1e6
+		cpu_row file "SecureFile 10 MiB c=4"
 	fi
 	if ls "$OUT"/pair-assign-ours-*.json >/dev/null 2>&1; then
 		row "AssignKey repeat vs Health/Check c=4 rps" "$(median rps "$OUT"/pair-assign-direct-*.json)" "$(median rps "$OUT"/pair-assign-ours-*.json)"
+		cpu_row assign "AssignKey repeat vs Health/Check c=4"
 	fi
 	if [[ -s $work/mem.tsv ]]; then
 		echo
