@@ -242,6 +242,10 @@ func build(ctx context.Context, cfg Config, log *slog.Logger, opts Options) (_ *
 	if a.grpc, err = newGRPCServer(log.With("component", "grpc"), svc, a.health, service.StatusFromValidation, sec, overloadFromConfig(cfg), opts.CallFinished); err != nil {
 		return nil, err
 	}
+	// serve stops the server; this stops one that never served (a start
+	// that failed later), whose stream workers would otherwise stay. Last
+	// in, so it runs first: before the audit writer and the registry close.
+	a.closers = append(a.closers, func() error { a.grpc.Stop(); return nil })
 	// The operators' service, on the same port and through the same chain
 	// (whose operator position admits operators only); reflection lists it.
 	recoveryv1.RegisterRecoveryAdminServiceServer(a.grpc, service.NewAdmin(svc))
