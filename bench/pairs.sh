@@ -30,7 +30,9 @@
 # commit before a change), RECOVERYD_GOMEMLIMIT (recoveryd's GOMEMLIMIT;
 # unset by default), PAIR_PROFILE (seconds: start recoveryd with
 # --admin-pprof and take a CPU profile of that length at the start of each
-# measured recoveryd run, into $BENCH_OUT/profile-NAME.pb.gz; unset, none).
+# measured recoveryd run, into $BENCH_OUT/profile-NAME.pb.gz; unset, none),
+# FILE_CHUNK_BYTES (1 MiB: the SecureFile chunk the clients send, 16 KiB to
+# 1 MiB; recoveryd's memory per upload follows it).
 # Every report also has each process's CPU per call (cpu_ms_per_call: the
 # client, recoveryd, sandboxd), from /proc and the shell's child times.
 # Smoke: PAIR_ROUNDS=1 DATA_TOTAL=100 LATENCY_TOTAL=256 FILE_TOTAL=4 ASSIGN_TOTAL=200 bench/pairs.sh
@@ -52,6 +54,7 @@ SERVICE=recovery.v1.RecoveryService
 TOKEN=sandbox-partner-token
 START_SECONDS=60
 FILE_BYTES=$((10 << 20))
+FILE_CHUNK_BYTES=${FILE_CHUNK_BYTES:-$((1 << 20))}
 
 fail() {
 	echo "bench/pairs: $*" >&2
@@ -280,7 +283,7 @@ load_run() { # NAME MODE CONCURRENCY TOTAL
 	[[ $2 == grpc-* ]] && { target=$addr; start_sampler; profile_start "$1"; }
 	cpu_before
 	tracked timeout --kill-after=5 "$PAIR_MAX_SECONDS" "$work/load" -mode "$2" -target "$target" -c "$3" -n "$4" \
-		-public-key-hex "$key_hex" -key-id "$key_id" -size "$FILE_BYTES" -max-duration "${PAIR_MAX_SECONDS}s" >"$report" ||
+		-public-key-hex "$key_hex" -key-id "$key_id" -size "$FILE_BYTES" -chunk-bytes "$FILE_CHUNK_BYTES" -max-duration "${PAIR_MAX_SECONDS}s" >"$report" ||
 		fail "load $1 failed: $(cat "$report")"
 	cpu_after "$report" "$4"
 	[[ $2 == grpc-* ]] && { profile_wait "$1"; stats_after "$1"; }
@@ -307,6 +310,7 @@ vmhwm() { awk '/^VmHWM/ { print $2 }' "/proc/$server/status"; }
 	echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo ' (working tree differs)')"
 	echo "recoveryd: ${RECOVERYD_BIN:-built from this tree}${RECOVERYD_GOMEMLIMIT:+, GOMEMLIMIT=$RECOVERYD_GOMEMLIMIT}"
+	echo "files:   $((FILE_BYTES >> 20)) MiB in $((FILE_CHUNK_BYTES >> 10)) KiB chunks"
 	echo "cpu:     $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg) at start"
 } | tee "$OUT/pairs.txt"
 : >"$work/conns.tsv"

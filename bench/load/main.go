@@ -10,7 +10,7 @@
 //	             encrypt the plaintext, SHA-256 it, POST secure/data as JSON
 //	             over a keep-alive HTTP client
 //	direct-file  POST secure/file as a streamed multipart body
-//	grpc-file    recoveryd SecureFile: a header, then 1 MiB chunks
+//	grpc-file    recoveryd SecureFile: a header, then -chunk-bytes chunks
 //
 // Every run is bounded by -n calls and -max-duration; each call by
 // -timeout. It prints one JSON report (count, ok, errors, rps, latency
@@ -49,9 +49,12 @@ import (
 	recoveryv1 "github.com/walletprovider/recoveryservice/gen/recovery/v1"
 )
 
-// chunkSize is what the gRPC client sends per SecureFile message and the
-// direct client writes to the multipart body at a time.
-const chunkSize = 1 << 20
+// minChunk and maxChunk bound -chunk-bytes: what recoveryd accepts for a
+// SecureFile chunk but the last.
+const (
+	minChunk = 16 << 10
+	maxChunk = 1 << 20
+)
 
 type options struct {
 	mode        string
@@ -62,6 +65,7 @@ type options struct {
 	concurrency int
 	total       int
 	size        int
+	chunk       int
 	plaintext   int
 	timeout     time.Duration
 	maxDuration time.Duration
@@ -92,6 +96,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "c", 4, "calls in flight at once")
 	flag.IntVar(&o.total, "n", 100, "calls in all")
 	flag.IntVar(&o.size, "size", 10<<20, "file bytes per call (*-file)")
+	flag.IntVar(&o.chunk, "chunk-bytes", maxChunk, "bytes per SecureFile chunk message (grpc-file) and per write of the multipart body (direct-file), 16 KiB to 1 MiB")
 	flag.IntVar(&o.plaintext, "plaintext-bytes", 64, "plaintext bytes per call (direct-data)")
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound of one call")
 	flag.DurationVar(&o.maxDuration, "max-duration", 5*time.Minute, "bound of the whole run; calls not started by then are not made")
@@ -105,6 +110,9 @@ func main() {
 func run(o options) error {
 	if o.concurrency < 1 || o.total < 1 || o.size < 1 || o.target == "" {
 		return errors.New("-target, and -c, -n, -size of at least 1, are required")
+	}
+	if o.chunk < minChunk || o.chunk > maxChunk {
+		return fmt.Errorf("-chunk-bytes %d: give %d to %d", o.chunk, minChunk, maxChunk)
 	}
 	var call func(ctx context.Context) error
 	switch o.mode {
@@ -126,7 +134,7 @@ func run(o options) error {
 			return err
 		}
 		defer func() { _ = conn.Close() }()
-		g := &grpcFile{client: recoveryv1.NewRecoveryServiceClient(conn), keyID: o.keyID, file: fileBytes(o.size)}
+		g := &grpcFile{client: recoveryv1.NewRecoveryServiceClient(conn), keyID: o.keyID, file: fileBytes(o.size), chunk: o.chunk}
 		if g.keyID == "" {
 			return errors.New("grpc-file needs -key-id")
 		}
@@ -224,6 +232,7 @@ type direct struct {
 	http                *http.Client
 	plaintext           []byte
 	file                []byte
+	chunk               int
 }
 
 func newDirect(o options) (*direct, error) {
@@ -249,7 +258,7 @@ func newDirect(o options) (*direct, error) {
 		http: &http.Client{Transport: t}, plaintext: bytes.Repeat([]byte{'s'}, o.plaintext),
 	}
 	if o.mode == "direct-file" {
-		d.file = fileBytes(o.size)
+		d.file, d.chunk = fileBytes(o.size), o.chunk
 	}
 	return d, nil
 }
@@ -282,7 +291,7 @@ func (d *direct) secureFile(ctx context.Context) error {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
-		pw.CloseWithError(writeForm(mw, d.keyHex, d.file))
+		pw.CloseWithError(writeForm(mw, d.keyHex, d.file, d.chunk))
 	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+"/v1/partner/secure/file", pr)
 	if err != nil {
@@ -296,8 +305,8 @@ func (d *direct) secureFile(ctx context.Context) error {
 }
 
 // writeForm writes the secure/file multipart body: public_key, metadata,
-// then the file in chunkSize writes.
-func writeForm(mw *multipart.Writer, keyHex string, file []byte) error {
+// then the file in writes of chunk bytes.
+func writeForm(mw *multipart.Writer, keyHex string, file []byte, chunk int) error {
 	if err := mw.WriteField("public_key", keyHex); err != nil {
 		return err
 	}
@@ -311,8 +320,8 @@ func writeForm(mw *multipart.Writer, keyHex string, file []byte) error {
 	if err != nil {
 		return err
 	}
-	for off := 0; off < len(file); off += chunkSize {
-		if _, err := w.Write(file[off:min(off+chunkSize, len(file))]); err != nil {
+	for off := 0; off < len(file); off += chunk {
+		if _, err := w.Write(file[off:min(off+chunk, len(file))]); err != nil {
 			return err
 		}
 	}
@@ -347,6 +356,7 @@ type grpcFile struct {
 	client recoveryv1.RecoveryServiceClient
 	keyID  string
 	file   []byte
+	chunk  int
 }
 
 func (g *grpcFile) secureFile(ctx context.Context) error {
@@ -361,8 +371,8 @@ func (g *grpcFile) secureFile(ctx context.Context) error {
 	if err := stream.Send(&recoveryv1.SecureFileRequest{Msg: &recoveryv1.SecureFileRequest_Header{Header: header}}); err != nil {
 		return err
 	}
-	for off := 0; off < len(g.file); off += chunkSize {
-		chunk := g.file[off:min(off+chunkSize, len(g.file))]
+	for off := 0; off < len(g.file); off += g.chunk {
+		chunk := g.file[off:min(off+g.chunk, len(g.file))]
 		if err := stream.Send(&recoveryv1.SecureFileRequest{Msg: &recoveryv1.SecureFileRequest_Chunk{Chunk: chunk}}); err != nil {
 			break // the status comes with CloseAndRecv
 		}
