@@ -3,7 +3,6 @@ package app
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -43,21 +42,12 @@ type scrape map[string]*dto.MetricFamily
 // scrapeMetrics GETs /metrics from the admin server at addr.
 func scrapeMetrics(t *testing.T, addr string) scrape {
 	t.Helper()
-	req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	code, body := adminGet(t, addr, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", code)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("/metrics is not Prometheus text: %v\n%s", err, body)
 	}
@@ -218,23 +208,6 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 func TestAdminPprofServesProfilesOnlyWhenAsked(t *testing.T) {
 	upLog, _ := newTestLogger(t)
 	up := startUpstream(t, t.TempDir(), upLog, nil)
-	get := func(addr, path string) (int, string) {
-		t.Helper()
-		req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, string(body)
-	}
 	for _, on := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pprof=%t", on), func(t *testing.T) {
 			log, logs := newTestLogger(t)
@@ -243,14 +216,14 @@ func TestAdminPprofServesProfilesOnlyWhenAsked(t *testing.T) {
 			startReady(t, cfg, log, Options{})
 			addr := adminAddress(t, logs.String())
 
-			code, body := get(addr, "/debug/pprof/goroutine?debug=1")
+			code, body := adminGet(t, addr, "/debug/pprof/goroutine?debug=1")
 			switch {
 			case on && (code != http.StatusOK || !strings.Contains(body, "goroutine profile:") || !strings.Contains(body, "google.golang.org/grpc.(*Server).Serve")):
 				t.Errorf("GET /debug/pprof/goroutine with --admin-pprof: %d, want 200 and a goroutine profile naming grpc's Serve:\n%.400s", code, body)
 			case !on && code != http.StatusNotFound:
 				t.Errorf("GET /debug/pprof/goroutine without --admin-pprof: %d, want 404", code)
 			}
-			if code, _ := get(addr, "/metrics"); code != http.StatusOK {
+			if code, _ := adminGet(t, addr, "/metrics"); code != http.StatusOK {
 				t.Errorf("GET /metrics: %d, want 200", code)
 			}
 		})

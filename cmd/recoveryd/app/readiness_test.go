@@ -266,7 +266,14 @@ func wantHealth(t *testing.T, srv *testServer, admin string, want healthpb.Healt
 // getReadyz GETs /readyz from the admin server at addr.
 func getReadyz(t *testing.T, addr string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+"/readyz", nil)
+	code, body := adminGet(t, addr, "/readyz")
+	return code, strings.TrimSpace(body)
+}
+
+// adminGet GETs path from the admin server at addr: its status and body.
+func adminGet(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +286,7 @@ func getReadyz(t *testing.T, addr string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, strings.TrimSpace(string(body))
+	return resp.StatusCode, string(body)
 }
 
 // waitPings waits until the registry has been pinged n more times (its
