@@ -34,7 +34,8 @@
 # FILE_CHUNK_BYTES (1 MiB: the SecureFile chunk the clients send, 16 KiB to
 # 1 MiB; recoveryd's memory per upload follows it).
 # Every report also has each process's CPU per call (cpu_ms_per_call: the
-# client, recoveryd, sandboxd), from /proc and the shell's child times.
+# client, recoveryd, sandboxd), from /proc and the shell's child times;
+# the client's includes its start-up, so small totals overstate it.
 # Smoke: PAIR_ROUNDS=1 DATA_TOTAL=100 LATENCY_TOTAL=256 FILE_TOTAL=4 ASSIGN_TOTAL=200 bench/pairs.sh
 set -euo pipefail
 
@@ -236,17 +237,18 @@ child_seconds() {
 	times >"$work/times"
 	awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$work/times"
 }
-cpu_before() {
-	child_seconds >"$work/cpu0"
-	cpu0=("$(cat "$work/cpu0")" "$(proc_ticks "$server")" "$(proc_ticks "$sandbox")")
+# cpu_mark VAR: the CPU used so far by the run's client, recoveryd and
+# sandboxd, into the array VAR; taken right before and right after a run,
+# so that what the script itself runs (jq, curl) is not counted.
+cpu_mark() {
+	child_seconds >"$work/cpu"
+	local -n into=$1
+	into=("$(cat "$work/cpu")" "$(proc_ticks "$server")" "$(proc_ticks "$sandbox")")
 }
-# cpu_after REPORT CALLS: adds cpu_ms_per_call to the report.
-cpu_after() {
-	local hz
-	hz=$(getconf CLK_TCK)
-	child_seconds >"$work/cpu1"
-	jq --argjson c "$(cat "$work/cpu1")" --argjson r "$(proc_ticks "$server")" --argjson s "$(proc_ticks "$sandbox")" \
-		--argjson c0 "${cpu0[0]}" --argjson r0 "${cpu0[1]}" --argjson s0 "${cpu0[2]}" --argjson hz "$hz" --argjson n "$2" \
+# cpu_write REPORT CALLS: adds cpu_ms_per_call, from cpu0 to cpu1, to the report.
+cpu_write() {
+	jq --argjson c "${cpu1[0]}" --argjson r "${cpu1[1]}" --argjson s "${cpu1[2]}" \
+		--argjson c0 "${cpu0[0]}" --argjson r0 "${cpu0[1]}" --argjson s0 "${cpu0[2]}" --argjson hz "$(getconf CLK_TCK)" --argjson n "$2" \
 		'. + {cpu_ms_per_call: {client: (($c - $c0) * 1000 / $n), recoveryd: (($r - $r0) * 1000 / $hz / $n), sandboxd: (($s - $s0) * 1000 / $hz / $n)}}' \
 		"$1" >"$1.tmp" && mv "$1.tmp" "$1"
 }
@@ -268,24 +270,26 @@ ghz_run() { # NAME CONCURRENCY TOTAL CALL DATA
 	local report="$OUT/pair-$1.json"
 	start_sampler
 	profile_start "$1"
-	cpu_before
+	cpu_mark cpu0
 	tracked timeout --kill-after=5 "$PAIR_MAX_SECONDS" ghz --insecure --call "$4" -d "$5" --total "$3" \
 		--concurrency "$2" --connections $((($2 + 255) / 256)) --timeout 60s --format json "$addr" >"$report" ||
 		fail "ghz $1 failed or ran past ${PAIR_MAX_SECONDS}s"
+	cpu_mark cpu1
 	jq '{rps, p50_ns: (.latencyDistribution[] | select(.percentage == 50) | .latency), p99_ns: (.latencyDistribution[] | select(.percentage == 99) | .latency), count, ok: (.statusCodeDistribution.OK // 0), errors: .errorDistribution}' \
 		"$report" >"$report.tmp" && mv "$report.tmp" "$report"
-	cpu_after "$report" "$3"
+	cpu_write "$report" "$3"
 	profile_wait "$1"
 	stats_after "$1"
 }
 load_run() { # NAME MODE CONCURRENCY TOTAL
 	local report="$OUT/pair-$1.json" target="http://127.0.0.1:$sport"
 	[[ $2 == grpc-* ]] && { target=$addr; start_sampler; profile_start "$1"; }
-	cpu_before
+	cpu_mark cpu0
 	tracked timeout --kill-after=5 "$PAIR_MAX_SECONDS" "$work/load" -mode "$2" -target "$target" -c "$3" -n "$4" \
 		-public-key-hex "$key_hex" -key-id "$key_id" -size "$FILE_BYTES" -chunk-bytes "$FILE_CHUNK_BYTES" -max-duration "${PAIR_MAX_SECONDS}s" >"$report" ||
 		fail "load $1 failed: $(cat "$report")"
-	cpu_after "$report" "$4"
+	cpu_mark cpu1
+	cpu_write "$report" "$4"
 	[[ $2 == grpc-* ]] && { profile_wait "$1"; stats_after "$1"; }
 	return 0
 }

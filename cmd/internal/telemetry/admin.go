@@ -110,11 +110,12 @@ func ServeAdminListener(ctx context.Context, ln net.Listener, h http.Handler) er
 // allocations, blocking, mutexes, goroutines, execution traces) under
 // /debug/pprof/ beside admin. Profiles hold code locations and sizes, never
 // request data, but taking one costs CPU, so it is for a loopback admin port
-// that an operator turned it on for.
+// that an operator turned it on for. The command line (pprof.Cmdline) is
+// left out, so Index answers it 404: a development --database-url may
+// hold a password.
 func WithProfiling(admin http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // the named profiles: heap, allocs, block, goroutine, …
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)

@@ -204,7 +204,8 @@ func TestMetricsAfterRealCalls(t *testing.T) {
 // TestAdminPprofServesProfilesOnlyWhenAsked: with --admin-pprof the admin
 // server also serves Go's runtime profiles (here the goroutine profile,
 // which names recoveryd's own serving loop); without it /debug/pprof/ is
-// not there, and /metrics answers either way.
+// not there, and /metrics answers either way. The command line is not
+// served in either case.
 func TestAdminPprofServesProfilesOnlyWhenAsked(t *testing.T) {
 	upLog, _ := newTestLogger(t)
 	up := startUpstream(t, t.TempDir(), upLog, nil)
@@ -222,6 +223,11 @@ func TestAdminPprofServesProfilesOnlyWhenAsked(t *testing.T) {
 				t.Errorf("GET /debug/pprof/goroutine with --admin-pprof: %d, want 200 and a goroutine profile naming grpc's Serve:\n%.400s", code, body)
 			case !on && code != http.StatusNotFound:
 				t.Errorf("GET /debug/pprof/goroutine without --admin-pprof: %d, want 404", code)
+			}
+			// The command line is never served: a development
+			// --database-url may carry a password.
+			if code, body := adminGet(t, addr, "/debug/pprof/cmdline"); code != http.StatusNotFound {
+				t.Errorf("GET /debug/pprof/cmdline: %d, want 404:\n%.200s", code, body)
 			}
 			if code, _ := adminGet(t, addr, "/metrics"); code != http.StatusOK {
 				t.Errorf("GET /metrics: %d, want 200", code)
